@@ -1,0 +1,154 @@
+"""One file per model: the TorchScript module plus the metadata needed to run it without training code.
+
+The metadata travels inside the TorchScript archive (``protophone.json``), so a model file cannot be
+separated from its sample rate, framing, class names and prototype-to-class map.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from engine.config import AnalysisConfig
+from engine.errors import ModelFileError
+
+METADATA_NAME = "protophone.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a host needs to know about a model file.
+
+    ``reference_pitch`` is each prototype's pitch as a MIDI number (``None`` where unknown): timbre transfer
+    maps the input's absolute pitch onto the target prototype with it.
+    """
+
+    sample_rate: int
+    n_fft: int
+    hop: int
+    n_mels: int
+    class_names: tuple[str, ...]
+    prototype_classes: tuple[int, ...]
+    reference_pitch: tuple[float | None, ...]
+    lookahead: int = 0
+    pitch_mode: str = "hz"
+    f_min: float = 0.0
+    f_max: float = 0.0
+    extra: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        n_classes = len(self.class_names)
+        if not n_classes:
+            raise ValueError("a model needs at least one class name")
+        if any(not 0 <= c < n_classes for c in self.prototype_classes):
+            raise ValueError(f"prototype_classes must index class_names (0..{n_classes - 1})")
+        if len(self.reference_pitch) != len(self.prototype_classes):
+            raise ValueError("reference_pitch needs one entry per prototype")
+        if set(self.prototype_classes) != set(range(n_classes)):
+            raise ValueError("every class needs at least one prototype")
+
+    @property
+    def analysis(self) -> AnalysisConfig:
+        return AnalysisConfig(self.sample_rate, self.n_fft, self.hop, self.n_mels, self.f_min, self.f_max)
+
+    @property
+    def n_prototypes(self) -> int:
+        return len(self.prototype_classes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelMetadata":
+        data = json.loads(text)
+        for key in ("class_names", "prototype_classes", "reference_pitch"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A scripted model ready to run, its metadata, and the device it lives on."""
+
+    module: torch.jit.ScriptModule
+    metadata: ModelMetadata
+    device: torch.device
+
+
+@contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Keep torch.jit's deprecation warnings (script/save/load) away from users: TorchScript is the chosen
+    portable format here, and the warning offers nothing they can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
+        yield
+
+
+def save_model(model: torch.nn.Module, metadata: ModelMetadata, path: str | Path) -> Path:
+    """Script ``model`` and write it with ``metadata`` to ``path`` atomically (no half-written file)."""
+    if getattr(model, "n_prototypes", metadata.n_prototypes) != metadata.n_prototypes:
+        raise ValueError(f"model has {model.n_prototypes} prototypes, metadata describes {metadata.n_prototypes}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    with quiet_torchscript():
+        scripted = torch.jit.script(model.cpu())
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(handle)
+        try:
+            torch.jit.save(scripted, tmp_name, _extra_files={METADATA_NAME: metadata.to_json()})
+            os.replace(tmp_name, path)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+    model.train(was_training)
+    return path
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cuda"`` when asked for and present; a clear error when asked for and absent."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelFileError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ModelFileError(f"unsupported device {device.type!r}; use 'cpu' or 'cuda'")
+    return device
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model file written by :func:`save_model`; raise :class:`ModelFileError` with a reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    device = resolve_device(device)
+    extra = {METADATA_NAME: ""}
+    try:
+        with quiet_torchscript():
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as error:  # torch raises many types for a damaged archive
+        raise ModelFileError(f"{path} is not a readable TorchScript model ({error.__class__.__name__}); "
+                             "export it again from training, or pick another preset") from None
+    if not extra[METADATA_NAME]:
+        raise ModelFileError(f"{path} is a TorchScript file without Protophone metadata; export it with training")
+    try:
+        metadata = ModelMetadata.from_json(extra[METADATA_NAME])
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelFileError(f"{path} has invalid metadata: {error}") from None
+    if metadata.format_version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model format {metadata.format_version}; this engine reads {FORMAT_VERSION}")
+    if int(module.n_prototypes) != metadata.n_prototypes or int(module.n_mels) != metadata.n_mels:
+        raise ModelFileError(f"{path}: the module and its metadata disagree on the number of prototypes or bands")
+    module.eval()
+    return LoadedModel(module, metadata, device)

@@ -1,0 +1,64 @@
+"""The streaming log-mel front end: audio blocks of any size in, model frames out.
+
+``x = (log10(mel(|STFT|^2) + 1e-10) + 10) / 17`` per frame (DESIGN section 1).  The batch function and the
+streaming class share :func:`spectra_to_frames`, so they agree to the last bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import AnalysisConfig
+from engine.mel import LOG_OFFSET, LOG_SCALE, power_to_x
+from engine.stft import StreamingSTFT, stft
+
+
+def spectra_to_frames(spectra: np.ndarray, config: AnalysisConfig) -> np.ndarray:
+    """Complex STFT frames ``(n, n_bins)`` to model frames ``(n, n_mels)`` float32."""
+    power = spectra.real**2 + spectra.imag**2
+    return power_to_x(power @ config.filterbank.T).astype(np.float32)
+
+
+def log_mel(audio: np.ndarray, config: AnalysisConfig) -> np.ndarray:
+    """Model frames of a whole signal (batch path), shape ``(n_frames, n_mels)``."""
+    return spectra_to_frames(stft(audio, config.n_fft, config.hop), config)
+
+
+def full_scale_db(config: AnalysisConfig) -> float:
+    """Summed mel power (dB) of a full-scale sine: the 0 dB reference of :func:`frame_level_db`.
+
+    Adjacent HTK triangles sum to one between band centres, so the summed mel power of a sine equals its
+    one-sided windowed energy, ``3 n_fft^2 / 32`` for a periodic Hann window.
+    """
+    return float(10.0 * np.log10(3.0 * config.n_fft**2 / 32.0))
+
+
+def frame_level_db(frames: np.ndarray, config: AnalysisConfig) -> np.ndarray:
+    """Level of each model frame in dB relative to a full-scale sine (silence is about -160 dB).
+
+    Computed from the frames alone, so offline evaluation and the live gate use the same number.
+    """
+    frames64 = np.asarray(frames, dtype=np.float64)
+    peak = frames64.max(axis=-1, keepdims=True) if frames64.size else frames64
+    # log-sum-exp in the power domain, anchored at the loudest band for numerical range
+    summed = np.log10(np.sum(10.0 ** ((frames64 - peak) * LOG_SCALE), axis=-1)) + peak[..., 0] * LOG_SCALE
+    return 10.0 * (summed - LOG_OFFSET) - full_scale_db(config)
+
+
+class LogMelFrontEnd:
+    """Streaming analysis: push audio at the model's sample rate, get the frames it completes.
+
+    Also returns the complex spectra, which input-phase synthesis reuses.
+    """
+
+    def __init__(self, config: AnalysisConfig) -> None:
+        self.config = config
+        self._stft = StreamingSTFT(config.n_fft, config.hop)
+
+    def reset(self) -> None:
+        self._stft.reset()
+
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(frames (n, n_mels) float32, spectra (n, n_bins) complex)`` for the completed frames."""
+        spectra = self._stft.push(samples)
+        return spectra_to_frames(spectra, self.config), spectra

@@ -1,0 +1,265 @@
+"""The playable-prototype model: K spectra, a causal transformation predictor, and their renderer.
+
+For every frame ``x_t`` and prototype ``P_k`` the predictor outputs six numbers, each bounded by
+``scale * tanh`` (DESIGN section 1): pitch ``p`` (frequency scaling ``s = exp(p)``), gain ``g`` and two
+shelves ``(f_lo, G_lo)``, ``(f_hi, G_hi)``.  The reconstruction ``R_k(x)_t`` is ``P_k`` transposed, then
+level-shifted, then shelved; ``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the prototypes.
+
+The predictor only looks back (causal dilated convolutions) plus an optional fixed look-ahead of ``L``
+frames, so :meth:`PrototypeModel.step` on consecutive chunks of frames gives what :meth:`forward` gives on
+the whole clip.  The module is TorchScript-compatible; :mod:`engine.export` writes and reads it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PARAMETER_NAMES = ("pitch", "gain", "low_freq", "low_gain", "high_freq", "high_gain")
+PARAMETER_BOUNDS = (1.0, 0.5, 0.25, 0.25, 0.25, 0.25)
+N_PARAMETERS = len(PARAMETER_NAMES)
+
+
+class CausalConv1d(nn.Module):
+    """A dilated convolution over time that sees only the past, with a cache for streaming.
+
+    ``forward`` zero-pads the past of a whole clip; ``step`` prepends the cached tail of the previous chunk
+    instead.  Zero is silence in model units, so a stream that starts from a reset cache is exactly a clip
+    that starts at its first frame.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.context = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.register_buffer("cache", torch.zeros(1, in_channels, self.context), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``(batch, channels, time)`` → ``(batch, out_channels, time)``."""
+        return self.conv(F.pad(x, (self.context, 0)))
+
+    @torch.jit.export
+    def step(self, x: Tensor) -> Tensor:
+        """Continue a single stream (batch 1) with the next chunk of frames."""
+        padded = torch.cat([self.cache, x], dim=2)
+        self.cache = padded[:, :, padded.shape[2] - self.context :]
+        return self.conv(padded)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.cache = torch.zeros_like(self.cache)
+
+
+class CausalBlock(nn.Module):
+    """Residual block: causal dilated convolution, per-frame layer norm, GELU."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = CausalConv1d(channels, channels, kernel_size, dilation)
+        self.norm = nn.LayerNorm(channels)
+
+    def _activate(self, h: Tensor) -> Tensor:
+        return F.gelu(self.norm(h.transpose(1, 2)).transpose(1, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self._activate(self.conv(x))
+
+    @torch.jit.export
+    def step(self, x: Tensor) -> Tensor:
+        return x + self._activate(self.conv.step(x))
+
+    @torch.jit.export
+    def reset(self) -> None:
+        self.conv.reset()
+
+
+class TransformationPredictor(nn.Module):
+    """Frames ``(batch, time, n_mels)`` → raw (unbounded) parameters ``(batch, time, K, 6)``.
+
+    A frame-wise input projection, a stack of causal residual blocks with growing dilation (receptive
+    field ``1 + (kernel - 1) * sum(dilations)`` frames), and a linear head initialised near zero so that
+    training starts from identity transformations (the curriculum's first stage).
+    """
+
+    def __init__(
+        self, n_mels: int, n_prototypes: int, channels: int, kernel_size: int, dilations: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.n_prototypes = n_prototypes
+        self.input = nn.Linear(n_mels, channels)
+        self.blocks = nn.ModuleList([CausalBlock(channels, kernel_size, d) for d in dilations])
+        self.head = nn.Linear(channels, n_prototypes * N_PARAMETERS)
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.zeros_(self.head.bias)
+        self.receptive_field = 1 + (kernel_size - 1) * sum(dilations)
+
+    def _head(self, h: Tensor) -> Tensor:
+        out = self.head(h.transpose(1, 2))
+        return out.reshape(out.shape[0], out.shape[1], self.n_prototypes, -1)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        h = self.input(frames).transpose(1, 2)
+        for block in self.blocks:
+            h = block(h)
+        return self._head(h)
+
+    @torch.jit.export
+    def step(self, frames: Tensor) -> Tensor:
+        """``frames``: ``(1, n, n_mels)``, the next ``n`` frames of a single stream."""
+        h = self.input(frames).transpose(1, 2)
+        for block in self.blocks:
+            h = block.step(h)
+        return self._head(h)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        for block in self.blocks:
+            block.reset()
+
+
+class PrototypeModel(nn.Module):
+    """K prototypes, their transformation predictor, and the renderer of transformed prototypes.
+
+    ``pitch_mode`` ``"hz"`` (default) makes pitch a true transposition: band ``j`` (centre ``f_j``) reads
+    the prototype at the fractional band whose centre is ``f_j / s``.  ``"linear"`` reproduces the paper's
+    stretch of the band axis (band ``j`` reads band ``j / s``), kept only to compare against.
+    """
+
+    def __init__(
+        self,
+        n_prototypes: int,
+        band_centres_hz: np.ndarray,
+        lookahead: int = 0,
+        pitch_mode: str = "hz",
+        channels: int = 128,
+        kernel_size: int = 3,
+        dilations: tuple[int, ...] = (1, 2, 4, 8),
+    ) -> None:
+        super().__init__()
+        if pitch_mode not in ("hz", "linear"):
+            raise ValueError(f"pitch_mode must be 'hz' or 'linear', got {pitch_mode!r}")
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
+        n_mels = len(band_centres_hz)
+        self.n_prototypes = n_prototypes
+        self.n_mels = n_mels
+        self.lookahead = lookahead
+        self.linear_pitch = pitch_mode == "linear"
+        self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
+        self.theta = nn.Parameter(torch.tensor(-4.0))
+        self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations)
+
+        centres = np.asarray(band_centres_hz, dtype=np.float64)
+        centre_mels = 2595.0 * np.log10(1.0 + centres / 700.0)
+        self.mels_per_log = float(2595.0 / math.log(10.0) / np.mean(np.diff(centre_mels)))
+        self.register_buffer("bounds", torch.tensor(PARAMETER_BOUNDS))
+        self.register_buffer("enabled", torch.ones(N_PARAMETERS))
+        self.register_buffer("band_index", torch.arange(n_mels, dtype=torch.float32))
+        self.register_buffer("band_position", torch.linspace(0.0, 1.0, n_mels))
+        self.register_buffer("band_centres", torch.tensor(centres, dtype=torch.float32))
+        self.register_buffer("pending", torch.zeros(lookahead, n_mels), persistent=False)
+        self.register_buffer("frames_seen", torch.zeros((), dtype=torch.long), persistent=False)
+
+    # ----------------------------------------------------------------------------------------------- render
+    @torch.jit.export
+    def temperature(self) -> Tensor:
+        """``tau = softplus(theta)``: sharpness of ``softmax(-tau * e)`` (learned in supervised mode)."""
+        return F.softplus(self.theta)
+
+    def bound(self, raw: Tensor) -> Tensor:
+        """Raw predictor outputs → parameters within ``scale * tanh``; disabled ones (curriculum) are 0."""
+        return torch.tanh(raw) * self.bounds * self.enabled
+
+    def _read_positions(self, pitch: Tensor) -> Tensor:
+        """Fractional band each output band reads from, for pitch ``p`` (``s = exp(p)``), edge-clamped."""
+        scale = torch.exp(pitch).unsqueeze(-1)
+        if self.linear_pitch:
+            positions = self.band_index / scale
+        else:
+            # band j reads where mel(f_j / s) lies on the (uniform) mel grid of band centres, written as an
+            # offset from j: mel(f/s) - mel(f) = 2595 log10((700 s + f) / (s (700 + f))), whose ratio is
+            # exactly 1 at s = 1, so no transposition reads exactly band j.
+            ratio = (700.0 * scale + self.band_centres) / (scale * (700.0 + self.band_centres))
+            positions = self.band_index + torch.log(ratio) * self.mels_per_log
+        return positions.clamp(0.0, float(self.n_mels - 1))
+
+    def transform(self, spectra: Tensor, params: Tensor) -> Tensor:
+        """Apply bounded ``params (..., 6)`` to ``spectra (..., n_mels)`` (broadcast): pitch, gain, shelves."""
+        positions = self._read_positions(params[..., 0])
+        lower = positions.floor().clamp(max=float(self.n_mels - 2))
+        weight = positions - lower
+        index = lower.long()
+        spectra = spectra.expand(positions.shape)
+        warped = torch.gather(spectra, -1, index) * (1.0 - weight) + torch.gather(spectra, -1, index + 1) * weight
+        u = self.band_position
+        low_shelf = F.softplus(-2.0 * (u - 0.5 + params[..., 2:3]), beta=10.0)
+        high_shelf = F.softplus(2.0 * (u - 0.5 + params[..., 4:5]), beta=10.0)
+        return warped + params[..., 1:2] + params[..., 3:4] * low_shelf + params[..., 5:6] * high_shelf
+
+    @torch.jit.export
+    def render(self, params: Tensor) -> Tensor:
+        """Every prototype transformed by its parameters: ``(..., K, 6)`` → ``(..., K, n_mels)``."""
+        return self.transform(self.prototypes, params)
+
+    @torch.jit.export
+    def render_prototype(self, index: int, params: Tensor) -> Tensor:
+        """Prototype ``index`` transformed by ``params (..., 6)`` → ``(..., n_mels)`` (timbre transfer)."""
+        return self.transform(self.prototypes[index], params)
+
+    @torch.jit.export
+    def errors(self, frames: Tensor, params: Tensor) -> Tensor:
+        """``e_{k,t}``: mean squared error of each rendered prototype against its frame, ``(..., K)``."""
+        return (frames.unsqueeze(-2) - self.render(params)).pow(2).mean(-1)
+
+    # -------------------------------------------------------------------------------------- whole clips
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Whole clips ``(batch, T, n_mels)`` → ``(params (batch, T, K, 6), errors (batch, T, K))``.
+
+        With look-ahead ``L``, frame ``t`` uses inputs up to ``t + L``; the clip is followed by ``L`` silent
+        frames, which is what a stream sees when flushed with silence.
+        """
+        padded = F.pad(frames, (0, 0, 0, self.lookahead))
+        params = self.bound(self.predictor(padded)[:, self.lookahead :])
+        return params, self.errors(frames, params)
+
+    # ------------------------------------------------------------------------------------------ streaming
+    @torch.jit.export
+    def step(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """The next ``n`` frames ``(n, n_mels)`` of one stream → the ``m`` frames now decided.
+
+        Returns ``(params (m, K, 6), errors (m, K))`` for the frames ``L`` behind the newest input
+        (``m = n`` once the stream is ``L`` frames old, fewer before).
+        """
+        n = frames.shape[0]
+        if n == 0:
+            empty = frames.new_zeros(0, self.n_prototypes, self.bounds.shape[0])
+            return empty, frames.new_zeros(0, self.n_prototypes)
+        params = self.bound(self.predictor.step(frames.unsqueeze(0))[0])
+        history = torch.cat([self.pending, frames], dim=0)
+        targets = history[:n]
+        self.pending = history[n:]
+        skip = min(max(self.lookahead - int(self.frames_seen), 0), n)
+        self.frames_seen += n
+        params = params[skip:]
+        return params, self.errors(targets[skip:], params)
+
+    @torch.jit.export
+    def reset(self) -> None:
+        """Forget the stream: caches back to silence, look-ahead queue emptied."""
+        self.predictor.reset()
+        self.pending = torch.zeros_like(self.pending)
+        self.frames_seen = torch.zeros_like(self.frames_seen)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable numbers in a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def semitones(pitch: Tensor | float) -> Tensor | float:
+    """Pitch parameter ``p`` in semitones (``12 log2 exp(p)``), meaningful in ``"hz"`` pitch mode."""
+    return pitch * (12.0 / math.log(2.0))

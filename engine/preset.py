@@ -1,0 +1,110 @@
+"""Presets: a small YAML file naming a model file and the settings to play it with.
+
+Example (``presets/violin.yaml``)::
+
+    description: Play anything, hear a violin.
+    model: orchestra.pt          # relative to this file
+    mode: transfer               # identify | transfer
+    target: violin
+    mix: 1.0                     # 0 = dry input only, 1 = transferred sound only
+    transpose: 0.0               # semitones
+    gain_db: 0.0
+    gate_db: -50.0               # frames quieter than this (dB re full-scale sine) are ignored
+    time_constant_s: 0.25        # smoothing of the live identification
+
+Files are read with ``yaml.safe_load`` and checked key by key; a bad file names the bad key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from engine.errors import PresetError
+from engine.identify import DEFAULT_GATE_DB, DEFAULT_TIME_CONSTANT_S
+
+MODES = ("identify", "transfer")
+MODEL_SUFFIXES = (".pt", ".ts")
+PRESET_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model file plus how to play it."""
+
+    name: str
+    model: Path
+    description: str = ""
+    mode: str = "identify"
+    target: str | None = None
+    mix: float = 1.0
+    transpose: float = 0.0
+    gain_db: float = 0.0
+    gate_db: float = DEFAULT_GATE_DB
+    time_constant_s: float = DEFAULT_TIME_CONSTANT_S
+
+
+def presets_dir() -> Path:
+    """Where named presets live: ``$PROTOPHONE_PRESETS`` or the repository's ``presets/``."""
+    override = os.environ.get("PROTOPHONE_PRESETS")
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "presets"
+
+
+def available_presets() -> list[str]:
+    """Names of the presets in :func:`presets_dir`, sorted."""
+    folder = presets_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(path.stem for path in folder.iterdir() if path.suffix in PRESET_SUFFIXES)
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """A preset by name, by YAML path, or a bare model file (played in identify mode)."""
+    path = Path(name_or_path)
+    if path.suffix in MODEL_SUFFIXES:
+        if not path.is_file():
+            raise PresetError(f"model file not found: {path}")
+        return Preset(name=path.stem, model=path)
+    if path.suffix not in PRESET_SUFFIXES:
+        candidates = [presets_dir() / f"{name_or_path}{suffix}" for suffix in PRESET_SUFFIXES]
+        path = next((c for c in candidates if c.is_file()), path)
+    if not path.is_file():
+        names = ", ".join(available_presets()) or "none found in " + str(presets_dir())
+        raise PresetError(f"unknown preset {str(name_or_path)!r}; available presets: {names}")
+    return _parse_preset(path)
+
+
+def _parse_preset(path: Path) -> Preset:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+        raise PresetError(f"preset {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise PresetError(f"preset {path} must be a mapping of settings, got {type(data).__name__}")
+    known = {f.name for f in fields(Preset)} - {"name"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PresetError(f"preset {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "model" not in data:
+        raise PresetError(f"preset {path} must name its model file (key 'model')")
+    try:
+        preset = Preset(
+            name=path.stem,
+            model=(path.parent / str(data["model"])).resolve(),
+            description=str(data.get("description", "")),
+            mode=str(data.get("mode", "identify")),
+            target=None if data.get("target") is None else str(data["target"]),
+            mix=float(data.get("mix", 1.0)),
+            transpose=float(data.get("transpose", 0.0)),
+            gain_db=float(data.get("gain_db", 0.0)),
+            gate_db=float(data.get("gate_db", DEFAULT_GATE_DB)),
+            time_constant_s=float(data.get("time_constant_s", DEFAULT_TIME_CONSTANT_S)),
+        )
+    except (TypeError, ValueError) as error:
+        raise PresetError(f"preset {path}: a setting has the wrong type ({error})") from None
+    if preset.mode not in MODES:
+        raise PresetError(f"preset {path}: mode must be one of {', '.join(MODES)}, got {preset.mode!r}")
+    return preset

@@ -1,0 +1,380 @@
+"""The plugin-style streaming engine: ``prepare`` once, then ``process`` blocks of any host's audio.
+
+Signal flow per block (DESIGN section 2)::
+
+    host block ─► sanitise/mono ─┬─► dry delay line (latency_samples) ───────────────┐
+                                 └─► resample to model rate ─► log-mel frames         │
+                                       ─► model.step ─► identification               mix ─► gain ─► out
+                                       ─► wet renderer ─► resample to host rate ─► FIFO ┘
+
+The wet FIFO starts with just enough silence that no block of the prepared size ever runs dry, found by
+running the real resamplers and frame counting over silence.  ``latency_samples`` is then *measured*: an
+impulse goes through the same chain with a pass-through renderer (the input's own spectra, overlap-added)
+and its arrival time is read off.  The dry path is delayed by the same amount, so dry and wet line up and
+the host can compensate one fixed latency in every mode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soxr
+import torch
+
+from engine.audiofile import read_audio, write_audio
+from engine.config import AnalysisConfig
+from engine.export import LoadedModel, load_model
+from engine.fifo import SampleFifo
+from engine.frontend import LogMelFrontEnd, frame_level_db
+from engine.identify import ClassMap, Identification, StreamingIdentifier
+from engine.preset import MODES, Preset, load_preset
+from engine.stft import StreamingISTFT
+
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 384000
+MAX_BLOCK_SIZE = 1 << 16
+#: Input beyond +-this (a 24 dB overload) is clamped and counted: it is a broken source, not music.
+MAX_ABS_SAMPLE = 16.0
+#: Host samples of silence run through the chain in ``prepare`` to size the wet FIFO.
+SIZING_SECONDS = 3.0
+
+
+@dataclass
+class StreamStats:
+    """Counters a host can show; nothing here is reset by :meth:`Processor.set`."""
+
+    blocks: int = 0
+    samples: int = 0
+    frames: int = 0
+    nonfinite_samples: int = 0
+    clamped_samples: int = 0
+    wet_underrun_samples: int = 0
+
+
+class FrameDelay:
+    """Delays frames (any per-frame arrays) by a fixed count, so side data lines up with model output."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self._pending: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self._pending = []
+
+    def push(self, items: np.ndarray) -> np.ndarray:
+        """Add ``n`` items; return the ones that are now ``frames`` old (oldest first)."""
+        queue = self._pending + list(items)
+        ready = max(len(queue) - self.frames, 0)
+        self._pending = queue[ready:]
+        return np.array(queue[:ready]) if ready else items[:0]
+
+
+class _Resampler:
+    """Streaming sample-rate conversion (soxr), or a no-op when the rates match."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self._rates = (rate_in, rate_out)
+        self.reset()
+
+    def reset(self) -> None:
+        rate_in, rate_out = self._rates
+        self._stream = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32")
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        if self._stream is None:
+            return samples
+        return self._stream.resample_chunk(samples.astype(np.float32, copy=False))
+
+
+class Processor:
+    """Identification and timbre transfer as a stateful block processor.
+
+    >>> proc = Processor.from_preset("violin")
+    >>> proc.prepare(sample_rate=48000, block_size=256)
+    >>> out = proc.process(block)          # same length as block, float32 mono
+    """
+
+    def __init__(self, model: LoadedModel, preset: Preset | None = None) -> None:
+        self.model = model
+        self.metadata = model.metadata
+        self.analysis = model.metadata.analysis
+        self.preset = preset or Preset(name="model", model=Path("."))
+        self.class_map = ClassMap(self.metadata.class_names, self.metadata.prototype_classes)
+        with torch.no_grad():
+            temperature = float(model.module.temperature())
+        self._identifier = StreamingIdentifier(
+            self.class_map, temperature, self.analysis.frame_rate, self.preset.time_constant_s, self.preset.gate_db
+        )
+        self.mode = "identify"
+        self.target: str | None = None
+        self.mix = 1.0
+        self.transpose = 0.0
+        self.gain_db = 0.0
+        self.set(
+            mode=self.preset.mode,
+            target=self.preset.target,
+            mix=self.preset.mix,
+            transpose=self.preset.transpose,
+            gain_db=self.preset.gain_db,
+        )
+        self.stats = StreamStats()
+        #: Optional observer of every decided chunk: ``tap(frames, params, errors, decisions)`` (tests,
+        #: evaluation of streaming decisions).  Called from the processing thread; keep it cheap.
+        self.tap: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None
+        self.sample_rate = 0
+        self.block_size = 0
+        self._latency = 0
+
+    @classmethod
+    def from_preset(cls, name_or_path: str | Path, device: str = "cpu") -> "Processor":
+        """A processor for a preset name (see ``presets/``), a preset YAML path or a model file."""
+        preset = load_preset(name_or_path)
+        return cls(load_model(preset.model, device), preset)
+
+    # ------------------------------------------------------------------------------------ host interface
+    @property
+    def latency_samples(self) -> int:
+        """Input-to-output delay at the host rate, measured in :meth:`prepare` with an impulse."""
+        self._require_prepared()
+        return self._latency
+
+    @property
+    def identification(self) -> Identification:
+        """What the engine hears now: label, per-class probabilities, active frames seen."""
+        return self._identifier.snapshot()
+
+    @property
+    def clip_label(self) -> str | None:
+        """Decision over everything heard since the last reset (mean error over active frames)."""
+        return self._identifier.clip_label()
+
+    def prepare(self, sample_rate: int, block_size: int) -> None:
+        """Set the host rate and the largest block size; builds the chain and measures its latency."""
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise ValueError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+            raise ValueError(f"block_size must be an integer number of samples, got {block_size!r}")
+        if not 1 <= block_size <= MAX_BLOCK_SIZE:
+            raise ValueError(f"block_size must be 1..{MAX_BLOCK_SIZE} samples, got {block_size}")
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        prefill = self._wet_prefill()
+        self._latency = self._measure_latency(prefill)
+        capacity = 4 * (prefill + self.block_size + self.analysis.n_fft)
+        self._wet_fifo = SampleFifo(capacity, prefill)
+        self._dry_delay = SampleFifo(capacity, self._latency)
+        self._chain = self._new_chain()
+        self._render_delay = FrameDelay(self.metadata.lookahead)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio: model state, buffers, identification.  Settings stay."""
+        self._require_prepared()
+        with torch.no_grad():
+            self.model.module.reset()
+        self._chain.reset()
+        self._render_delay.reset()
+        self._wet_fifo.reset()
+        self._dry_delay.reset()
+        self._identifier.reset()
+
+    def set(
+        self,
+        mode: str | None = None,
+        target: str | None = None,
+        mix: float | None = None,
+        transpose: float | None = None,
+        gain_db: float | None = None,
+    ) -> None:
+        """Change settings between blocks (each assignment is atomic; no lock is needed)."""
+        if mode is not None:
+            if mode not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+            if mode == "transfer":
+                raise NotImplementedError("transfer mode needs the synthesis stage, which is not built yet")
+        if target is not None and target not in self.metadata.class_names:
+            raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(self.metadata.class_names)}")
+        if mix is not None and not 0.0 <= float(mix) <= 1.0:
+            raise ValueError(f"mix must be between 0 (dry) and 1 (wet), got {mix}")
+        if transpose is not None and not -48.0 <= float(transpose) <= 48.0:
+            raise ValueError(f"transpose must be within +-48 semitones, got {transpose}")
+        if gain_db is not None and not -96.0 <= float(gain_db) <= 24.0:
+            raise ValueError(f"gain_db must be -96..24 dB, got {gain_db}")
+        self.mode = mode if mode is not None else self.mode
+        self.target = target if target is not None else self.target
+        self.mix = float(mix) if mix is not None else self.mix
+        self.transpose = float(transpose) if transpose is not None else self.transpose
+        self.gain_db = float(gain_db) if gain_db is not None else self.gain_db
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Process one block: ``(n,)`` or ``(n, channels)`` → ``(n,)`` float32, stateful.
+
+        Blocks longer than the prepared size are processed in prepared-size pieces.
+        """
+        self._require_prepared()
+        mono = self._sanitise(block)
+        out = np.empty(len(mono), dtype=np.float32)
+        for start in range(0, len(mono), self.block_size):
+            piece = mono[start : start + self.block_size]
+            out[start : start + len(piece)] = self._process_piece(piece)
+        return out
+
+    def process_file(self, in_path: str | Path, out_path: str | Path | None = None) -> dict:
+        """Run a whole file through the streaming path; the output is aligned with the input.
+
+        The stream is reset first and flushed with ``latency_samples`` of silence after, and the first
+        ``latency_samples`` output samples are dropped, so output sample ``i`` belongs to input sample ``i``.
+        Returns a summary (identification, latency, timing).
+        """
+        audio, sample_rate = read_audio(in_path)
+        if self.sample_rate != sample_rate or not self.block_size:
+            self.prepare(sample_rate, self.block_size or 512)
+        self.reset()
+        started = time.perf_counter()
+        flushed = np.concatenate([audio, np.zeros(self._latency, dtype=np.float32)])
+        output = self.process(flushed)[self._latency :]
+        elapsed = time.perf_counter() - started
+        if out_path is not None:
+            write_audio(out_path, output, sample_rate)
+        snapshot = self.identification
+        duration = len(audio) / sample_rate
+        return {
+            "input": str(in_path),
+            "output": None if out_path is None else str(out_path),
+            "sample_rate": sample_rate,
+            "duration_s": duration,
+            "latency_samples": self._latency,
+            "latency_ms": 1000.0 * self._latency / sample_rate,
+            "mode": self.mode,
+            "target": self.target,
+            "label": self.clip_label,
+            "live_label": snapshot.label,
+            "probabilities": snapshot.probabilities,
+            "active_frames": snapshot.frames_seen,
+            "nonfinite_samples": self.stats.nonfinite_samples,
+            "realtime_factor": elapsed / duration if duration else 0.0,
+        }
+
+    # --------------------------------------------------------------------------------------- internals
+    def _require_prepared(self) -> None:
+        if not self.sample_rate:
+            raise RuntimeError("call prepare(sample_rate, block_size) before processing")
+
+    def _sanitise(self, block: np.ndarray) -> np.ndarray:
+        """Any float/int array of shape (n,) or (n, ch) → finite float32 mono; bad values are counted."""
+        array = np.asarray(block)
+        if array.ndim == 2:
+            if array.shape[1] == 0:
+                raise ValueError("block has zero channels; expected shape (n,) or (n, channels)")
+        elif array.ndim != 1:
+            raise ValueError(f"block must have shape (n,) or (n, channels), got {array.shape}")
+        if np.issubdtype(array.dtype, np.integer):
+            array = array.astype(np.float32) / float(np.iinfo(array.dtype).max + 1)
+        elif not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"block must hold float or integer PCM samples, got dtype {array.dtype}")
+        mono = (array.mean(axis=1) if array.ndim == 2 else array).astype(np.float32)
+        finite = np.isfinite(mono)
+        if not finite.all():
+            self.stats.nonfinite_samples += int(np.count_nonzero(~finite))
+            mono = np.where(finite, mono, np.float32(0.0))
+        loud = np.abs(mono) > MAX_ABS_SAMPLE
+        if loud.any():
+            self.stats.clamped_samples += int(np.count_nonzero(loud))
+            mono = np.clip(mono, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
+        return mono
+
+    def _process_piece(self, block: np.ndarray) -> np.ndarray:
+        self._dry_delay.write(block)
+        dry = self._dry_delay.read(len(block))
+        frames, spectra = self._chain.analyse(block)
+        wet_model_rate = self._run_model(frames, spectra)
+        self._wet_fifo.write(self._chain.to_host(wet_model_rate))
+        wet = self._wet_fifo.read(len(block))
+        self.stats.blocks += 1
+        self.stats.samples += len(block)
+        self.stats.wet_underrun_samples = self._wet_fifo.underrun_samples
+        out = dry if self.mode == "identify" else (1.0 - self.mix) * dry + self.mix * wet
+        return out if self.gain_db == 0.0 else out * np.float32(10.0 ** (self.gain_db / 20.0))
+
+    def _run_model(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
+        """Model, identification and wet rendering of the frames just analysed; wet samples at model rate."""
+        if not len(frames):
+            return np.zeros(0, dtype=np.float32)
+        self.stats.frames += len(frames)
+        with torch.no_grad():
+            params, errors = self.model.module.step(torch.from_numpy(frames).to(self.model.device))
+        decided = self._render_delay.push(frames)
+        errors_np = errors.cpu().numpy()
+        decisions = self._identifier.update(errors_np, frame_level_db(decided, self.analysis))
+        if self.tap is not None:
+            self.tap(decided, params.cpu().numpy(), errors_np, decisions)
+        return np.zeros(len(decided) * self.analysis.hop, dtype=np.float32)
+
+    def _new_chain(self) -> "_Chain":
+        return _Chain(self.analysis, self.sample_rate)
+
+    def _decision_lag_frames(self) -> int:
+        """Frames between analysing a frame and rendering it: the model's look-ahead."""
+        return self.metadata.lookahead
+
+    def _wet_prefill(self) -> int:
+        """Smallest FIFO start that never runs dry with blocks of the prepared size (silence sizing run)."""
+        chain = self._new_chain()
+        lag = FrameDelay(self._decision_lag_frames())
+        hop = self.analysis.hop
+        needed = available = deficit = 0
+        silence = np.zeros(self.block_size, dtype=np.float32)
+        n_blocks = max(1, math.ceil(SIZING_SECONDS * self.sample_rate / self.block_size))
+        for _ in range(n_blocks):
+            frames, _ = chain.analyse(silence)
+            decided = lag.push(frames)
+            available += len(chain.to_host(np.zeros(len(decided) * hop, dtype=np.float32)))
+            needed += self.block_size
+            deficit = max(deficit, needed - available)
+        return deficit
+
+    def _measure_latency(self, prefill: int) -> int:
+        """Send an impulse through the chain with a pass-through renderer; return its delay in samples."""
+        istft = StreamingISTFT(self.analysis.n_fft, self.analysis.hop)
+        chain = self._new_chain()
+        lag = FrameDelay(self._decision_lag_frames())
+        fifo = SampleFifo(4 * (prefill + self.block_size + self.analysis.n_fft), prefill)
+        impulse_at = prefill + 2 * self.analysis.n_fft * max(1, self.sample_rate // self.analysis.sample_rate)
+        total = impulse_at + 2 * prefill + 4 * self.analysis.n_fft + 4 * self.block_size
+        signal = np.zeros(total, dtype=np.float32)
+        signal[impulse_at] = 1.0
+        output = np.zeros(total, dtype=np.float32)
+        for start in range(0, total, self.block_size):
+            block = signal[start : start + self.block_size]
+            _, spectra = chain.analyse(block)
+            wet = istft.push(lag.push(spectra)).astype(np.float32)
+            fifo.write(chain.to_host(wet))
+            output[start : start + len(block)] = fifo.read(len(block))
+        return int(np.argmax(np.abs(output))) - impulse_at
+
+
+class _Chain:
+    """Host-rate audio ↔ model-rate frames: the resamplers around the log-mel front end."""
+
+    def __init__(self, analysis: AnalysisConfig, host_rate: int) -> None:
+        self._to_model = _Resampler(host_rate, analysis.sample_rate)
+        self._to_host = _Resampler(analysis.sample_rate, host_rate)
+        self._frontend = LogMelFrontEnd(analysis)
+
+    def reset(self) -> None:
+        self._to_model.reset()
+        self._to_host.reset()
+        self._frontend.reset()
+
+    def analyse(self, host_samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._frontend.push(self._to_model(host_samples))
+
+    def to_host(self, model_samples: np.ndarray) -> np.ndarray:
+        return self._to_host(model_samples)

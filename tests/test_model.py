@@ -1,0 +1,131 @@
+"""The prototype model: transformations, bounds, causal streaming == batch."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import AnalysisConfig
+from engine.frontend import log_mel
+from engine.model import PARAMETER_BOUNDS, PrototypeModel, parameter_count
+from tiny_model import build_tiny_model, tone
+
+CONFIG = AnalysisConfig()
+
+
+def _params(**values: float) -> torch.Tensor:
+    order = ["pitch", "gain", "low_freq", "low_gain", "high_freq", "high_gain"]
+    return torch.tensor([values.get(name, 0.0) for name in order])
+
+
+def test_no_transformation_is_an_exact_identity():
+    model, _ = build_tiny_model()
+    rendered = model.render(torch.zeros(len(model.prototypes), 6))
+    assert torch.equal(rendered, model.prototypes.detach())
+
+
+def test_gain_is_an_exact_level_change():
+    model, _ = build_tiny_model()
+    rendered = model.render_prototype(1, _params(gain=0.3))
+    torch.testing.assert_close(rendered, model.prototypes[1].detach() + 0.3, rtol=0, atol=1e-6)
+
+
+def _partial_peaks(frame: np.ndarray, count: int) -> np.ndarray:
+    """Band indices of the ``count`` strongest local maxima, in ascending band order."""
+    is_peak = (frame[1:-1] > frame[:-2]) & (frame[1:-1] >= frame[2:])
+    peaks = np.flatnonzero(is_peak) + 1
+    return np.sort(peaks[np.argsort(frame[peaks])[-count:]])
+
+
+def test_octave_pitch_doubles_partial_frequencies():
+    """p = ln 2 (12 semitones) must move each partial to twice its frequency, within one band."""
+    frame = torch.from_numpy(log_mel(tone("sawtooth", 220.0, 0.5, 44100), CONFIG).mean(0))
+    model = PrototypeModel(1, CONFIG.band_centres_hz)
+    with torch.no_grad():
+        model.prototypes.copy_(frame[None])
+    shifted = model.render_prototype(0, _params(pitch=math.log(2.0))).detach().numpy()
+    centres = CONFIG.band_centres_hz
+    for band in _partial_peaks(frame.numpy(), 4):
+        if band == 0 or 2 * centres[band] > centres[-1]:
+            continue
+        target_band = int(np.argmin(np.abs(centres - 2 * centres[band])))
+        window = shifted[max(target_band - 2, 0) : target_band + 3]
+        found = max(target_band - 2, 0) + int(np.argmax(window))
+        assert abs(found - target_band) <= 1, (band, target_band, found)
+    # and the fundamental (220 Hz) region now holds the peak that was at 220 Hz, at 440 Hz
+    band_220 = int(np.argmin(np.abs(centres - 220.0)))
+    band_440 = int(np.argmin(np.abs(centres - 440.0)))
+    assert abs(shifted[band_440] - frame.numpy()[band_220]) < 0.02
+
+
+def test_linear_pitch_mode_is_a_different_transformation():
+    model_hz = PrototypeModel(1, CONFIG.band_centres_hz)
+    model_linear = PrototypeModel(1, CONFIG.band_centres_hz, pitch_mode="linear")
+    ramp = torch.linspace(0.0, 1.0, CONFIG.n_mels)[None]
+    with torch.no_grad():
+        model_hz.prototypes.copy_(ramp)
+        model_linear.prototypes.copy_(ramp)
+    params = _params(pitch=0.5)
+    assert not torch.allclose(model_hz.render_prototype(0, params), model_linear.render_prototype(0, params))
+    # the linear mode reads band j at j / s: a straight ramp becomes a ramp of slope 1 / s
+    linear = model_linear.render_prototype(0, params).detach()
+    slope = (linear[60] - linear[20]) / (ramp[0, 60] - ramp[0, 20])
+    assert slope.item() == pytest.approx(math.exp(-0.5), rel=1e-4)
+
+
+def test_shelves_raise_their_own_end_of_the_spectrum():
+    model, _ = build_tiny_model()
+    base = model.prototypes[0].detach()
+    low = model.render_prototype(0, _params(low_gain=0.2)).detach() - base
+    high = model.render_prototype(0, _params(high_gain=0.2)).detach() - base
+    assert low[0] > 0.19 and low[-1] < 1e-3
+    assert high[-1] > 0.19 and high[0] < 1e-3
+
+
+def test_predicted_parameters_respect_their_bounds():
+    model, _ = build_tiny_model(head_std=5.0)
+    params, errors = model(torch.rand(2, 40, CONFIG.n_mels))
+    assert params.shape == (2, 40, 3, 6) and errors.shape == (2, 40, 3)
+    bounds = torch.tensor(PARAMETER_BOUNDS)
+    assert (params.abs() <= bounds + 1e-6).all()
+    assert (params.abs().amax(dim=(0, 1, 2)) > 0.5 * bounds).all(), "large weights should reach the bounds"
+
+
+@pytest.mark.parametrize("lookahead", [0, 3])
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_streaming_step_equals_whole_clip(lookahead, chunk):
+    model, _ = build_tiny_model(lookahead=lookahead)
+    frames = torch.rand(1, 150, CONFIG.n_mels) * 0.7
+    with torch.no_grad():
+        batch_params, batch_errors = model(frames)
+        model.reset()
+        outputs = [model.step(frames[0, i : i + chunk]) for i in range(0, 150, chunk)]
+        outputs.append(model.step(torch.zeros(lookahead, CONFIG.n_mels)))  # flush the look-ahead
+    params = torch.cat([p for p, _ in outputs])
+    errors = torch.cat([e for _, e in outputs])
+    torch.testing.assert_close(params, batch_params[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(errors, batch_errors[0], rtol=0, atol=1e-5)
+
+
+def test_lookahead_delays_the_first_decisions():
+    model, _ = build_tiny_model(lookahead=2)
+    with torch.no_grad():
+        counts = [model.step(torch.rand(1, CONFIG.n_mels))[0].shape[0] for _ in range(4)]
+    assert counts == [0, 0, 1, 1]
+
+
+def test_reset_forgets_the_past():
+    model, _ = build_tiny_model()
+    frames = torch.rand(20, CONFIG.n_mels)
+    with torch.no_grad():
+        first = model.step(frames)[0]
+        model.step(torch.rand(30, CONFIG.n_mels))
+        model.reset()
+        again = model.step(frames)[0]
+    assert torch.equal(first, again)
+
+
+def test_reference_size_parameter_count():
+    model = PrototypeModel(28, CONFIG.band_centres_hz)
+    assert 100_000 < parameter_count(model) < 500_000

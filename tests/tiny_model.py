@@ -1,0 +1,70 @@
+"""Small real models for tests, built from synthetic timbres (no training, no downloads).
+
+Each class is a waveform family (sine, sawtooth, square) at a reference note; its prototype is the mean
+log-mel frame of one second of that tone.  The predictor's head gets random weights so that streaming
+parity is checked on non-trivial parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.config import AnalysisConfig
+from engine.export import ModelMetadata, save_model
+from engine.frontend import log_mel
+from engine.model import PrototypeModel
+
+TIMBRES = ("sine", "sawtooth", "square")
+REFERENCE_MIDI = 57  # A3, 220 Hz
+
+
+def midi_to_hz(midi: float) -> float:
+    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+
+def tone(timbre: str, frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.3) -> np.ndarray:
+    """A band-limited periodic tone of one of :data:`TIMBRES`."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    harmonics = range(1, int(sample_rate / 2 / frequency))
+    if timbre == "sine":
+        wave = np.sin(2 * np.pi * frequency * t)
+    elif timbre == "sawtooth":
+        wave = sum(np.sin(2 * np.pi * h * frequency * t) / h for h in harmonics)
+    elif timbre == "square":
+        wave = sum(np.sin(2 * np.pi * h * frequency * t) / h for h in harmonics if h % 2)
+    else:
+        raise ValueError(timbre)
+    return (amplitude * wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+def build_tiny_model(
+    lookahead: int = 0, head_std: float = 0.05, seed: int = 0, config: AnalysisConfig | None = None
+) -> tuple[PrototypeModel, ModelMetadata]:
+    """An eager model with one prototype per synthetic timbre, and its metadata."""
+    config = config or AnalysisConfig()
+    torch.manual_seed(seed)
+    model = PrototypeModel(len(TIMBRES), config.band_centres_hz, lookahead=lookahead, channels=32)
+    prototypes = [log_mel(tone(t, midi_to_hz(REFERENCE_MIDI), 1.0, config.sample_rate), config).mean(0) for t in TIMBRES]
+    with torch.no_grad():
+        model.prototypes.copy_(torch.from_numpy(np.stack(prototypes)))
+        model.predictor.head.weight.normal_(0.0, head_std)
+        model.theta.fill_(6.0)
+    metadata = ModelMetadata(
+        sample_rate=config.sample_rate,
+        n_fft=config.n_fft,
+        hop=config.hop,
+        n_mels=config.n_mels,
+        class_names=TIMBRES,
+        prototype_classes=tuple(range(len(TIMBRES))),
+        reference_pitch=(float(REFERENCE_MIDI),) * len(TIMBRES),
+        lookahead=lookahead,
+    )
+    return model.eval(), metadata
+
+
+def write_tiny_model(path: Path, **kwargs) -> Path:
+    model, metadata = build_tiny_model(**kwargs)
+    return save_model(model, metadata, path)
