@@ -75,7 +75,12 @@ class FrameDelay:
 
 
 class _Resampler:
-    """Streaming sample-rate conversion (soxr), or a no-op when the rates match."""
+    """Streaming sample-rate conversion (soxr), or a no-op when the rates match.
+
+    soxr's ``LQ`` setting: measured at 48 <-> 44.1 kHz, ``HQ`` holds back 841 + 1005 samples (38 ms) of
+    output where ``LQ`` holds back 443 + 23 (10 ms), and ``LQ`` moves log-mel frames below band 120 by
+    at most 0.0064 (1 dB) against ``VHQ``; cubic ``QQ`` is faster still but moves them by 0.045.
+    """
 
     def __init__(self, rate_in: int, rate_out: int) -> None:
         self._rates = (rate_in, rate_out)
@@ -83,7 +88,9 @@ class _Resampler:
 
     def reset(self) -> None:
         rate_in, rate_out = self._rates
-        self._stream = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32")
+        self._stream = None if rate_in == rate_out else soxr.ResampleStream(
+            rate_in, rate_out, 1, dtype="float32", quality="LQ"
+        )
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         if self._stream is None:

@@ -1,0 +1,83 @@
+"""Model files: scripted == eager after a round trip, metadata, and clear errors for bad files."""
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from engine.errors import ModelFileError
+from engine.export import load_model, save_model
+from tiny_model import build_tiny_model
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_scripted_model_equals_eager_after_round_trip(tmp_path, lookahead):
+    model, metadata = build_tiny_model(lookahead=lookahead)
+    path = save_model(model, metadata, tmp_path / "tiny.pt")
+    loaded = load_model(path)
+    assert loaded.metadata == metadata
+    frames = torch.rand(1, 60, metadata.n_mels) * 0.7
+    with torch.no_grad():
+        eager = model(frames)
+        scripted = loaded.module(frames)
+        loaded.module.reset()
+        model.reset()
+        eager_step = model.step(frames[0, :25])
+        scripted_step = loaded.module.step(frames[0, :25])
+    for a, b in zip(eager + eager_step, scripted + scripted_step):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert float(loaded.module.temperature()) == pytest.approx(float(model.temperature()))
+
+
+def test_loading_needs_no_training_code_and_prints_no_deprecation_warning(tmp_path):
+    model, metadata = build_tiny_model()
+    path = save_model(model, metadata, tmp_path / "tiny.pt")
+    script = (
+        "import sys, warnings; warnings.simplefilter('always');"
+        "from engine.export import load_model; m = load_model(sys.argv[1]);"
+        "assert 'training' not in sys.modules; print(m.metadata.class_names)"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    assert "sine" in result.stdout
+    assert "deprecated" not in result.stderr.lower()
+
+
+def test_saving_does_not_leak_deprecation_warnings(tmp_path):
+    model, metadata = build_tiny_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_model(model, metadata, tmp_path / "tiny.pt")
+    assert not [w for w in caught if "deprecated" in str(w.message)]
+
+
+def test_missing_corrupt_and_foreign_files_give_clear_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "absent.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a model")
+    with pytest.raises(ModelFileError, match="not a readable TorchScript model"):
+        load_model(corrupt)
+    truncated = tmp_path / "truncated.pt"
+    model, metadata = build_tiny_model()
+    save_model(model, metadata, tmp_path / "whole.pt")
+    truncated.write_bytes((tmp_path / "whole.pt").read_bytes()[:5000])
+    with pytest.raises(ModelFileError):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(foreign))
+    with pytest.raises(ModelFileError, match="without Protophone metadata"):
+        load_model(foreign)
+
+
+def test_cuda_request_without_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the CUDA path is covered by test_processor's device test")
+    model, metadata = build_tiny_model()
+    path = save_model(model, metadata, tmp_path / "tiny.pt")
+    with pytest.raises(ModelFileError, match="no CUDA GPU"):
+        load_model(path, device="cuda")
