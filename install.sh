@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install Protophone and everything its tests use on a Debian-based machine (run as root or with sudo).
+#   system: libsndfile (audio files), PortAudio + JACK (live audio and its tests),
+#           FluidSynth + two General MIDI sample libraries (rendered training data)
+#   Python: the CPU build of torch 2.13.0 first (so nothing pulls a CUDA build), then this package.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(libsndfile1 libportaudio2 jackd2 libjack-jackd2-0 fluidsynth libfluidsynth3
+              fluid-soundfont-gm timgm6mb-soundfont)
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+echo "Protophone installed."

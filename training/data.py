@@ -1,0 +1,173 @@
+"""Command line for rendering training data from General MIDI soundfonts (DESIGN.md section 3).
+
+    python -m training.data render --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out data/FluidR3_GM
+    python -m training.data render --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2 --out data/TimGM6mb
+    python -m training.data demo --out presets/demo.flac     # regenerates presets/demo.flac + demo.notes.csv
+
+Errors the user can fix (missing or corrupt soundfont, unwritable output folder, unknown class) end in
+one line on stderr and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterable
+
+import soundfile as sf
+from tqdm import tqdm
+
+from training.dataset import DatasetReport, OutputError, check_writable, render_dataset, write_notes_csv
+from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
+from training.performance import VARIANTS, legato_phrase
+from training.render import Library, SoundFontError
+from training.silence import trim_trailing_silence
+
+DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+# The demo: a cello phrase in D minor (D3 F3 A3 G3 F3 E3 C#3 D3) at 84 bpm, about 7 s with the release.
+DEMO_INSTRUMENT = "cello"
+DEMO_MELODY = (50, 53, 57, 55, 53, 52, 49, 50)
+DEMO_BEATS = (1.0, 1.0, 1.5, 0.5, 1.0, 1.0, 1.0, 2.0)
+DEMO_BPM = 84.0
+DEMO_VELOCITY = 90
+
+_ABOUT = (
+    "Render single notes and legato phrases of the 14 TinySOL instrument classes from a General MIDI "
+    "SoundFont with FluidSynth, as training and evaluation data for Protophone.",
+    f"Each class is played over its real (sounding) range at velocities {', '.join(map(str, VELOCITIES))}, "
+    f"with reverb and chorus off, in these variants: {', '.join(v.name for v in VARIANTS)}. \"plain\" notes are "
+    "rendered at every velocity, each other variant once per key at a seeded velocity. Keys the SoundFont "
+    "has no samples for render as silence; they are detected, dropped and counted (dropped.csv), never "
+    "written as data. Legato phrases (6-12 notes, seeded random walks) come with a notes file "
+    "(onset_s, offset_s, midi) for pitch benchmarks.",
+    f"Classes: {', '.join(inst.name for inst in INSTRUMENTS)}.",
+)
+DESCRIPTION = "\n\n".join(textwrap.fill(paragraph, 100) for paragraph in _ABOUT)
+
+EPILOG = """\
+output layout:
+  OUT/<class>/<class>-<midi>-v<velocity>-<variant>.wav   mono PCM 16-bit single notes
+  OUT/metadata.csv          path, class, midi, velocity, variant, library, duration_s, program, peak_dbfs, rms
+  OUT/phrases/<class>/*.wav with *.notes.csv beside each; OUT/phrases/metadata.csv
+  OUT/dropped.csv           silent renders that were dropped; OUT/summary.json  settings and counts
+
+examples:
+  python -m training.data render --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out data/FluidR3_GM
+  python -m training.data render --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2 --out /tmp/tiny \\
+      --classes violin,flute --max-notes-per-class 4 --phrases-per-class 1
+  python -m training.data demo --out presets/demo.flac
+"""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.data", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{render,demo}")
+
+    render = commands.add_parser("render", help="render a dataset folder from a SoundFont",
+                                 description=DESCRIPTION, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    render.add_argument("--soundfont", required=True, type=Path,
+                        help=f"SoundFont 2 file, e.g. {DEFAULT_SOUNDFONT} or /usr/share/sounds/sf2/TimGM6mb.sf2")
+    render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
+                        "file stem, e.g. FluidR3_GM)")
+    render.add_argument("--seed", type=int, default=0, help="seed for variants' velocities, vibrato and "
+                        "phrases; the same seed gives identical files (default 0)")
+    render.add_argument("--classes", help="comma-separated subset of classes (default: all 14)")
+    render.add_argument("--max-notes-per-class", type=_positive, metavar="N",
+                        help="render at most N single notes per class, spread evenly over range and "
+                        "variants (for tiny test datasets; default: all)")
+    render.add_argument("--phrases-per-class", type=_positive, default=8, metavar="N",
+                        help="legato phrases per class (default 8)")
+    render.add_argument("--sample-rate", type=int, default=44100, help="output sample rate in Hz (default 44100)")
+    render.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="worker processes (default: all cores)")
+
+    demo = commands.add_parser("demo", help="render the demo phrase shipped as presets/demo.flac",
+                               description="Render a short cello legato phrase from FluidR3_GM (mono FLAC) "
+                               "and its notes file (<out stem>.notes.csv) beside it.")
+    demo.add_argument("--out", type=Path, default=Path("presets/demo.flac"), help="output .flac path")
+    demo.add_argument("--soundfont", type=Path, default=Path(DEFAULT_SOUNDFONT), help="SoundFont 2 file")
+    return parser
+
+
+def _bar(results: Iterable, total: int) -> Iterable:
+    return tqdm(results, total=total, unit="file", desc="rendering", dynamic_ncols=True)
+
+
+def run_render(args: argparse.Namespace) -> DatasetReport:
+    instruments = select(args.classes.split(",") if args.classes else None)
+    library = Library(args.soundfont, args.sample_rate)
+    missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
+    if missing:
+        raise SoundFontError(f"{args.soundfont} has no General MIDI program for: {', '.join(missing)} "
+                             "(leave them out with --classes)")
+    name = args.library or args.soundfont.stem
+    report = render_dataset(library, name, args.out, instruments, seed=args.seed,
+                            max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
+                            workers=args.jobs, progress=_bar)
+    print_report(report, args.out)
+    return report
+
+
+def print_report(report: DatasetReport, out_dir: Path) -> None:
+    header = f"{'class':<12}{'notes':>7}{'dropped':>9}{'phrases':>9}{'dur (s)':>10}{'mean RMS':>10}"
+    lines = [f"library {report.library} -> {out_dir}", header, "-" * len(header)]
+    total_notes = total_dropped = total_phrases = 0
+    total_duration = 0.0
+    for name, c in report.classes.items():
+        dropped = f"{c.dropped}" + (f"+{c.dropped_phrases}ph" if c.dropped_phrases else "")
+        lines.append(f"{name:<12}{c.notes:>7}{dropped:>9}{c.phrases:>9}{c.duration_s:>10.1f}{c.mean_rms:>10.4f}")
+        total_notes += c.notes
+        total_dropped += c.dropped
+        total_phrases += c.phrases
+        total_duration += c.duration_s
+    lines += ["-" * len(header),
+              f"{'total':<12}{total_notes:>7}{total_dropped:>9}{total_phrases:>9}{total_duration:>10.1f}",
+              f"audio {total_duration / 60:.1f} min, wall time {report.wall_s:.1f} s"]
+    print("\n".join(lines))
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    check_writable(out.parent)
+    library = Library(args.soundfont, 44100)
+    beat_s = 60.0 / DEMO_BPM
+    performance, notes = legato_phrase(DEMO_MELODY, [b * beat_s for b in DEMO_BEATS], DEMO_VELOCITY)
+    audio = trim_trailing_silence(library.render(BY_NAME[DEMO_INSTRUMENT].program, performance), 44100)
+    sf.write(out, audio, 44100, format="FLAC", subtype="PCM_16")
+    notes_path = out.with_suffix(".notes.csv")
+    write_notes_csv(notes_path, notes)
+    print(f"wrote {out} ({len(audio) / 44100:.2f} s, {out.stat().st_size / 1024:.0f} KiB) and {notes_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            run_render(args)
+        else:
+            run_demo(args)
+    except (SoundFontError, OutputError, UnknownClassError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
