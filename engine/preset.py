@@ -11,6 +11,8 @@ Example (``presets/violin.yaml``)::
     gain_db: 0.0
     gate_db: -50.0               # frames quieter than this (dB re full-scale sine) are ignored
     time_constant_s: 0.25        # smoothing of the live identification
+    phase: rtpghi                # rtpghi (default) | input: phase of the transferred sound
+    candidate: winner            # winner (default) | target: whose parameters drive the target prototype
 
 Files are read with ``yaml.safe_load`` and checked key by key; a bad file names the bad key.
 """
@@ -25,6 +27,8 @@ import yaml
 
 from engine.errors import PresetError
 from engine.identify import DEFAULT_GATE_DB, DEFAULT_TIME_CONSTANT_S
+from engine.synth import PHASE_METHODS
+from engine.transfer import CANDIDATES
 
 MODES = ("identify", "transfer")
 MODEL_SUFFIXES = (".pt", ".ts")
@@ -45,6 +49,8 @@ class Preset:
     gain_db: float = 0.0
     gate_db: float = DEFAULT_GATE_DB
     time_constant_s: float = DEFAULT_TIME_CONSTANT_S
+    phase: str = "rtpghi"
+    candidate: str = "winner"
 
 
 def presets_dir() -> Path:
@@ -102,9 +108,14 @@ def _parse_preset(path: Path) -> Preset:
             gain_db=float(data.get("gain_db", 0.0)),
             gate_db=float(data.get("gate_db", DEFAULT_GATE_DB)),
             time_constant_s=float(data.get("time_constant_s", DEFAULT_TIME_CONSTANT_S)),
+            phase=str(data.get("phase", "rtpghi")),
+            candidate=str(data.get("candidate", "winner")),
         )
     except (TypeError, ValueError) as error:
         raise PresetError(f"preset {path}: a setting has the wrong type ({error})") from None
-    if preset.mode not in MODES:
-        raise PresetError(f"preset {path}: mode must be one of {', '.join(MODES)}, got {preset.mode!r}")
+    for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES)):
+        if getattr(preset, key) not in allowed:
+            raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
+    if preset.mode == "transfer" and preset.target is None:
+        raise PresetError(f"preset {path}: mode 'transfer' needs a target class (key 'target')")
     return preset

@@ -34,6 +34,8 @@ from engine.frontend import LogMelFrontEnd, frame_level_db
 from engine.identify import ClassMap, Identification, StreamingIdentifier
 from engine.preset import MODES, Preset, load_preset
 from engine.stft import StreamingISTFT
+from engine.synth import StreamingSynth
+from engine.transfer import TransferRenderer
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
@@ -117,6 +119,8 @@ class Processor:
         self._identifier = StreamingIdentifier(
             self.class_map, temperature, self.analysis.frame_rate, self.preset.time_constant_s, self.preset.gate_db
         )
+        self._synth = StreamingSynth(self.analysis, self.preset.phase)
+        self._renderer: TransferRenderer | None = None
         self.mode = "identify"
         self.target: str | None = None
         self.mix = 1.0
@@ -178,7 +182,8 @@ class Processor:
         self._wet_fifo = SampleFifo(capacity, prefill)
         self._dry_delay = SampleFifo(capacity, self._latency)
         self._chain = self._new_chain()
-        self._render_delay = FrameDelay(self.metadata.lookahead)
+        self._frame_delay = FrameDelay(self.metadata.lookahead)
+        self._spectra_delay = FrameDelay(self.metadata.lookahead)
         self.reset()
 
     def reset(self) -> None:
@@ -187,7 +192,9 @@ class Processor:
         with torch.no_grad():
             self.model.module.reset()
         self._chain.reset()
-        self._render_delay.reset()
+        self._frame_delay.reset()
+        self._spectra_delay.reset()
+        self._synth.reset()
         self._wet_fifo.reset()
         self._dry_delay.reset()
         self._identifier.reset()
@@ -204,8 +211,8 @@ class Processor:
         if mode is not None:
             if mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-            if mode == "transfer":
-                raise NotImplementedError("transfer mode needs the synthesis stage, which is not built yet")
+            if mode == "transfer" and target is None and self.target is None:
+                raise ValueError(f"transfer mode needs a target: one of {', '.join(self.metadata.class_names)}")
         if target is not None and target not in self.metadata.class_names:
             raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(self.metadata.class_names)}")
         if mix is not None and not 0.0 <= float(mix) <= 1.0:
@@ -219,6 +226,8 @@ class Processor:
         self.mix = float(mix) if mix is not None else self.mix
         self.transpose = float(transpose) if transpose is not None else self.transpose
         self.gain_db = float(gain_db) if gain_db is not None else self.gain_db
+        if self.target is not None and (target is not None or transpose is not None):
+            self._renderer = TransferRenderer(self.model, self.target, self.preset.candidate, self.transpose)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one block: ``(n,)`` or ``(n, channels)`` → ``(n,)`` float32, stateful.
@@ -311,25 +320,37 @@ class Processor:
         return out if self.gain_db == 0.0 else out * np.float32(10.0 ** (self.gain_db / 20.0))
 
     def _run_model(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
-        """Model, identification and wet rendering of the frames just analysed; wet samples at model rate."""
+        """Model, identification and wet rendering of the frames just analysed; wet samples at model rate.
+
+        In identify mode the synthesis runs on silence, which is cheap and keeps its timeline, so a switch
+        to transfer mode is seamless.
+        """
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
         self.stats.frames += len(frames)
         with torch.no_grad():
             params, errors = self.model.module.step(torch.from_numpy(frames).to(self.model.device))
-        decided = self._render_delay.push(frames)
-        errors_np = errors.cpu().numpy()
-        decisions = self._identifier.update(errors_np, frame_level_db(decided, self.analysis))
-        if self.tap is not None:
-            self.tap(decided, params.cpu().numpy(), errors_np, decisions)
-        return np.zeros(len(decided) * self.analysis.hop, dtype=np.float32)
+            decided = self._frame_delay.push(frames)
+            decided_spectra = self._spectra_delay.push(spectra)
+            levels = frame_level_db(decided, self.analysis)
+            errors_np = errors.cpu().numpy()
+            decisions = self._identifier.update(errors_np, levels)
+            if self.tap is not None:
+                self.tap(decided, params.cpu().numpy(), errors_np, decisions)
+            renderer = self._renderer
+            if self.mode == "transfer" and renderer is not None and len(decided):
+                wet_frames = renderer.render(params, errors).cpu().numpy()
+                wet_frames[levels < self._identifier.gate_db] = 0.0
+            else:
+                wet_frames = np.zeros_like(decided)
+        return self._synth.push(wet_frames, decided_spectra).astype(np.float32)
 
     def _new_chain(self) -> "_Chain":
         return _Chain(self.analysis, self.sample_rate)
 
     def _decision_lag_frames(self) -> int:
-        """Frames between analysing a frame and rendering it: the model's look-ahead."""
-        return self.metadata.lookahead
+        """Frames between analysing a frame and hearing it: model look-ahead plus synthesis look-ahead."""
+        return self.metadata.lookahead + self._synth.latency_frames
 
     def _wet_prefill(self) -> int:
         """Smallest FIFO start that never runs dry with blocks of the prepared size (silence sizing run)."""

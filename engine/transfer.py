@@ -1,0 +1,72 @@
+"""Timbre transfer: the target class's prototype rendered along the input's trajectory, frame by frame.
+
+Two ways to choose the parameters of the target prototype (DESIGN section 2, both kept to be measured):
+
+- ``"winner"`` (default): gain and shelves of the prototype that reconstructs the input best, and a
+  pitch that puts the target prototype's reference pitch on the input's absolute pitch (the winner's
+  reference pitch plus its predicted shift).  Among the target's prototypes the one whose reference
+  pitch is nearest the input's is used.  This keeps the performer's melody even when the target's
+  prototypes sit at other pitches.
+- ``"target"``: the parameters the predictor output for the target's own best-fitting prototype.
+
+``transpose`` (semitones) is added to the pitch in both.  Frames below the level gate render as silence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from engine.export import LoadedModel
+
+CANDIDATES = ("winner", "target")
+LOG2_PER_SEMITONE = math.log(2.0) / 12.0
+
+
+class TransferRenderer:
+    """Rendered target mel frames ``(m, n_mels)`` from the model's ``params (m, K, 6)`` and ``errors (m, K)``."""
+
+    def __init__(self, model: LoadedModel, target: str, candidate: str = "winner", transpose: float = 0.0) -> None:
+        metadata = model.metadata
+        if target not in metadata.class_names:
+            raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(metadata.class_names)}")
+        if candidate not in CANDIDATES:
+            raise ValueError(f"candidate must be one of {', '.join(CANDIDATES)}, got {candidate!r}")
+        self._module = model.module
+        self.candidate = candidate
+        self.transpose = float(transpose)
+        target_index = metadata.class_names.index(target)
+        classes = np.asarray(metadata.prototype_classes)
+        self._target_prototypes = torch.from_numpy(np.flatnonzero(classes == target_index))
+        pitches = [np.nan if p is None else float(p) for p in metadata.reference_pitch]
+        self._reference = torch.tensor(pitches, dtype=torch.float32, device=model.device)
+        self._has_reference = bool(np.isfinite(pitches).all())
+        self._target_prototypes = self._target_prototypes.to(model.device)
+
+    def render(self, params: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
+        """Mel frames (x units) of the target along the input trajectory, one per decided frame."""
+        frames = torch.arange(params.shape[0], device=params.device)
+        if self.candidate == "winner":
+            winner = errors.argmin(dim=1)
+            chosen = params[frames, winner].clone()
+            prototype = self._nearest_target_prototype(winner, chosen[:, 0])
+            if self._has_reference:
+                input_pitch = self._reference[winner] + chosen[:, 0] / LOG2_PER_SEMITONE
+                chosen[:, 0] = (input_pitch - self._reference[prototype]) * LOG2_PER_SEMITONE
+        else:
+            local = errors[:, self._target_prototypes].argmin(dim=1)
+            prototype = self._target_prototypes[local]
+            chosen = params[frames, prototype].clone()
+        chosen[:, 0] += self.transpose * LOG2_PER_SEMITONE
+        rendered = self._module.render(chosen.unsqueeze(1).expand(-1, self._reference.shape[0], -1))
+        return rendered[frames, prototype]
+
+    def _nearest_target_prototype(self, winner: torch.Tensor, winner_pitch: torch.Tensor) -> torch.Tensor:
+        """Per frame, the target prototype whose reference pitch is nearest the input's absolute pitch."""
+        if not self._has_reference or len(self._target_prototypes) == 1:
+            return self._target_prototypes[torch.zeros_like(winner)]
+        input_pitch = self._reference[winner] + winner_pitch / LOG2_PER_SEMITONE
+        distance = (self._reference[self._target_prototypes][None, :] - input_pitch[:, None]).abs()
+        return self._target_prototypes[distance.argmin(dim=1)]
