@@ -1,0 +1,512 @@
+"""Duplex audio I/O for the engine: device discovery, a measured real-time runner, PortAudio refresh.
+
+The runner opens one sounddevice (PortAudio) duplex stream and drives a plugin-style processor
+(``prepare(sample_rate, block_size)``, ``process(block) -> mono block``).  It measures what decides
+whether the engine is usable live: xruns reported by the host (callback status flags), callbacks that
+took longer than one block (deadline misses) and the distribution of per-callback processing time.
+
+Two modes:
+
+* ``"callback"`` (default): the processor runs inside the audio callback.  The runner adds no
+  latency (PortAudio may: see ``unbuffered``); a block that is too slow becomes a deadline miss and,
+  on a real device, an xrun.
+* ``"worker"``: the callback only copies blocks into and out of lock-free SPSC rings
+  (:class:`realtime.ringbuffer.BlockRing`); a worker thread runs the processor.  This adds
+  ``worker_delay_blocks`` blocks of latency and gives the worker that much slack.  Overload policy:
+  when the processed block for the current slot has not arrived in time, the callback outputs the
+  dry input of that slot (delayed by the same amount, so the timing stays aligned) and counts a
+  ``dry_block``; processed blocks that arrive after their slot are discarded and counted as
+  ``late_blocks``; the worker skips (and counts as ``skipped_blocks``) input whose output slot has
+  already been played, so that after a stall it catches up at once instead of producing a run of
+  late blocks; input blocks that do not fit into a full input ring are counted as
+  ``dropped_input_blocks``.  Skipped and dropped blocks never reach the processor.  The worker only
+  helps when the processor releases the GIL for most of its work (NumPy, torch), because the
+  callback needs the GIL to run at all; and the worker is an ordinary-priority thread, so unlike a
+  JACK callback it is not protected from other load on the machine.
+
+Nothing in the callback takes a lock, logs, does I/O or grows a container: timings go into a
+preallocated NumPy array indexed by a counter, and counters are plain integer attributes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import sounddevice as sd
+
+from realtime.ringbuffer import BlockRing
+
+Mode = Literal["callback", "worker"]
+DeviceSpec = int | str | None
+
+_XRUN_FLAGS = ("input_underflow", "input_overflow", "output_underflow", "output_overflow")
+
+
+class Processor(Protocol):
+    """The part of the engine's plugin-style processor that the runner uses."""
+
+    def prepare(self, sample_rate: int, block_size: int) -> None: ...
+
+    def process(self, block: np.ndarray) -> np.ndarray: ...
+
+
+class DeviceNotFoundError(ValueError):
+    """A device name or index does not select exactly one device with the needed channels."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device, as PortAudio enumerated it at its last initialisation."""
+
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+
+    def __str__(self) -> str:
+        return (
+            f"[{self.index}] {self.name!r} ({self.hostapi}, {self.max_input_channels} in/"
+            f"{self.max_output_channels} out, {self.default_samplerate:g} Hz)"
+        )
+
+
+def refresh_portaudio() -> None:
+    """Make PortAudio re-scan host APIs and devices (e.g. after a JACK server was started).
+
+    PortAudio enumerates audio servers (JACK, ALSA, ...) only inside ``Pa_Initialize``, which
+    sounddevice calls once at import, so a JACK server started later is invisible until PortAudio
+    is terminated and initialised again.  No stream may be open while this runs.
+    """
+    release_portaudio()
+    sd._initialize()
+
+
+def release_portaudio() -> None:
+    """Terminate PortAudio completely, closing the JACK client its JACK host API holds.
+
+    Call this before stopping a JACK server that PortAudio has seen: terminating PortAudio after
+    its server died aborts the whole process (``pa_jack.c: Terminate: Assertion `err == 0'``), and
+    sounddevice terminates PortAudio at interpreter exit.  Until ``refresh_portaudio()`` is called
+    again, sounddevice functions raise "PortAudio not initialized".  No stream may be open.
+    """
+    while sd._initialized > 0:  # sounddevice's count of its Pa_Initialize calls; PortAudio ref-counts them
+        sd._terminate()
+
+
+def list_devices() -> list[DeviceInfo]:
+    """All devices PortAudio currently knows, with host API, channel counts and default rate."""
+    hostapis = sd.query_hostapis()
+    return [
+        DeviceInfo(
+            index=i,
+            name=d["name"],
+            hostapi=hostapis[d["hostapi"]]["name"],
+            max_input_channels=d["max_input_channels"],
+            max_output_channels=d["max_output_channels"],
+            default_samplerate=d["default_samplerate"],
+        )
+        for i, d in enumerate(sd.query_devices())
+    ]
+
+
+def resolve_device(spec: DeviceSpec, kind: Literal["input", "output"]) -> DeviceInfo:
+    """Turn a device index, a (case-insensitive, exact or unique partial) name or None (the default)
+    into one device that has ``kind`` channels; otherwise raise a one-line DeviceNotFoundError that
+    names the available devices, so a typo on the command line is fixed without reading docs."""
+    channels = "max_input_channels" if kind == "input" else "max_output_channels"
+    usable = [d for d in list_devices() if getattr(d, channels) > 0]
+    available = "; ".join(str(d) for d in usable) or "none (is an audio server running?)"
+
+    def fail(what: str) -> DeviceNotFoundError:
+        return DeviceNotFoundError(f"{what}; available {kind} devices: {available}")
+
+    if spec is None:
+        default = sd.default.device[0 if kind == "input" else 1]
+        if default is None or default < 0:
+            raise fail(f"no default {kind} device")
+        spec = int(default)
+    if isinstance(spec, int):
+        matches = [d for d in usable if d.index == spec]
+        if not matches:
+            raise fail(f"no {kind} device with index {spec}")
+        return matches[0]
+    wanted = spec.casefold()
+    exact = [d for d in usable if d.name.casefold() == wanted]
+    partial = [d for d in usable if wanted in d.name.casefold()]
+    matches = exact or partial
+    if len(matches) != 1:
+        raise fail(f"{kind} device {spec!r} matches {len(matches)} devices")
+    return matches[0]
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Distribution of per-block processing times in milliseconds."""
+
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @classmethod
+    def from_seconds(cls, seconds: np.ndarray) -> TimingStats:
+        if seconds.size == 0:
+            return cls(float("nan"), float("nan"), float("nan"))
+        p50, p99 = np.percentile(seconds, [50, 99]) * 1e3
+        return cls(float(p50), float(p99), float(seconds.max() * 1e3))
+
+    def __str__(self) -> str:
+        return f"p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms, max {self.max_ms:.3f} ms"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run measured.  ``xruns`` counts callbacks with any under/overflow flag set."""
+
+    mode: Mode
+    sample_rate: int
+    block_size: int
+    blocks: int
+    xruns: int
+    xrun_flags: dict[str, int]
+    deadline_misses: int
+    callback_time: TimingStats
+    worker_time: TimingStats | None
+    worker_deadline_misses: int
+    dry_blocks: int
+    late_blocks: int
+    skipped_blocks: int
+    dropped_input_blocks: int
+    wrong_size_blocks: int
+    stream_latency_s: tuple[float, float]
+    added_latency_samples: int
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def block_ms(self) -> float:
+        return 1e3 * self.block_size / self.sample_rate
+
+    def summary(self) -> str:
+        """Multi-line human summary for logs and the terminal."""
+        lines = [
+            f"{self.mode} mode, {self.sample_rate} Hz, block {self.block_size} "
+            f"({self.block_ms:.2f} ms), {self.blocks} blocks ({self.blocks * self.block_ms / 1e3:.1f} s)",
+            f"xruns {self.xruns} {self.xrun_flags}, deadline misses {self.deadline_misses}"
+            + (f", wrong-size blocks {self.wrong_size_blocks}" if self.wrong_size_blocks else ""),
+            f"callback time: {self.callback_time}",
+        ]
+        if self.worker_time is not None:
+            lines += [
+                f"worker time: {self.worker_time}, worker deadline misses {self.worker_deadline_misses}",
+                f"dry blocks {self.dry_blocks}, late blocks {self.late_blocks}, "
+                f"skipped blocks {self.skipped_blocks}, dropped input blocks {self.dropped_input_blocks}, "
+                f"added latency {self.added_latency_samples} samples",
+            ]
+        latency_in, latency_out = (1e3 * x for x in self.stream_latency_s)
+        lines.append(f"stream latency in/out: {latency_in:.2f}/{latency_out:.2f} ms"
+                     + (" (interrupted)" if self.interrupted else ""))
+        return "\n".join(lines)
+
+
+class DuplexRunner:
+    """Runs a processor on a duplex stream and measures xruns, deadline misses and timing.
+
+    Use ``run(duration_s)`` for a blocking, Ctrl-C-safe run, or ``start()``/``stop()`` (also as a
+    context manager) when something else has to happen while audio runs.  The processor sees a
+    float32 block of shape ``(n,)`` for one input channel or ``(n, ch)`` for more, and must return
+    ``n`` mono samples, which go to every output channel.
+    """
+
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        sample_rate: int,
+        block_size: int,
+        input_device: DeviceSpec = None,
+        output_device: DeviceSpec = None,
+        input_channels: int = 1,
+        output_channels: int | None = None,
+        mode: Mode = "callback",
+        worker_delay_blocks: int = 1,
+        ring_blocks: int = 8,
+        timing_capacity: int = 1 << 16,
+        unbuffered: bool = False,
+    ) -> None:
+        """``output_channels`` defaults to min(2, device channels).  ``timing_capacity`` bounds the
+        timing history: longer runs keep the most recent ``timing_capacity`` blocks for percentiles.
+
+        ``unbuffered=True`` opens the stream with PortAudio's ``blocksize=0`` (the host's own
+        period) instead of ``block_size``.  PortAudio's JACK host API otherwise inserts an adaptation
+        buffer that costs exactly one block of extra latency even when ``block_size`` equals the JACK
+        period (measured).  Use it when ``block_size`` is the host's period; a callback of any other
+        size is answered with silence and counted in ``wrong_size_blocks``.
+        """
+        if mode not in ("callback", "worker"):
+            raise ValueError(f"mode must be 'callback' or 'worker', got {mode!r}")
+        if worker_delay_blocks < 1 or ring_blocks <= worker_delay_blocks:
+            raise ValueError("need worker_delay_blocks >= 1 and ring_blocks > worker_delay_blocks")
+        self.processor = processor
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.mode: Mode = mode
+        self.input_device = resolve_device(input_device, "input")
+        self.output_device = resolve_device(output_device, "output")
+        self.input_channels = input_channels
+        self.output_channels = output_channels or min(2, self.output_device.max_output_channels)
+        self.unbuffered = unbuffered
+        self._delay = worker_delay_blocks if mode == "worker" else 0
+        self._budget_s = self.block_size / self.sample_rate
+
+        n, cin = self.block_size, self.input_channels
+        self._in_block = np.zeros((n, cin), dtype=np.float32)
+        self._out_mono = np.zeros(n, dtype=np.float32)
+        self._callback_times = np.zeros(timing_capacity, dtype=np.float64)
+        self._worker_times = np.zeros(timing_capacity, dtype=np.float64)
+        self._ring_blocks = ring_blocks
+        self._dry_history = np.zeros((self._delay + 1, n), dtype=np.float32)
+
+        self._stream: sd.Stream | None = None
+        self._worker: threading.Thread | None = None
+        self._stop_worker = threading.Event()
+        self._stop_requested = False
+        self._error: BaseException | None = None
+        self._reset_counters()
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Prepare the processor, open the stream (latency='low') and start audio."""
+        if self._stream is not None:
+            raise RuntimeError("runner already started")
+        self._reset_counters()
+        self._stop_requested = False
+        self._error = None
+        self.processor.prepare(self.sample_rate, self.block_size)
+        if self.mode == "worker":
+            self._stop_worker.clear()
+            self._worker = threading.Thread(target=self._worker_loop, name="protophone-worker", daemon=True)
+            self._worker.start()
+        try:
+            self._stream = sd.Stream(
+                samplerate=self.sample_rate,
+                blocksize=0 if self.unbuffered else self.block_size,
+                device=(self.input_device.index, self.output_device.index),
+                channels=(self.input_channels, self.output_channels),
+                dtype="float32",
+                latency="low",
+                callback=self._callback,
+            )
+            self._stream.start()
+            self._stream_latency = (float(self._stream.latency[0]), float(self._stream.latency[1]))
+        except BaseException:
+            self._close()
+            raise
+
+    def stop(self) -> RunReport:
+        """Stop and close the stream and the worker; re-raise a processor error from the callback."""
+        self._stop_requested = True
+        report = self._close()
+        if self._error is not None:
+            raise self._error
+        return report
+
+    def run(self, duration_s: float | None) -> RunReport:
+        """Run for ``duration_s`` seconds (None: until ``stop()`` from another thread or Ctrl-C).
+
+        Ctrl-C ends the run cleanly and is reported as ``interrupted`` instead of propagating, so a
+        terminal session always gets its figures and a closed stream.
+        """
+        self.start()
+        interrupted = False
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            while not self._stop_requested and self._stream is not None and self._stream.active:
+                remaining = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+                if remaining <= 0:
+                    break
+                time.sleep(remaining)
+        except KeyboardInterrupt:
+            interrupted = True
+        report = self.stop()
+        if interrupted:
+            report = RunReport(**{**report.__dict__, "interrupted": True})
+        return report
+
+    def __enter__(self) -> DuplexRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def active(self) -> bool:
+        """True while the stream is open and running."""
+        return self._stream is not None and self._stream.active
+
+    def report(self) -> RunReport:
+        """Snapshot of the measurements so far (safe while running; counters may be one block apart)."""
+        blocks = self._blocks
+        worker_blocks = self._worker_blocks
+        cap = self._callback_times.size
+        return RunReport(
+            mode=self.mode,
+            sample_rate=self.sample_rate,
+            block_size=self.block_size,
+            blocks=blocks,
+            xruns=self._xruns,
+            xrun_flags=dict(self._flag_counts),
+            deadline_misses=self._deadline_misses,
+            callback_time=TimingStats.from_seconds(self._callback_times[: min(blocks, cap)].copy()),
+            worker_time=(
+                TimingStats.from_seconds(self._worker_times[: min(worker_blocks, cap)].copy())
+                if self.mode == "worker" else None
+            ),
+            worker_deadline_misses=self._worker_deadline_misses,
+            dry_blocks=self._dry_blocks,
+            late_blocks=self._late_blocks,
+            skipped_blocks=self._skipped_blocks,
+            dropped_input_blocks=self._dropped_input_blocks,
+            wrong_size_blocks=self._wrong_size_blocks,
+            stream_latency_s=self._stream_latency,
+            added_latency_samples=self._delay * self.block_size,
+        )
+
+    # ----------------------------------------------------------------------------- internals
+
+    def _reset_counters(self) -> None:
+        self._blocks = 0
+        self._worker_blocks = 0
+        self._xruns = 0
+        self._flag_counts = dict.fromkeys(_XRUN_FLAGS, 0)
+        self._deadline_misses = 0
+        self._worker_deadline_misses = 0
+        self._dry_blocks = 0
+        self._late_blocks = 0
+        self._skipped_blocks = 0
+        self._dropped_input_blocks = 0
+        self._wrong_size_blocks = 0
+        self._stream_latency = (0.0, 0.0)
+        self._in_ring = BlockRing(self._ring_blocks, self._in_block.shape)
+        self._out_ring = BlockRing(self._ring_blocks, self._out_mono.shape)
+        self._dry_history[:] = 0.0
+
+    def _close(self) -> RunReport:
+        """Stop the stream first (so the callback no longer runs), then the worker; idempotent."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+        self._stop_worker.set()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        return self.report()
+
+    def _processor_input(self, block: np.ndarray) -> np.ndarray:
+        """The processor's view of a (n, ch) block: (n,) for mono, as the plugin API documents."""
+        return block[:, 0] if block.shape[1] == 1 else block
+
+    def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: object,
+                  status: sd.CallbackFlags) -> None:
+        start = time.perf_counter()
+        k = self._blocks
+        if status:
+            counted = False
+            for name in _XRUN_FLAGS:
+                if getattr(status, name):
+                    self._flag_counts[name] += 1
+                    counted = True
+            self._xruns += counted
+        if frames != self.block_size:  # only possible when unbuffered; no allocation to adapt it here
+            self._wrong_size_blocks += 1
+            outdata.fill(0.0)
+            return
+        try:
+            if self.mode == "callback":
+                np.copyto(self._in_block, indata)  # the processor may keep a reference; PA reuses indata
+                np.copyto(self._out_mono, self.processor.process(self._processor_input(self._in_block)))
+            else:
+                self._exchange_with_worker(indata, k)
+            np.copyto(outdata, self._out_mono[:, None])
+        except Exception as exc:  # surface in stop(), not as a traceback printed from the audio thread
+            self._error = exc
+            outdata.fill(0.0)
+            raise sd.CallbackAbort from exc
+        elapsed = time.perf_counter() - start
+        self._callback_times[k % self._callback_times.size] = elapsed
+        self._deadline_misses += elapsed > self._budget_s
+        self._blocks = k + 1
+
+    def _exchange_with_worker(self, indata: np.ndarray, k: int) -> None:
+        """Hand block k to the worker and fill ``_out_mono`` with the result for block k - delay,
+        or with that block's dry input when the worker has not delivered it in time."""
+        if not self._in_ring.push(indata, k):
+            self._dropped_input_blocks += 1
+        np.mean(indata, axis=1, out=self._dry_history[k % (self._delay + 1)])
+        want = k - self._delay
+        seq = self._out_ring.peek_seq()
+        while seq is not None and seq < want:
+            self._out_ring.drop()
+            self._late_blocks += 1
+            seq = self._out_ring.peek_seq()
+        if seq == want:
+            self._out_ring.pop_into(self._out_mono)
+        elif want >= 0:
+            np.copyto(self._out_mono, self._dry_history[want % (self._delay + 1)])
+            self._dry_blocks += 1
+        else:
+            self._out_mono.fill(0.0)  # priming: nothing has been played yet
+
+    def _worker_loop(self) -> None:
+        """Process blocks in order; poll with a short sleep because waking it from the callback
+        would need a lock (Event/Condition) or a syscall inside the audio thread."""
+        block = np.zeros_like(self._in_block)
+        poll_s = max(self._budget_s / 16, 1e-4)
+        while not self._stop_worker.is_set():
+            seq = self._in_ring.pop_into(block)
+            if seq is None:
+                time.sleep(poll_s)
+                continue
+            if seq + self._delay < self._blocks:  # its slot was already played dry: don't fall behind
+                self._skipped_blocks += 1
+                continue
+            start = time.perf_counter()
+            try:
+                out = self.processor.process(self._processor_input(block))
+            except Exception as exc:
+                self._error = exc
+                self._stop_requested = True
+                return
+            elapsed = time.perf_counter() - start
+            i = self._worker_blocks
+            self._worker_times[i % self._worker_times.size] = elapsed
+            self._worker_deadline_misses += elapsed > self._budget_s
+            self._worker_blocks = i + 1
+            while not self._out_ring.push(out, seq):  # full only if the callback stopped reading
+                if self._stop_worker.is_set():
+                    return
+                time.sleep(poll_s)
+
+
+def run_duplex(processor: Processor, *, sample_rate: int, block_size: int, duration_s: float | None,
+               input_device: DeviceSpec = None, output_device: DeviceSpec = None,
+               mode: Mode = "callback", **options: Any) -> RunReport:
+    """One-call form of :class:`DuplexRunner`: open, run for ``duration_s``, close, report."""
+    runner = DuplexRunner(processor, sample_rate=sample_rate, block_size=block_size,
+                          input_device=input_device, output_device=output_device, mode=mode, **options)
+    return runner.run(duration_s)
+
+
+if __name__ == "__main__":
+    for device in list_devices():
+        print(device)

@@ -1,0 +1,42 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+# --- JACK server fixture (live audio path, see DESIGN.md section 4) ---------------------------------
+from jack_server import INSTALL_HINT, JackServer, JackUnavailable, start_jack_server
+
+
+@pytest.fixture(scope="module")
+def jack_server(request: pytest.FixtureRequest) -> Iterator[JackServer]:
+    """A private jackd (dummy backend, real time) for one test module, stopped even if tests fail.
+
+    Defaults to 48 kHz / 256-frame periods, real-time scheduling where permitted; override per module
+    with ``@pytest.mark.parametrize("jack_server", [{"period": 128, "realtime": False}], indirect=True)``.
+    Sets ``JACK_DEFAULT_SERVER`` so every JACK client in this process (PortAudio's included) reaches
+    this server.  Skips, loudly (skip reason plus a warning, since pytest hides skip reasons by
+    default), only when jackd cannot start.
+    """
+    options = getattr(request, "param", {})
+    try:
+        server = start_jack_server(**options)
+    except JackUnavailable as exc:
+        reason = f"JACK live-audio tests SKIPPED: {exc} -- {INSTALL_HINT}"
+        warnings.warn(reason, stacklevel=1)
+        pytest.skip(reason)
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    try:
+        yield server
+    finally:
+        server.stop()
+        if previous is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = previous
+# --- end of JACK server fixture ---------------------------------------------------------------------
