@@ -3,6 +3,7 @@
     python -m benchmarks.speed --preset violin --json
     python -m benchmarks.speed --model path/to/model.pt
     python -m benchmarks.speed --untrained 28        # shipped architecture, random weights
+    python -m benchmarks.speed --untrained 28 --mode transfer
 
 For each block size the same signal (a sawtooth phrase) goes through ``Processor.process`` block by
 block.  Reported per block size: the real-time factor (processing time / audio duration; median over
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--preset", default=None, help="preset name or YAML path (default: identify)")
     source.add_argument("--model", type=Path, help="a model file (.pt) instead of a preset")
     source.add_argument("--untrained", type=int, metavar="K", help="shipped architecture with K random prototypes")
+    parser.add_argument("--mode", choices=("identify", "transfer"), default=None,
+                        help="override the preset's mode; transfer runs identification + transfer + synthesis")
+    parser.add_argument("--target", default=None, help="transfer target (default: the preset's, else the first class)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per repeat (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per block size; the median is kept")
     parser.add_argument("--sample-rate", type=int, default=44100, help="host sample rate (default 44100)")
@@ -119,13 +123,18 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 source = args.model or args.preset or "identify"
             proc = Processor.from_preset(source, device=args.device)
-        except ProtophoneError as error:
+            if args.mode == "transfer":
+                proc.set(mode="transfer", target=args.target or proc.target or proc.metadata.class_names[0])
+            elif args.mode:
+                proc.set(mode=args.mode)
+        except (ProtophoneError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         rows = measure(proc, args.seconds, args.repeats, args.sample_rate)
     result = {
         "model": str(proc.preset.model),
         "mode": proc.mode,
+        "target": proc.target,
         "device": args.device,
         "threads": args.threads,
         "sample_rate": args.sample_rate,

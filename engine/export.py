@@ -54,8 +54,6 @@ class ModelMetadata:
             raise ValueError(f"prototype_classes must index class_names (0..{n_classes - 1})")
         if len(self.reference_pitch) != len(self.prototype_classes):
             raise ValueError("reference_pitch needs one entry per prototype")
-        if set(self.prototype_classes) != set(range(n_classes)):
-            raise ValueError("every class needs at least one prototype")
 
     @property
     def analysis(self) -> AnalysisConfig:

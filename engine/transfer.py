@@ -40,6 +40,8 @@ class TransferRenderer:
         target_index = metadata.class_names.index(target)
         classes = np.asarray(metadata.prototype_classes)
         self._target_prototypes = torch.from_numpy(np.flatnonzero(classes == target_index))
+        if not len(self._target_prototypes):
+            raise ValueError(f"class {target!r} has no prototype in this model, so it cannot be a transfer target")
         pitches = [np.nan if p is None else float(p) for p in metadata.reference_pitch]
         self._reference = torch.tensor(pitches, dtype=torch.float32, device=model.device)
         self._has_reference = bool(np.isfinite(pitches).all())
