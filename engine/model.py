@@ -161,6 +161,8 @@ class PrototypeModel(nn.Module):
         self.register_buffer("band_index", torch.arange(n_mels, dtype=torch.float32))
         self.register_buffer("band_position", torch.linspace(0.0, 1.0, n_mels))
         self.register_buffer("band_centres", torch.tensor(centres, dtype=torch.float32))
+        # 700 + f computed in float32 exactly as the numerator computes it at s = 1 (keeps identity exact)
+        self.register_buffer("band_centres_700", 700.0 + self.band_centres)
         self.register_buffer("pending", torch.zeros(lookahead, n_mels), persistent=False)
         self.register_buffer("frames_seen", torch.zeros((), dtype=torch.long), persistent=False)
 
@@ -183,7 +185,7 @@ class PrototypeModel(nn.Module):
             # band j reads where mel(f_j / s) lies on the (uniform) mel grid of band centres, written as an
             # offset from j: mel(f/s) - mel(f) = 2595 log10((700 s + f) / (s (700 + f))), whose ratio is
             # exactly 1 at s = 1, so no transposition reads exactly band j.
-            ratio = (700.0 * scale + self.band_centres) / (scale * (700.0 + self.band_centres))
+            ratio = (700.0 * scale + self.band_centres) / (scale * self.band_centres_700)
             positions = self.band_index + torch.log(ratio) * self.mels_per_log
         return positions.clamp(0.0, float(self.n_mels - 1))
 
@@ -216,14 +218,19 @@ class PrototypeModel(nn.Module):
         return (frames.unsqueeze(-2) - self.render(params)).pow(2).mean(-1)
 
     # -------------------------------------------------------------------------------------- whole clips
-    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, frames: Tensor, scored_frames: int = 0) -> tuple[Tensor, Tensor]:
         """Whole clips ``(batch, T, n_mels)`` → ``(params (batch, T, K, 6), errors (batch, T, K))``.
 
         With look-ahead ``L``, frame ``t`` uses inputs up to ``t + L``; the clip is followed by ``L`` silent
-        frames, which is what a stream sees when flushed with silence.
+        frames, which is what a stream sees when flushed with silence.  ``scored_frames > 0`` returns only
+        the last that many frames: training renders those while the earlier ones serve as the predictor's
+        context, which makes a batch several times cheaper (rendering, not the predictor, dominates).
         """
         padded = F.pad(frames, (0, 0, 0, self.lookahead))
         params = self.bound(self.predictor(padded)[:, self.lookahead :])
+        if scored_frames > 0:
+            params = params[:, params.shape[1] - scored_frames :]
+            frames = frames[:, frames.shape[1] - scored_frames :]
         return params, self.errors(frames, params)
 
     # ------------------------------------------------------------------------------------------ streaming
