@@ -1,0 +1,108 @@
+"""Training run configuration: a YAML file, read with ``safe_load`` and checked key by key.
+
+    name: orchestra
+    data:
+      roots: [data/FluidR3_GM]        # dataset folders (any layout training.layouts understands)
+      layout: auto
+      split: item                     # item (held-out notes of each library) | library (leave one out)
+      test_fraction: 0.2
+      test_library: null              # with split: library
+      split_file: runs/orchestra/split.csv
+      cache: data/cache               # log-mel feature cache
+    analysis: {sample_rate: 44100, n_fft: 2048, hop: 512, n_mels: 128}
+    train: {mode: supervised, prototypes_per_class: 2, epochs: 60, ...}   # training.trainer.TrainSettings
+    output: runs/orchestra            # checkpoint, log.csv, model.pt, summary.json
+    export: presets/orchestra.pt      # optional: where the engine model file also goes
+
+Relative paths are relative to the current directory (run from the repository root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from engine.config import AnalysisConfig
+from training.trainer import TrainSettings
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    roots: tuple[Path, ...]
+    layout: str = "auto"
+    split: str = "item"
+    test_fraction: float = 0.2
+    test_library: str | None = None
+    split_file: Path | None = None
+    cache: Path = Path("data/cache")
+    n_speakers: int = 128
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    data: DataSettings
+    analysis: AnalysisConfig
+    train: TrainSettings
+    output: Path
+    export: Path | None = None
+    source: Path = field(default=Path("."))
+
+
+def _section(raw: dict, key: str, cls: type, path: Path) -> dict:
+    section = raw.get(key, {}) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: '{key}' must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) in '{key}': {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return section
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a mapping of settings")
+    unknown = sorted(set(raw) - {"name", "data", "analysis", "train", "output", "export"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s): {', '.join(unknown)}")
+    try:
+        data = _section(raw, "data", DataSettings, path)
+        if not data.get("roots"):
+            raise ConfigError(f"{path}: data.roots must list at least one dataset folder")
+        roots = data["roots"] if isinstance(data["roots"], list) else [data["roots"]]
+        data_settings = DataSettings(**{
+            **data, "roots": tuple(Path(r) for r in roots),
+            "split_file": Path(data["split_file"]) if data.get("split_file") else None,
+            "cache": Path(data.get("cache", "data/cache")),
+        })
+        if data_settings.split not in ("item", "library"):
+            raise ConfigError(f"{path}: data.split must be 'item' or 'library', got {data_settings.split!r}")
+        if data_settings.split == "library" and not data_settings.test_library:
+            raise ConfigError(f"{path}: data.split 'library' needs data.test_library")
+        analysis = AnalysisConfig(**_section(raw, "analysis", AnalysisConfig, path))
+        train = TrainSettings(**_section(raw, "train", TrainSettings, path))
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{path}: {error}") from None
+    name = str(raw.get("name", path.stem))
+    return RunConfig(
+        name=name, data=data_settings, analysis=analysis, train=train,
+        output=Path(raw.get("output", f"runs/{name}")),
+        export=Path(raw["export"]) if raw.get("export") else None, source=path,
+    )

@@ -1,0 +1,117 @@
+"""Train a prototype model from a config file, checkpointing every epoch, and export it for the engine.
+
+    python -m training.train --config training/configs/orchestra.yaml
+    python -m training.train --config training/configs/orchestra.yaml --resume     # after a kill
+    torchrun --nproc_per_node 2 -m training.train --config FILE                      # DDP (gloo on CPU)
+
+Writes into the config's ``output`` folder: ``split.csv`` (unless the config names another split file),
+``checkpoint.pt`` (atomic, every epoch), ``log.csv`` (loss per epoch), ``model.pt`` (the engine model file)
+and ``summary.json``; the model file is also copied to ``export`` when the config names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from engine.errors import ProtophoneError
+from training.config import ConfigError, RunConfig, load_config
+from training.exporting import export_model
+from training.features import ClipSet, load_clips
+from training.layouts import DatasetError, Item, scan
+from training.splits import Split, SplitError, leave_library_out, load_or_create_split, split_items
+from training.trainer import Trainer
+
+
+def load_split(config: RunConfig) -> Split:
+    """Scan every dataset root and reuse (or draw and write) the run's split."""
+    items: list[Item] = []
+    for root in config.data.roots:
+        items.extend(scan(root, config.data.layout, n_speakers=config.data.n_speakers))
+    split_file = config.data.split_file or config.output / "split.csv"
+    if config.data.split == "library":
+        make = lambda found: leave_library_out(found, config.data.test_library)  # noqa: E731
+    else:
+        make = lambda found: split_items(found, config.data.test_fraction, config.data.seed)  # noqa: E731
+    return load_or_create_split(split_file, items, make)
+
+
+def training_clips(config: RunConfig, split: Split, progress: bool) -> ClipSet:
+    jobs = 1 if dist.is_initialized() else min(2, os.cpu_count() or 1)
+    return load_clips(split["train"], config.analysis, config.data.cache, progress=progress, jobs=jobs)
+
+
+def run(config: RunConfig, resume: bool, progress: bool) -> dict:
+    started = time.perf_counter()
+    split = load_split(config)
+    clips = training_clips(config, split, progress)
+    class_names = sorted(set(clips.labels))
+    labels = np.array([class_names.index(label) for label in clips.labels])
+    trainer = Trainer(config.train, config.analysis.band_centres_hz, clips.features, labels, len(class_names),
+                      config.output)
+    if trainer.checkpoint_path.exists():
+        if not resume:
+            raise ConfigError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, "
+                              f"or delete {config.output} to start again")
+        trainer.load_checkpoint()
+        trainer.truncate_log()
+    else:
+        trainer.initialise()
+    trainer.wrap_for_distributed()
+    trainer.fit(progress=progress)
+    summary = {"name": config.name, "epochs": trainer.state.epoch, "final_stage": trainer.stage_name,
+               "train_clips": len(clips.features), "skipped_files": [str(p) for p, _ in clips.skipped],
+               "classes": class_names, "seconds": time.perf_counter() - started,
+               "processes": trainer.world, "settings": asdict(config.train)}
+    if trainer.rank == 0:
+        model_path = config.output / "model.pt"
+        supervised = config.train.mode == "supervised"
+        export_model(trainer.model, config.analysis, class_names,
+                     trainer.prototype_classes if supervised else None, clips.features, labels,
+                     [item.midi for item in clips.items], model_path,
+                     extra={"name": config.name, "mode": config.train.mode, "config": str(config.source)})
+        if config.export:
+            config.export.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model_path, config.export)
+        (config.output / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path, help="YAML run configuration (see training/configs)")
+    parser.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    args = parser.parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("gloo")
+    torch.set_num_threads(1 if distributed else min(2, os.cpu_count() or 1))
+    try:
+        summary = run(load_config(args.config), args.resume, not args.no_progress)
+    except (ConfigError, DatasetError, SplitError, ProtophoneError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    if summary["skipped_files"]:
+        print(f"skipped {len(summary['skipped_files'])} unreadable file(s): see summary.json", file=sys.stderr)
+    print(f"trained {summary['name']}: {summary['epochs']} epochs in {summary['seconds']:.0f} s "
+          f"({summary['train_clips']} clips, {len(summary['classes'])} classes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Train the paper's baselines on exactly the split of a prototype run, so their figures sit side by side.
+
+    python -m training.train_baselines --config training/configs/orchestra.yaml
+    python -m training.evaluate --preset runs/orchestra/cnn.pt --data data --split runs/orchestra/split.csv
+
+Reads the config's data section and split file (drawing the split if the prototype run has not yet) and
+writes ``cnn.pt`` (direct CNN classifier) and ``autoencoder-kmeans.pt`` into the config's output folder.
+Both get the same level augmentation as the prototype model (``--gain-offset``, x units; 0 for the
+plain paper baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import ProtophoneError
+from training.baselines import train_autoencoder_kmeans, train_cnn
+from training.config import ConfigError, load_config
+from training.layouts import DatasetError
+from training.splits import SplitError
+from training.train import load_split, training_clips
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train_baselines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path, help="the prototype run's YAML configuration")
+    parser.add_argument("--cnn-epochs", type=int, default=12, help="direct CNN epochs (default 12)")
+    parser.add_argument("--ae-epochs", type=int, default=6, help="autoencoder epochs (default 6)")
+    parser.add_argument("--gain-offset", type=float, default=0.1, help="level augmentation in x units (default 0.1)")
+    parser.add_argument("--only", choices=("cnn", "autoencoder"), help="train just one of the two")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    try:
+        config = load_config(args.config)
+        clips = training_clips(config, load_split(config), not args.no_progress)
+    except (ConfigError, DatasetError, SplitError, ProtophoneError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    names = sorted(set(clips.labels))
+    labels = np.array([names.index(label) for label in clips.labels])
+    common = dict(gain_offset=args.gain_offset, seed=config.train.seed, progress=not args.no_progress)
+    config.output.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    if args.only in (None, "cnn"):
+        started = time.perf_counter()
+        train_cnn(clips.features, labels, names, epochs=args.cnn_epochs, **common).save(config.output / "cnn.pt")
+        timings["cnn_seconds"] = time.perf_counter() - started
+    if args.only in (None, "autoencoder"):
+        started = time.perf_counter()
+        model = train_autoencoder_kmeans(clips.features, labels, names, epochs=args.ae_epochs, **common)
+        model.save(config.output / "autoencoder-kmeans.pt")
+        timings["autoencoder_seconds"] = time.perf_counter() - started
+    (config.output / "baselines.json").write_text(json.dumps({**timings, **vars(args), "config": str(args.config)},
+                                                             indent=1, default=str))
+    print(f"baselines for {config.name} written to {config.output}: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The training loop of a prototype model: curriculum, warm-up, reassignment, checkpoints, DDP.
+
+Curriculum (DESIGN section 1): first only the prototypes learn, with every transformation held at
+identity; each time the epoch loss has not improved for ``patience`` epochs the next stage is enabled —
+gain, pitch, shelves, temperature (supervised only) — and finally the learning rate drops tenfold.  A part
+that starts learning warms its learning rate up linearly from ``warmup_start`` over ``warmup_batches``.
+
+Every random draw of epoch ``e`` comes from generators seeded with ``(seed, e, rank)``, so a run resumed
+from the checkpoint of epoch ``e - 1`` continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from engine.model import PrototypeModel
+from training.features import crop_batch
+from training.objective import augment, clip_errors, clustering_loss, initial_prototypes, supervised_loss
+
+STAGES = ("prototypes", "gain", "pitch", "shelves", "temperature", "finetune")
+#: Which transformation parameters (engine.model.PARAMETER_NAMES order) each stage switches on.
+STAGE_ENABLES = {"gain": (1,), "pitch": (0,), "shelves": (2, 3, 4, 5)}
+LOG_COLUMNS = ["epoch", "stage", "loss", "seconds", "reassigned"]
+
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters (the ``train`` section of a config file)."""
+
+    mode: str = "supervised"
+    prototypes_per_class: int = 2
+    n_prototypes: int = 0
+    channels: int = 128
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    lookahead: int = 0
+    pitch_mode: str = "hz"
+    epochs: int = 60
+    batch_size: int = 64
+    crop_frames: int = 48
+    scored_frames: int = 16
+    batches_per_epoch: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    patience: int = 2
+    min_improvement: float = 1e-3
+    warmup_batches: int = 200
+    warmup_start: float = 1e-3
+    stretch: float = 0.15
+    offset: float = 0.05
+    noise: float = 0.01
+    reassign_share: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("supervised", "clustering"):
+            raise ValueError(f"train.mode must be 'supervised' or 'clustering', got {self.mode!r}")
+        self.dilations = tuple(int(d) for d in self.dilations)
+
+    def stages(self) -> tuple[str, ...]:
+        return STAGES if self.mode == "supervised" else tuple(s for s in STAGES if s != "temperature")
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimiser that a resumed run needs."""
+
+    epoch: int = 0
+    stage: int = 0
+    best_loss: float = float("inf")
+    stale_epochs: int = 0
+    warmup: dict[str, int] = field(default_factory=lambda: {"predictor": -1, "theta": -1})
+
+
+def prototype_classes_for(settings: TrainSettings, n_classes: int) -> np.ndarray:
+    """Class of each prototype: ``prototypes_per_class`` each (supervised); clustering gives all class 0..K."""
+    if settings.mode == "supervised":
+        return np.repeat(np.arange(n_classes), settings.prototypes_per_class)
+    return np.arange(settings.n_prototypes or 2 * n_classes)
+
+
+class Trainer:
+    """Trains one :class:`PrototypeModel` on clips of log-mel frames; one instance per process."""
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        band_centres_hz: np.ndarray,
+        clips: list[np.ndarray],
+        labels: np.ndarray,
+        n_classes: int,
+        out_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.clips = clips
+        self.labels = np.asarray(labels)
+        self.out_dir = Path(out_dir)
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.prototype_classes = prototype_classes_for(settings, n_classes)
+        self.model = PrototypeModel(
+            len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
+            settings.channels, dilations=settings.dilations,
+        )
+        membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
+        if settings.mode == "supervised":
+            membership[self.prototype_classes, np.arange(len(self.prototype_classes))] = True
+        self.membership = torch.from_numpy(membership)
+        self.optimizer = torch.optim.AdamW([
+            {"name": "prototypes", "params": [self.model.prototypes], "weight_decay": 0.0},
+            {"name": "predictor", "params": list(self.model.predictor.parameters()),
+             "weight_decay": settings.weight_decay},
+            {"name": "theta", "params": [self.model.theta], "weight_decay": 0.0},
+        ], lr=settings.lr)
+        self.state = TrainState()
+        self.forward_model: torch.nn.Module = self.model
+        torch.manual_seed(settings.seed)
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def initialise(self) -> None:
+        """k-means++ prototypes from time-averaged clips, identical on every rank."""
+        rng = np.random.default_rng([self.settings.seed, 0xC1])
+        means = np.stack([clip.mean(axis=0) for clip in self.clips])
+        labels = self.labels if self.settings.mode == "supervised" else None
+        prototypes = initial_prototypes(means, labels, self.prototype_classes, rng)
+        with torch.no_grad():
+            self.model.prototypes.copy_(torch.from_numpy(prototypes))
+        self._apply_stage()
+
+    def wrap_for_distributed(self) -> None:
+        if self.world > 1:
+            unused = self.settings.mode == "clustering"  # theta takes no part in the clustering loss
+            self.forward_model = DistributedDataParallel(self.model, find_unused_parameters=unused)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        """Atomic: a kill during the write leaves the previous checkpoint intact."""
+        if self.rank:
+            return
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": asdict(self.state),
+            "settings": asdict(self.settings),
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=self.out_dir, suffix=".tmp")
+        os.close(handle)
+        torch.save(payload, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self) -> None:
+        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["state"])
+        self._apply_stage()
+
+    # ---------------------------------------------------------------------------------------- training
+    def fit(self, progress: bool = True, on_epoch: Callable[[dict], None] | None = None) -> None:
+        """Train from the current state up to ``settings.epochs``, checkpointing after every epoch."""
+        while self.state.epoch < self.settings.epochs:
+            started = time.perf_counter()
+            stage = self.stage_name
+            loss, wins = self._run_epoch(progress)
+            reassigned = self._reassign(wins) if self.settings.mode == "clustering" else 0
+            self._advance_curriculum(loss)
+            self.state.epoch += 1
+            self.save_checkpoint()
+            row = {"epoch": self.state.epoch, "stage": stage, "loss": loss,
+                   "seconds": time.perf_counter() - started, "reassigned": reassigned}
+            self._log(row)
+            if on_epoch is not None:
+                on_epoch(row)
+
+    @property
+    def stage_name(self) -> str:
+        return self.settings.stages()[self.state.stage]
+
+    def _run_epoch(self, progress: bool) -> tuple[float, np.ndarray]:
+        settings = self.settings
+        rng = np.random.default_rng([settings.seed, self.state.epoch, self.rank])
+        torch_seed = int(np.random.SeedSequence([settings.seed, self.state.epoch, self.rank]).generate_state(1)[0])
+        generator = torch.Generator().manual_seed(torch_seed)
+        n_batches = settings.batches_per_epoch or max(1, len(self.clips) // (settings.batch_size * self.world))
+        total, wins = 0.0, np.zeros(len(self.prototype_classes))
+        self.model.train()
+        bar = tqdm(range(n_batches), desc=f"epoch {self.state.epoch + 1}/{settings.epochs} [{self.stage_name}]",
+                   disable=not progress or self.rank != 0, leave=False)
+        for _ in bar:
+            chosen = rng.integers(len(self.clips), size=settings.batch_size)
+            crops = torch.from_numpy(crop_batch([self.clips[i] for i in chosen], settings.crop_frames, rng))
+            with torch.no_grad():
+                crops = augment(self.model, crops, generator, settings.stretch, settings.offset, settings.noise)
+            errors = clip_errors(self.forward_model, crops, settings.scored_frames)
+            if settings.mode == "supervised":
+                labels = torch.from_numpy(self.labels[chosen])
+                loss = supervised_loss(errors, labels, self.model.temperature(), self.membership)
+            else:
+                loss = clustering_loss(errors)
+            self._set_learning_rates()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item()
+            wins += np.bincount(errors.argmin(dim=1).numpy(), minlength=len(wins))
+            bar.set_postfix(loss=f"{loss.item():.5f}")
+        return self._all_mean(total / n_batches), self._all_sum(wins)
+
+    def _all_mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor) / self.world
+
+    def _all_sum(self, values: np.ndarray) -> np.ndarray:
+        if self.world == 1:
+            return values
+        tensor = torch.from_numpy(values)
+        dist.all_reduce(tensor)
+        return tensor.numpy()
+
+    # -------------------------------------------------------------------------------------- curriculum
+    def _advance_curriculum(self, loss: float) -> None:
+        state = self.state
+        if loss < state.best_loss * (1.0 - self.settings.min_improvement):
+            state.best_loss, state.stale_epochs = loss, 0
+            return
+        state.stale_epochs += 1
+        if state.stale_epochs >= self.settings.patience and state.stage + 1 < len(self.settings.stages()):
+            state.stage += 1
+            state.stale_epochs = 0
+            state.best_loss = float("inf")
+            if self.stage_name in STAGE_ENABLES:
+                state.warmup["predictor"] = 0
+            if self.stage_name == "temperature":
+                state.warmup["theta"] = 0
+            self._apply_stage()
+
+    def _apply_stage(self) -> None:
+        """Switch on the transformations of every stage reached so far."""
+        reached = self.settings.stages()[: self.state.stage + 1]
+        enabled = torch.zeros(6)
+        for stage in reached:
+            for index in STAGE_ENABLES.get(stage, ()):
+                enabled[index] = 1.0
+        self.model.enabled.copy_(enabled)
+
+    def _set_learning_rates(self) -> None:
+        settings = self.settings
+        scale = 0.1 if self.stage_name == "finetune" else 1.0
+        for group in self.optimizer.param_groups:
+            step = self.state.warmup.get(group["name"], None)
+            if step is None:
+                factor = 1.0
+            elif step < 0:
+                factor = 0.0
+            else:
+                ramp = min(1.0, step / max(1, settings.warmup_batches))
+                factor = settings.warmup_start + (1.0 - settings.warmup_start) * ramp
+                self.state.warmup[group["name"]] = step + 1
+            group["lr"] = settings.lr * scale * factor
+
+    # ------------------------------------------------------------------------------------ reassignment
+    def _reassign(self, wins: np.ndarray) -> int:
+        """Replace prototypes that won < ``reassign_share`` of their fair share by jittered popular ones."""
+        fair = wins.sum() / len(wins)
+        starved = np.flatnonzero(wins < self.settings.reassign_share * fair)
+        if not len(starved) or wins.sum() == 0:
+            return 0
+        rng = np.random.default_rng([self.settings.seed, self.state.epoch, 0x5EED])
+        sources = rng.choice(len(wins), size=len(starved), p=wins / wins.sum())
+        head = self.model.predictor.head
+        width = head.weight.shape[0] // len(wins)
+        with torch.no_grad():
+            for target, source in zip(starved, sources):
+                self.model.prototypes[target] = self.model.prototypes[source] + 0.01 * torch.randn(
+                    self.model.n_mels, generator=torch.Generator().manual_seed(int(target)))
+                rows_t, rows_s = slice(target * width, (target + 1) * width), slice(source * width, (source + 1) * width)
+                head.weight[rows_t] = head.weight[rows_s]
+                head.bias[rows_t] = head.bias[rows_s]
+                for parameter, rows in ((self.model.prototypes, (target, source)), (head.weight, (rows_t, rows_s)),
+                                        (head.bias, (rows_t, rows_s))):
+                    for moment in self.optimizer.state.get(parameter, {}).values():
+                        if torch.is_tensor(moment) and moment.dim():
+                            moment[rows[0]] = moment[rows[1]]
+        return len(starved)
+
+    # ---------------------------------------------------------------------------------------- logging
+    def _log(self, row: dict) -> None:
+        if self.rank:
+            return
+        path = self.out_dir / "log.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    def truncate_log(self) -> None:
+        """On resume: drop log rows past the checkpoint's epoch (written after it, then lost in a kill)."""
+        path = self.out_dir / "log.csv"
+        if self.rank or not path.exists():
+            return
+        with path.open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= self.state.epoch]
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
