@@ -110,4 +110,5 @@ def test_random_crop_and_padding() -> None:
     assert not padded[:3].any()
     batch = crop_batch([clip, clip[:3]], 8, rng)
     assert batch.shape == (2, 8, 4) and batch.dtype == np.float32
-    assert not batch[1, 3:].any()
+    np.testing.assert_array_equal(batch[1, 5:], clip[:3])
+    assert not batch[1, :5].any()
