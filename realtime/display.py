@@ -1,0 +1,117 @@
+"""The terminal view of a running engine: what it hears, how loud, how late, how loaded.
+
+On a terminal it is a ``rich`` Live panel redrawn a few times a second; anywhere else (a pipe, a log
+file, a test) it prints one plain line per second of audio, so logs stay readable and greppable.  The
+display is fed :class:`View` snapshots by the main thread; nothing here runs in the audio callback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from engine.identify import Identification
+
+METER_FLOOR_DB = -60.0
+BAR_WIDTH = 30
+REFRESH_PER_SECOND = 10
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything the display shows at one moment."""
+
+    identification: Identification
+    mode: str
+    target: str | None
+    input_db: float
+    output_db: float
+    latency_ms: float
+    dsp_load: float
+    xruns: int
+    deadline_misses: int
+    elapsed_s: float
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A text bar ``fraction`` (clipped to 0..1) full, in eighth-block steps."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    partial = " ▏▎▍▌▋▊▉"[eighths % 8] if eighths % 8 else ""
+    return ("█" * (eighths // 8) + partial).ljust(width)
+
+
+def meter_fraction(db: float) -> float:
+    return (db - METER_FLOOR_DB) / -METER_FLOOR_DB
+
+
+def setting(view: View) -> str:
+    return f"{view.mode} → {view.target}" if view.mode == "transfer" else view.mode
+
+
+def plain_line(view: View) -> str:
+    """One log line: time, label and top probabilities, levels, latency, load, problems."""
+    top = " ".join(f"{name} {p:.2f}" for name, p in view.identification.top(3))
+    return (f"{view.elapsed_s:6.1f}s  {view.identification.label or '-':<12} [{top}]  "
+            f"in {view.input_db:6.1f} dB  out {view.output_db:6.1f} dB  latency {view.latency_ms:.1f} ms  "
+            f"load {view.dsp_load:.2f}  xruns {view.xruns}  misses {view.deadline_misses}  {setting(view)}")
+
+
+def render(view: View, top: int = 5) -> Group:
+    """The rich panel: class bars, level meters, status line."""
+    classes = Table.grid(padding=(0, 1))
+    for name, probability in view.identification.top(top):
+        style = "bold green" if name == view.identification.label else "cyan"
+        classes.add_row(Text(name, style=style), Text(bar(probability), style=style), f"{probability:5.1%}")
+    meters = Table.grid(padding=(0, 1))
+    for name, db in (("in", view.input_db), ("out", view.output_db)):
+        style = "red" if db > -1.0 else "yellow" if db > -12.0 else "green"
+        meters.add_row(name, Text(bar(meter_fraction(db)), style=style), f"{db:6.1f} dB")
+    load_style = "red" if view.dsp_load > 0.8 else "default"
+    status = Text.assemble(
+        f"{setting(view)}   latency {view.latency_ms:.1f} ms   ",
+        (f"DSP load {view.dsp_load:.0%}", load_style),
+        f"   xruns {view.xruns}   deadline misses {view.deadline_misses}   {view.elapsed_s:.0f} s",
+    )
+    heard = Text(f"hearing: {view.identification.label or '(silence)'}", style="bold")
+    return Group(heard, classes, Text(""), meters, status)
+
+
+class Display:
+    """Live panel on a terminal, one plain line per second elsewhere.  Use as a context manager."""
+
+    def __init__(self, stream: TextIO | None = None, force_plain: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.interactive = not force_plain and self.stream.isatty()
+        self._live: Live | None = None
+        self._next_line_s = 1.0
+        self._last_draw = 0.0
+
+    def __enter__(self) -> Display:
+        if self.interactive:
+            console = Console(file=self.stream)
+            self._live = Live(console=console, refresh_per_second=REFRESH_PER_SECOND, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def update(self, view: View) -> None:
+        """Show ``view``: redraw (at most ``REFRESH_PER_SECOND``), or a plain line per second of audio."""
+        if self._live is not None:
+            now = time.monotonic()
+            if now - self._last_draw >= 1.0 / REFRESH_PER_SECOND:
+                self._live.update(render(view))
+                self._last_draw = now
+        elif view.elapsed_s >= self._next_line_s:
+            print(plain_line(view), file=self.stream, flush=True)
+            self._next_line_s = float(int(view.elapsed_s)) + 1.0

@@ -1,0 +1,153 @@
+"""File mode: a sound file through the same block-by-block streaming path as a live performance.
+
+The file is cut into host-sized blocks and fed to the metered engine, as fast as possible or paced at
+real time (``pace``).  With ``play`` the file stands in for the input of a duplex device: the engine runs
+in the device's callback exactly as in live mode (:func:`realtime.livemode.perform`) and the output is
+heard.  As in ``Processor.process_file``, the input is followed by ``latency_samples`` of silence and the
+first ``latency_samples`` of output are dropped, so the written file is as long as the input and aligned
+with it.  No sound card (and no PortAudio) is needed unless ``play``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from engine.audiofile import read_audio, write_audio
+from engine.processor import Processor
+from realtime.cli_errors import audio_module
+from realtime.display import Display, View
+from realtime.livemode import perform, resolve_devices, stream_summary
+from realtime.metering import MeteredProcessor, SecondLog
+from realtime.rtpolicy import audio_thread_policy
+
+#: Seconds of audio between display updates.
+UPDATE_S = 0.1
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    input_path: Path
+    output_path: Path | None
+    sample_rate: int | None  # None: the file's own rate, or with ``play`` the device's
+    block_size: int
+    pace: bool
+    play: bool
+    input_device: int | str | None
+    output_device: int | str | None
+
+
+class FileSource:
+    """The file, block by block, through the metered engine; also a processor for ``DuplexRunner`` that
+    ignores the device's input.  Storage is preallocated, so it is safe in an audio callback."""
+
+    def __init__(self, metered: MeteredProcessor, audio: np.ndarray, latency: int, block_size: int) -> None:
+        self.metered = metered
+        self.length = len(audio)
+        self.latency = latency
+        total = len(audio) + latency
+        padded = -(-total // block_size) * block_size  # whole blocks, so no callback ever slices short
+        self._input = np.zeros(padded, dtype=np.float32)
+        self._input[: len(audio)] = audio
+        self._output = np.zeros(padded, dtype=np.float32)
+        self._silence = np.zeros(block_size, dtype=np.float32)
+        self._total = total
+        self.position = 0
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self._total
+
+    @property
+    def heard(self) -> int:
+        """Input samples processed so far (the latency flush not counted)."""
+        return min(self.position, self.length)
+
+    def prepare(self, sample_rate: int, block_size: int) -> None:
+        self.metered.prepare(sample_rate, block_size)
+        self.position = 0
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Process the file's next ``len(block)`` samples (``block`` itself is ignored); silence once done."""
+        start = self.position
+        if start >= len(self._input):
+            return self._silence[: len(block)]
+        out = self._output[start : start + len(block)] = self.metered.process(self._input[start : start + len(block)])
+        self.position = start + len(block)
+        return out
+
+    def output(self) -> np.ndarray:
+        """What was processed, aligned with the input (the first ``latency`` samples dropped)."""
+        return self._output[self.latency : min(self.position, self._total)]
+
+
+def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
+    """Stream the file; write the aligned output; return the run's summary (see ``realtime.live``)."""
+    audio, rate = read_audio(settings.input_path)
+    devices = resolve_devices(settings.input_device, settings.output_device) if settings.play else None
+    host_rate = settings.sample_rate or (int(devices[0].default_samplerate) if devices else rate)
+    if host_rate != rate:
+        audio = soxr.resample(audio, rate, host_rate).astype(np.float32)
+    metered = MeteredProcessor(proc)
+    metered.prepare(host_rate, settings.block_size)  # latency_samples is known once prepared
+    source = FileSource(metered, audio, proc.latency_samples, settings.block_size)
+    started = time.perf_counter()
+    if devices is None:
+        with audio_thread_policy():
+            summary = run_blocks(proc, source, host_rate, settings, display)
+    else:
+        runner = audio_module().DuplexRunner(source, sample_rate=host_rate, block_size=settings.block_size,
+                                             input_device=devices[0].index, output_device=devices[1].index)
+        performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
+        summary = stream_summary(proc, metered, performance)
+    elapsed = time.perf_counter() - started
+    if settings.output_path is not None:
+        write_audio(settings.output_path, source.output(), host_rate)
+    return {
+        "source": "file",
+        "input": str(settings.input_path),
+        "output": None if settings.output_path is None else str(settings.output_path),
+        "duration_s": source.heard / host_rate,
+        "realtime_factor": elapsed * host_rate / max(source.position, 1),
+        **summary,
+    }
+
+
+def run_blocks(proc: Processor, source: FileSource, rate: int, settings: FileSettings, display: Display) -> dict:
+    """The file through the engine in a plain loop (no device): as fast as possible, or paced."""
+    metered, block = source.metered, settings.block_size
+    latency_ms = 1e3 * source.latency / rate
+    seconds = SecondLog(rate)
+    silence = np.zeros(block, dtype=np.float32)
+    update_every = max(1, round(UPDATE_S * rate / block))
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        index = 0
+        while not source.done:
+            source.process(silence)
+            seconds.observe(source.heard, lambda: proc.identification)
+            if settings.pace:
+                time.sleep(max(0.0, started + source.position / rate - time.perf_counter()))
+            if index % update_every == 0:
+                levels = metered.take_levels()
+                display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
+                                    latency_ms, levels.dsp_load, 0, metered.deadline_misses, source.heard / rate))
+            index += 1
+    except KeyboardInterrupt:  # Ctrl-C: keep what was processed, still a valid file
+        interrupted = True
+    return {
+        "sample_rate": rate,
+        "block_size": block,
+        "latency": {"engine_ms": latency_ms, "total_ms": latency_ms},
+        "xruns": 0,
+        "deadline_misses": metered.deadline_misses,
+        "processing": metered.timing(),
+        "per_second": seconds.entries,
+        "clip_label": proc.clip_label,
+        "interrupted": interrupted,
+    }

@@ -1,0 +1,116 @@
+"""A JACK client that plays a signal into the engine and records what comes back, for tests and benchmarks.
+
+With a private JACK server (:mod:`realtime.jackserver`) and PortAudio re-scanned onto it
+(:func:`portaudio_on_jack`), the engine's duplex stream appears as the JACK client ``PortAudio``.
+:class:`JackPatch` connects itself to that client's first input and output ports, plays a signal (once or
+on a loop) and records the engine's output into a preallocated buffer, counting the server's xruns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from realtime.audio import refresh_portaudio, release_portaudio
+from realtime.jackserver import JackServer
+
+PORTAUDIO_CLIENT = "PortAudio"  # PortAudio's JACK client name; sounddevice cannot change it
+
+
+@contextmanager
+def portaudio_on_jack(server: JackServer) -> Iterator[JackServer]:
+    """PortAudio re-scanned to see ``server``; on exit PortAudio lets go of it *before* the server stops
+    (else PortAudio aborts the process at exit), the server stops, and PortAudio re-scans the machine."""
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    refresh_portaudio()
+    try:
+        yield server
+    finally:
+        release_portaudio()
+        server.stop()
+        if previous is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = previous
+        refresh_portaudio()
+
+
+class JackPatch:
+    """Plays ``signal`` into the engine's input and records ``record_samples`` of its output once armed.
+
+    Player and recorder are two JACK clients: one client with ports on both sides of the engine would
+    form a cycle in JACK's processing graph, which JACK cannot order.
+    """
+
+    def __init__(self, signal: np.ndarray, record_samples: int = 0, loop: bool = False) -> None:
+        import jack  # noqa: PLC0415 - JACK-Client is a test/benchmark dependency only
+
+        self.player = jack.Client("protophone-player", no_start_server=True)
+        self.recorder = jack.Client("protophone-recorder", no_start_server=True)
+        self.out_port = self.player.outports.register("out")
+        self.in_port = self.recorder.inports.register("in")
+        self.signal = signal.astype(np.float32)
+        self.loop = loop
+        self.recording = np.zeros(record_samples, dtype=np.float32)
+        self.armed = False
+        self.xruns = 0
+        self._played = self._recorded = 0
+        self.player.set_process_callback(self._play)
+        self.recorder.set_process_callback(self._record)
+        self.recorder.set_xrun_callback(self._xrun)
+        self.player.activate()
+        self.recorder.activate()
+
+    def engine_ports(self) -> tuple[list, list]:
+        """The engine's (PortAudio's) input and output ports, in channel order."""
+        ports = self.player.get_ports(f"{PORTAUDIO_CLIENT}:", is_audio=True)
+        return [p for p in ports if p.is_input], [p for p in ports if p.is_output]
+
+    def connect_to_engine(self, timeout_s: float = 10.0) -> None:
+        """Wait for the engine's ports, then replace PortAudio's auto-connections with these clients."""
+        deadline = time.monotonic() + timeout_s
+        inputs, outputs = self.engine_ports()
+        while not (inputs and outputs):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {PORTAUDIO_CLIENT} ports after {timeout_s} s: {self.player.get_ports()}")
+            time.sleep(0.05)
+            inputs, outputs = self.engine_ports()
+        for source in self.player.get_all_connections(inputs[0]):
+            self.player.disconnect(source, inputs[0])
+        self.player.connect(self.out_port, inputs[0])
+        self.recorder.connect(outputs[0], self.in_port)
+
+    @property
+    def recorded(self) -> bool:
+        return self._recorded >= len(self.recording)
+
+    def close(self) -> None:
+        for client in (self.player, self.recorder):
+            client.deactivate()
+            client.close()
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
+
+    def _play(self, frames: int) -> None:
+        out = self.out_port.get_array()
+        out.fill(0.0)
+        if not self.armed:
+            return
+        position = self._played % len(self.signal) if self.loop else self._played
+        chunk = self.signal[position : position + frames]
+        out[: len(chunk)] = chunk
+        if self.loop and len(chunk) < frames:
+            out[len(chunk) :] = self.signal[: frames - len(chunk)]
+        self._played += frames
+
+    def _record(self, frames: int) -> None:
+        n = min(frames, len(self.recording) - self._recorded)
+        if self.armed and n > 0:
+            self.recording[self._recorded : self._recorded + n] = self.in_port.get_array()[:n]
+            self._recorded += n

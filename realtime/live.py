@@ -1,0 +1,219 @@
+"""Play through Protophone: hear what instrument you are, or sound like another one.
+
+Live (a duplex sound device; the engine resamples from the device's rate):
+  python -m realtime.live --preset violin                     # play anything, hear a violin
+  python -m realtime.live --preset identify --mode identify   # just name the instrument
+  python -m realtime.live --preset violin --transpose -12 --mix 0.7 --output take1.wav
+  python -m realtime.live --input-device "USB Audio" --output-device 3 --block-size 256
+
+Files (the same streaming path, no sound card needed):
+  python -m realtime.live --preset violin --input demo --output out.wav   # presets/demo.flac
+  python -m realtime.live --preset violin --input cello.wav --output out.wav --json
+  python -m realtime.live --input demo --output out.wav --realtime --play   # paced and heard
+
+Find things:
+  python -m realtime.live --list-presets
+  python -m realtime.live --list-devices
+
+Every problem is reported as one line on stderr with what to do, and a non-zero exit status.
+With --json a machine-readable summary is printed at exit: final and per-second identification,
+measured latency, xruns, deadline misses and DSP load (processing time / block time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from engine.errors import ProtophoneError
+from engine.preset import available_presets, load_preset, presets_dir
+from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
+from realtime.cli_errors import audio_module
+from realtime.display import Display
+from realtime.filemode import FileSettings, run_file
+from realtime.livemode import LiveSettings, run_live
+
+DEMO_FILE = Path(__file__).resolve().parent.parent / "presets" / "demo.flac"
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ProtophoneError):
+    """Command-line options that contradict each other."""
+
+
+def device_spec(text: str) -> int | str:
+    """A device given as an index ("3") or a (partial) name ("USB Audio")."""
+    return int(text) if text.strip().isdigit() else text
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer within ``low..high``, else argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m realtime.live", description=__doc__.split("\n\n")[0],
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to play")
+    what.add_argument("--preset", default="violin",
+                      help="preset name (see --list-presets), preset .yaml or model .pt (default: violin)")
+    what.add_argument("--mode", choices=("identify", "transfer"),
+                      help="identify: pass the sound through and name the instrument; transfer: sound like "
+                           "--target (default: the preset's)")
+    what.add_argument("--target", metavar="CLASS",
+                      help="instrument to sound like in transfer mode (default: the preset's)")
+    what.add_argument("--mix", type=float,
+                      help="0 = your dry sound only, 1 = transferred sound only (default: the preset's)")
+    what.add_argument("--transpose", type=float, metavar="SEMITONES",
+                      help="shift the transferred sound, -48..48 semitones (default: the preset's)")
+    what.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: cpu)")
+
+    audio = parser.add_argument_group("audio")
+    audio.add_argument("--input-device", type=device_spec, metavar="INDEX|NAME",
+                       help="live input (default: the system's default)")
+    audio.add_argument("--output-device", type=device_spec, metavar="INDEX|NAME",
+                       help="live or --play output (default: the system's default)")
+    audio.add_argument("--sample-rate", type=bounded_int(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE), metavar="HZ",
+                       help="stream rate (default: the device's own; in file mode the file's)")
+    audio.add_argument("--block-size", type=bounded_int(1, MAX_BLOCK_SIZE), metavar="SAMPLES",
+                       help="samples per audio callback (default: the model's hop, e.g. 512)")
+    audio.add_argument("--duration", type=positive_float, metavar="SECONDS",
+                       help="stop a live run after this long (default: Ctrl-C)")
+
+    files = parser.add_argument_group("files")
+    files.add_argument("--input", metavar="FILE|demo",
+                       help="process a sound file instead of a live input; 'demo' is presets/demo.flac")
+    files.add_argument("--output", type=Path, metavar="OUT.wav",
+                       help="write the output: the processed file, or a recording of a live run")
+    files.add_argument("--realtime", action="store_true", help="file mode: pace processing at real time")
+    files.add_argument("--play", action="store_true",
+                       help="file mode: also hear it; the engine then runs in the callback of the duplex device "
+                            "(--input-device/--output-device; its input is ignored), paced by its clock")
+
+    info = parser.add_argument_group("information")
+    info.add_argument("--json", action="store_true", help="print a JSON summary at exit (the live view goes to stderr)")
+    info.add_argument("--list-presets", action="store_true", help="list presets with their descriptions and exit")
+    info.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
+    return parser
+
+
+def list_presets() -> str:
+    names = available_presets()
+    if not names:
+        return f"no presets in {presets_dir()} (set PROTOPHONE_PRESETS to another folder)"
+    lines = []
+    for name in names:
+        try:
+            description = load_preset(name).description or "(no description)"
+        except ProtophoneError as error:
+            description = f"(unusable: {error})"
+        lines.append(f"{name:<16} {description}")
+    return "\n".join(lines)
+
+
+def list_devices() -> str:
+    devices = audio_module().list_devices()
+    return "\n".join(map(str, devices)) or "no sound devices found (is a sound card connected or JACK running?)"
+
+
+def load_processor(args: argparse.Namespace) -> Processor:
+    """The preset's processor with the command line's settings applied (bad values: one-line errors)."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("CUDA is not available on this machine; use --device cpu")
+    proc = Processor.from_preset(args.preset, device=args.device)
+    try:
+        proc.set(mode=args.mode, target=args.target, mix=args.mix, transpose=args.transpose)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return proc
+
+
+def input_file(name: str) -> Path:
+    return DEMO_FILE if name == "demo" else Path(name)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    if args.input is None and (args.realtime or args.play):
+        raise UsageError("--realtime and --play apply to file mode; add --input FILE (or --input demo)")
+    if args.input is not None and args.duration is not None:
+        raise UsageError("--duration applies to live runs; a file runs to its end")
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Build the engine and run it in file or live mode; the display goes to stderr under --json."""
+    check_options(args)
+    proc = load_processor(args)
+    block_size = args.block_size or proc.analysis.hop
+    stream = sys.stderr if args.json else sys.stdout
+    with Display(stream) as display:
+        if args.input is not None:
+            settings = FileSettings(input_file(args.input), args.output, args.sample_rate, block_size,
+                                    args.realtime, args.play, args.input_device, args.output_device)
+            summary = run_file(proc, settings, display)
+        else:
+            settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
+                                    args.duration, args.output)
+            summary = run_live(proc, settings, display)
+    snapshot = proc.identification
+    return {
+        "preset": proc.preset.name,
+        "mode": proc.mode,
+        "target": proc.target,
+        "mix": proc.mix,
+        "transpose": proc.transpose,
+        "label": snapshot.label,
+        "probabilities": snapshot.probabilities,
+        "active_frames": snapshot.frames_seen,
+        **summary,
+    }
+
+
+def human_summary(summary: dict) -> str:
+    processing = summary["processing"]
+    return (f"{summary['source']}: {summary['duration_s']:.1f} s at {summary['sample_rate']} Hz, block "
+            f"{summary['block_size']}; heard {summary['label'] or 'nothing'} (clip: {summary['clip_label'] or '-'}); "
+            f"latency {summary['latency']['total_ms']:.1f} ms; xruns {summary['xruns']}, deadline misses "
+            f"{summary['deadline_misses']}; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"
+            + (f"; output {summary['output']}" if summary["output"] else "")
+            + (" (interrupted)" if summary["interrupted"] else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list_presets or args.list_devices:
+            print(list_presets() if args.list_presets else list_devices())
+            return 0
+        summary = run(args)
+    except ProtophoneError as error:
+        print(f"protophone: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C before audio started (loading the model): nothing to finish
+        print("protophone: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(json.dumps(summary, indent=1) if args.json else human_summary(summary))
+    return 0  # a run stopped with Ctrl-C is a normal end: the figures and the file are complete
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The performer's front end, ``python -m realtime.live``: file mode and errors through the real command
+line, and a live transfer run through a real JACK server (dummy backend, real time).
+
+Presets are made from tiny models (tests/tiny_model.py) whose classes are synthetic timbres, so the
+expected identification is known: a sawtooth phrase must be heard as ``sawtooth``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from jack_server import JackServer
+from realtime.display import Display
+from realtime.live import build_parser, load_processor
+from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
+
+REPO = Path(__file__).resolve().parent.parent
+NOTE_HZ = midi_to_hz(REFERENCE_MIDI)  # the tiny model's prototypes are at this pitch and do not move
+
+
+def sawtooth_phrase(sample_rate: int, notes: int = 4, note_s: float = 1.5, gap_s: float = 0.25) -> np.ndarray:
+    """Repeated sawtooth notes with 10 ms fades and short rests: onsets and silences for the gate."""
+    note = tone("sawtooth", NOTE_HZ, note_s, sample_rate)
+    fade = int(0.01 * sample_rate)
+    note[:fade] *= np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    note[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    rest = np.zeros(int(gap_s * sample_rate), dtype=np.float32)
+    return np.concatenate([np.concatenate([note, rest]) for _ in range(notes)])
+
+
+@pytest.fixture(scope="module")
+def presets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("presets")
+    write_tiny_model(folder / "tiny.pt", head_std=0.0)
+    (folder / "tiny.yaml").write_text("description: Synthetic timbres, heard as a square wave.\n"
+                                      "model: tiny.pt\nmode: transfer\ntarget: square\n")
+    return folder
+
+
+def cli_command(presets: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    """``subprocess`` keyword arguments for ``python -m realtime.live ARGS`` with the test presets."""
+    return {"args": [sys.executable, "-m", "realtime.live", *args], "cwd": REPO, "text": True,
+            "env": {**os.environ, "PROTOPHONE_PRESETS": str(presets), **(env or {})}}
+
+
+def cli(presets: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(**cli_command(presets, *args, env=env), capture_output=True, timeout=180)
+
+
+def median_pitch_hz(audio: np.ndarray, sample_rate: int) -> float:
+    import librosa  # noqa: PLC0415 - slow import, only the pitch checks need it
+
+    audio16 = soxr.resample(audio, sample_rate, 16000)
+    f0, voiced, _ = librosa.pyin(audio16, fmin=80.0, fmax=1000.0, sr=16000, frame_length=1024)
+    assert voiced.mean() > 0.3, f"pyin found little pitch ({voiced.mean():.0%} voiced frames)"
+    return float(np.nanmedian(f0[voiced]))
+
+
+def cents(f: float, reference: float) -> float:
+    return 1200.0 * np.log2(f / reference)
+
+
+def test_file_mode_end_to_end(presets: Path, tmp_path: Path) -> None:
+    rate = 44100
+    phrase = sawtooth_phrase(rate, notes=2)
+    sf.write(tmp_path / "in.wav", phrase, rate)
+    run = cli(presets, "--preset", "tiny", "--input", str(tmp_path / "in.wav"), "--output", str(tmp_path / "out.wav"),
+              "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    for key in ("label", "probabilities", "per_second", "latency", "xruns", "deadline_misses", "processing",
+                "mode", "target", "clip_label"):
+        assert key in summary, key
+    assert summary["label"] == summary["clip_label"] == "sawtooth"
+    assert (summary["mode"], summary["target"]) == ("transfer", "square")
+    assert [entry["second"] for entry in summary["per_second"]] == [1, 2, 3]
+    assert all(entry["label"] == "sawtooth" for entry in summary["per_second"])
+    assert summary["latency"]["engine_ms"] > 0 and summary["xruns"] == 0
+    assert 0 < summary["processing"]["load_p50"] < summary["processing"]["load_max"]
+    output, out_rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert out_rate == rate and output.shape == phrase.shape
+    assert np.sqrt(np.mean(output**2)) > 0.01 and np.isfinite(output).all()
+    assert "1.0s" in run.stderr or "1.1s" in run.stderr  # plain per-second lines go to stderr under --json
+
+
+def test_file_mode_paced_at_real_time(presets: Path, tmp_path: Path) -> None:
+    sf.write(tmp_path / "in.wav", sawtooth_phrase(48000, notes=1, note_s=1.0), 48000)
+    run = cli(presets, "--preset", "tiny", "--input", str(tmp_path / "in.wav"), "--realtime", "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["output"] is None and 0.95 < summary["realtime_factor"] < 1.5
+
+
+def test_demo_input_and_help(presets: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.flac"
+    run = cli(presets, "--preset", "tiny", "--mode", "identify", "--input", "demo", "--output", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "file: 6.9 s" in run.stdout and sf.info(out).frames == sf.info(REPO / "presets/demo.flac").frames
+    help_text = cli(presets, "--help").stdout
+    assert "--preset violin --input demo --output out.wav" in help_text and "--list-devices" in help_text
+
+
+def test_list_presets_shows_names_and_descriptions(presets: Path) -> None:
+    run = cli(presets, "--list-presets")
+    assert run.returncode == 0 and run.stdout.split()[:2] == ["tiny", "Synthetic"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--preset", "violin-nope", "--input", "demo"], "available presets: tiny"),
+        (["--preset", "tiny", "--target", "oboe", "--input", "demo"], "sine, sawtooth, square"),
+        (["--preset", "tiny", "--input", "/no/such/file.wav"], "audio file not found"),
+        (["--preset", "tiny", "--mix", "1.5", "--input", "demo"], "mix must be between 0"),
+        (["--preset", "tiny", "--transpose", "99", "--input", "demo"], "within +-48 semitones"),
+        (["--preset", "tiny", "--play", "--realtime"], "add --input FILE"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(presets: Path, args: list[str], expected: str) -> None:
+    run = cli(presets, *args)
+    assert run.returncode != 0
+    assert expected in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr
+
+
+def test_missing_portaudio_library_names_the_package(presets: Path, tmp_path: Path) -> None:
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    run = cli(presets, "--list-devices", env={"PYTHONPATH": str(tmp_path)})
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.strip().endswith("apt-get install libportaudio2") and run.stderr.count("\n") == 1
+
+
+def test_unknown_or_missing_device_is_one_line(presets: Path) -> None:
+    """Here (no sound card, no default JACK server) this is the no-device case; elsewhere, an unknown name."""
+    run = cli(presets, "--preset", "tiny", "--input-device", "no such card", "--duration", "1")
+    assert run.returncode != 0 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+    assert "--input demo" in run.stderr or "available input devices" in run.stderr
+
+
+# One period per model hop (512 samples, the CLI's default block): the engine computes about one frame per
+# callback, which is what the model's hop is made for.  Smaller periods are measured by benchmarks/live.py.
+JACK_AT_MODEL_HOP = pytest.mark.parametrize("jack_server", [{"period": 512}], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def portaudio_jack(jack_server: JackServer) -> Iterator[JackServer]:
+    """The private JACK server, seen by PortAudio (let go of before the server stops)."""
+    from realtime.jackclients import portaudio_on_jack  # noqa: PLC0415 - needs PortAudio
+
+    with portaudio_on_jack(jack_server):
+        yield jack_server
+
+
+@JACK_AT_MODEL_HOP
+def test_live_device_errors_are_one_line(portaudio_jack: JackServer, presets: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtime.cli_errors import AudioDeviceError  # noqa: PLC0415
+    from realtime.livemode import LiveSettings, run_live  # noqa: PLC0415
+
+    monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
+    proc = load_processor(build_parser().parse_args(["--preset", "tiny"]))
+    period = portaudio_jack.period
+    with pytest.raises(AudioDeviceError, match=r"sample rate 44100 Hz is not supported .*48000 Hz\)$"):
+        run_live(proc, LiveSettings("system", "system", 44100, period, 1.0, None), Display(io.StringIO()))
+    with pytest.raises(AudioDeviceError, match=r"'no such card'.*available input devices: \[\d+\] 'system'"):
+        run_live(proc, LiveSettings("no such card", "system", None, period, 1.0, None), Display(io.StringIO()))
+
+
+@JACK_AT_MODEL_HOP
+def test_live_transfer_through_jack(portaudio_jack: JackServer, presets: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 s live through the real server: identified within 1 s of sound, pitched output, no xruns."""
+    from realtime.jackclients import JackPatch  # noqa: PLC0415 - needs PortAudio + JACK
+    from realtime.livemode import LiveSettings, run_live  # noqa: PLC0415
+
+    monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
+    rate, period, run_s = portaudio_jack.sample_rate, portaudio_jack.period, 20.0
+    proc = load_processor(build_parser().parse_args(["--preset", "tiny"]))
+    decisions: list[int] = []
+    proc.tap = lambda frames, params, errors, decided: decisions.extend(decided.tolist())
+    phrase = sawtooth_phrase(rate)
+    assert proc.analysis.hop == period
+    settings = LiveSettings("system", "system", None, period, run_s, tmp_path / "take.wav")
+    log = io.StringIO()
+    summary: dict = {}
+    engine = threading.Thread(target=lambda: summary.update(run_live(proc, settings, Display(log))))
+    started = time.monotonic()
+    engine.start()
+    patch = JackPatch(phrase, record_samples=len(phrase) + rate)
+    try:
+        patch.connect_to_engine()
+        time.sleep(0.5)
+        patch.armed = True
+        time.sleep(max(0.0, run_s - 0.5 - (time.monotonic() - started)))
+        server_xruns = patch.xruns  # before the engine closes its stream (closing may xrun)
+        engine.join(timeout=30)
+        leftover = patch.engine_ports()
+    finally:
+        patch.close()
+    assert not engine.is_alive() and summary, "live run did not finish"
+    context = json.dumps({k: summary[k] for k in ("xruns", "xrun_flags", "deadline_misses", "processing", "latency")})
+    print(context)
+    assert summary["xruns"] == 0 and server_xruns == 0, context
+    assert not summary["interrupted"] and leftover == ([], []) and patch.recorded
+    assert summary["duration_s"] > 0.9 * run_s and summary["recorder_dropped_blocks"] == 0
+
+    onset = next(i for i, d in enumerate(decisions) if d >= 0)
+    one_second = int(round(proc.analysis.frame_rate))
+    assert {TIMBRES[d] for d in decisions[onset + one_second :]} == {"sawtooth"}, decisions[onset : onset + one_second]
+    assert proc.identification.label == "sawtooth" and summary["per_second"][-1]["label"] == "sawtooth"
+    assert len(log.getvalue().splitlines()) >= run_s - 2  # one plain line per second
+
+    sound = patch.recording[int(0.3 * rate) :]
+    assert np.sqrt(np.mean(sound**2)) > 0.01, "transfer output is silent"
+    assert abs(cents(median_pitch_hz(sound, rate), median_pitch_hz(phrase, rate))) < 50
+    take, take_rate = sf.read(tmp_path / "take.wav", dtype="float32")
+    assert take_rate == rate and abs(len(take) - summary["duration_s"] * rate) <= period
+
+
+@JACK_AT_MODEL_HOP
+def test_cli_live_run_stopped_with_ctrl_c(portaudio_jack: JackServer, presets: Path, tmp_path: Path) -> None:
+    """The command line on the JACK device: listed, then a live run that Ctrl-C ends with a complete file."""
+    assert "'system'" in cli(presets, "--list-devices").stdout
+    take = tmp_path / "take.wav"
+    engine = subprocess.Popen(**cli_command(presets, "--preset", "tiny", "--input-device", "system", "--output-device",
+                                            "system", "--output", str(take), "--json"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not take.exists() and engine.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3.0)
+    engine.send_signal(signal.SIGINT)
+    stdout, stderr = engine.communicate(timeout=30)
+    assert engine.returncode == 0 and "Traceback" not in stderr, stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] and summary["source"] == "live" and summary["duration_s"] > 2.0
+    assert summary["latency"]["total_ms"] > summary["latency"]["engine_ms"] > 0
+    frames = sf.info(take).frames
+    assert abs(frames - summary["duration_s"] * summary["sample_rate"]) <= summary["block_size"]
+
+
+@JACK_AT_MODEL_HOP
+def test_cli_file_mode_played_on_device(portaudio_jack: JackServer, presets: Path, tmp_path: Path) -> None:
+    """--play runs the file at the device's rate (resampled) and paced by its clock."""
+    sf.write(tmp_path / "in.wav", sawtooth_phrase(44100, notes=1), 44100)
+    started = time.monotonic()
+    run = cli(presets, "--preset", "tiny", "--input", str(tmp_path / "in.wav"), "--output", str(tmp_path / "out.wav"),
+              "--play", "--output-device", "system", "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["sample_rate"] == portaudio_jack.sample_rate and summary["label"] == "sawtooth"
+    assert time.monotonic() - started > summary["duration_s"]  # paced by the device, not as fast as possible
+    assert sf.info(tmp_path / "out.wav").frames == round(summary["duration_s"] * summary["sample_rate"])
