@@ -229,8 +229,9 @@ class PrototypeModel(nn.Module):
         padded = F.pad(frames, (0, 0, 0, self.lookahead))
         params = self.bound(self.predictor(padded)[:, self.lookahead :])
         if scored_frames > 0:
-            params = params[:, params.shape[1] - scored_frames :]
-            frames = frames[:, frames.shape[1] - scored_frames :]
+            end = frames.shape[1] - self.lookahead  # the last frames whose look-ahead lies inside the clip
+            params = params[:, end - scored_frames : end]
+            frames = frames[:, end - scored_frames : end]
         return params, self.errors(frames, params)
 
     # ------------------------------------------------------------------------------------------ streaming

@@ -129,3 +129,16 @@ def test_reset_forgets_the_past():
 def test_reference_size_parameter_count():
     model = PrototypeModel(28, CONFIG.band_centres_hz)
     assert 100_000 < parameter_count(model) < 500_000
+
+
+@pytest.mark.parametrize("lookahead", [0, 3])
+def test_scoring_a_window_equals_slicing_the_whole_clip(lookahead):
+    """Training scores the last frames whose look-ahead is inside the crop; the rest is context."""
+    model, _ = build_tiny_model(lookahead=lookahead)
+    frames = torch.rand(2, 30, CONFIG.n_mels)
+    with torch.no_grad():
+        params, errors = model(frames)
+        window_params, window_errors = model(frames, 8)
+    end = 30 - lookahead
+    torch.testing.assert_close(window_params, params[:, end - 8 : end])
+    torch.testing.assert_close(window_errors, errors[:, end - 8 : end])
