@@ -33,10 +33,11 @@ def class_log_probabilities(errors: Tensor, temperature: Tensor, membership: Ten
     return torch.logsumexp(masked, dim=2)
 
 
-def supervised_loss(errors: Tensor, labels: Tensor, temperature: Tensor, membership: Tensor) -> Tensor:
+def supervised_loss(errors: Tensor, labels: Tensor, temperature: Tensor, membership: Tensor,
+                    ce_weight: float = CE_WEIGHT) -> Tensor:
     own = errors.masked_fill(~membership[labels], float("inf")).min(dim=1).values
     cross_entropy = F.nll_loss(class_log_probabilities(errors, temperature, membership), labels)
-    return own.mean() + CE_WEIGHT * cross_entropy
+    return own.mean() + ce_weight * cross_entropy
 
 
 def clustering_loss(errors: Tensor) -> Tensor:

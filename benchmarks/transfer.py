@@ -1,0 +1,347 @@
+"""Timbre-transfer quality: is the output heard as the target, does it keep the melody, how good is its phase?
+
+    python -m benchmarks.transfer --preset violin --phrases data/TimGM6mb --classifier runs/orchestra/cnn.pt \\
+        --targets violin,cello,flute,trumpet,clarinet --max-phrases 3
+    python -m benchmarks.transfer ... --json
+
+DESIGN section 5 asks for the target hit rate and the pitch error "on phrases from instruments it never saw
+as targets".  So for each target only the legato phrases of the *other* instruments are played
+(``DIR/phrases/<class>/*.wav`` with the ``*.notes.csv`` beside each, ``onset_s, offset_s, midi``).  Each
+phrase goes through the streaming engine, ``Processor.process_file`` (transfer mode, mix 1, no
+transposition, the preset's phase and block size 512 unless told), once per transfer candidate, and the
+output is read back as the file a user would get (16-bit WAV).  Reported per target and candidate:
+
+- **hit %**: share of outputs that the direct CNN baseline assigns to the target.  The CNN is an
+  independent classifier (not the prototype model that rendered the sound, which would be marking its
+  own homework); it sees the output's log-mel at the model's analysis settings.  Beside it, once, the
+  CNN's accuracy on the *input* phrases: a hit rate means little if the CNN cannot name the inputs.
+- **pitch ¢**: median absolute difference in cents between pyin on the output and the note of the notes
+  file, pooled over the frames inside notes, leaving out the first 50 ms of each note (attack and the
+  legato glide have no single pitch).  pyin searches one octave either side of the phrase's notes on its
+  default 10-cent grid, so errors read in steps of 10 cents and anything beyond an octave reads as
+  about an octave.  **voiced %**: share of those frames where pyin hears a pitch at all; an unvoiced
+  frame has no pitch error but does not keep the melody either.
+- **SC**: synthesis quality on the mel frames the stream rendered.  They are captured exactly
+  (``Processor.tap`` gives the model's parameters and errors per decided frame; the same
+  ``TransferRenderer`` renders them and the same level gate silences quiet frames).  The reference is
+  ``|S| = MelToMagnitude(frames)``, the linear magnitude that every synthesis is given and that offline
+  Griffin-Lim iterates towards.  Each synthesis -- RTPGHI, the input's own STFT phase, and Griffin-Lim
+  (32 momentum iterations) -- is analysed again with the engine's STFT and scored with
+  ``spectral_convergence`` (``||S| - |S_est||_F / ||S||_F``, frame by frame), leaving out the first
+  ``n_fft / hop - 1`` frames, which have no overlap-add partners.  Griffin-Lim's own figure is the
+  offline bound that the two real-time methods stand beside.  Median over phrases.
+- **RTF**: processing time of ``process_file`` over audio duration (one thread unless told), and the
+  wall time of the whole benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soxr
+import torch
+from threadpoolctl import threadpool_limits
+
+from engine.audiofile import read_audio
+from engine.config import AnalysisConfig
+from engine.errors import ProtophoneError
+from engine.frontend import frame_level_db, log_mel
+from engine.processor import Processor
+from engine.stft import stft
+from engine.synth import MelToMagnitude, griffin_lim, spectral_convergence, synthesize
+from engine.transfer import CANDIDATES, TransferRenderer
+from training.baselines import CnnClassifier
+from training.layouts import DatasetError, Phrase, scan_phrases
+
+#: Frames right after an onset are left out of the pitch error (attack, legato glide).
+ONSET_SKIP_S = 0.05
+#: pyin searches this far either side of a phrase's notes: octave errors count, the search stays cheap.
+PYIN_MARGIN_SEMITONES = 12
+#: pyin frame step (512 samples at 44.1 kHz): pyin's cost grows with the frame count.
+PYIN_HOP_S = 0.0116
+GRIFFIN_LIM_ITERATIONS = 32
+
+
+@dataclass
+class Tally:
+    """What one target/candidate pair collects over its phrases."""
+
+    hits: int = 0
+    phrases: int = 0
+    cents: list[np.ndarray] = field(default_factory=list)
+    in_note_frames: int = 0
+    convergence: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    audio_s: float = 0.0
+    processing_s: float = 0.0
+
+
+class UsageError(Exception):
+    """A command-line input that cannot be used; printed as one line."""
+
+
+def read_notes(path: Path) -> np.ndarray:
+    """The notes file as ``(n, 3)``: onset (s), offset (s), MIDI note."""
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def to_rate(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """``audio`` at ``rate_out`` (soxr, the engine's resampler), untouched when the rates match."""
+    return audio if rate_in == rate_out else soxr.resample(audio, rate_in, rate_out).astype(np.float32)
+
+
+def pitch_errors(audio: np.ndarray, sample_rate: int, notes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Absolute cents between pyin on ``audio`` and the notes, per voiced frame inside a note.
+
+    Returns the errors and the number of in-note frames (voiced or not).  The frame is sized so that two
+    periods of the lowest searched pitch fit, as pyin wants.
+    """
+    fmin = float(librosa.midi_to_hz(notes[:, 2].min() - PYIN_MARGIN_SEMITONES))
+    fmax = min(float(librosa.midi_to_hz(notes[:, 2].max() + PYIN_MARGIN_SEMITONES)), 0.45 * sample_rate)
+    frame_length = 1 << math.ceil(math.log2(2.0 * sample_rate / fmin + 2.0))
+    hop = int(round(PYIN_HOP_S * sample_rate))
+    f0, voiced, _ = librosa.pyin(audio, fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame_length,
+                                 hop_length=hop)
+    times = librosa.times_like(f0, sr=sample_rate, hop_length=hop)
+    truth = np.full(len(times), np.nan)
+    for onset, offset, midi in notes:
+        truth[(times >= onset + ONSET_SKIP_S) & (times < offset)] = midi
+    in_note = np.isfinite(truth)
+    scored = in_note & voiced & np.isfinite(f0)
+    return np.abs(100.0 * (librosa.hz_to_midi(f0[scored]) - truth[scored])), int(in_note.sum())
+
+
+def convergence(frames: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig) -> dict[str, float]:
+    """Spectral convergence of each synthesis of ``frames`` against their magnitude (module docstring)."""
+    magnitudes = MelToMagnitude(analysis)(frames)
+    n_samples = len(frames) * analysis.hop
+    outputs = {
+        "rtpghi": synthesize(frames, analysis, "rtpghi"),
+        "input": synthesize(frames, analysis, "input", spectra),
+        "griffin_lim": griffin_lim(magnitudes, analysis.n_fft, analysis.hop, GRIFFIN_LIM_ITERATIONS)[:n_samples],
+    }
+    skip = analysis.n_fft // analysis.hop - 1
+    return {name: spectral_convergence(magnitudes[skip:], audio[skip * analysis.hop :], analysis.hop)
+            for name, audio in outputs.items()}
+
+
+class Capture:
+    """A ``Processor.tap`` that keeps the decided frames with their parameters and errors."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def __call__(self, frames: np.ndarray, params: np.ndarray, errors: np.ndarray, _decisions: np.ndarray) -> None:
+        self.chunks.append((frames, params, errors))
+
+    def rendered(self, renderer: TransferRenderer, analysis: AnalysisConfig, gate_db: float) -> np.ndarray:
+        """The wet mel frames the stream synthesised: rendered, and silenced below the level gate."""
+        frames, params, errors = (np.concatenate(part) for part in zip(*self.chunks))
+        with torch.no_grad():
+            wet = renderer.render(torch.from_numpy(params), torch.from_numpy(errors)).cpu().numpy()
+        wet[frame_level_db(frames, analysis) < gate_db] = 0.0
+        return wet
+
+
+def select_phrases(root: Path, max_per_class: int | None) -> list[Phrase]:
+    """Phrases with a notes file, the first ``max_per_class`` of each class (sorted by file name)."""
+    by_class: dict[str, list[Phrase]] = defaultdict(list)
+    for phrase in scan_phrases(root):
+        if phrase.notes_path is not None:
+            by_class[phrase.item.label].append(phrase)
+    if not by_class:
+        raise UsageError(f"no phrase under {root / 'phrases'} has a .notes.csv beside it")
+    return [p for label in sorted(by_class) for p in by_class[label][:max_per_class]]
+
+
+def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifier, tally: Tally,
+                 scratch: Path) -> None:
+    """Play one phrase through ``proc`` into ``target`` and add its figures to ``tally``."""
+    analysis = proc.analysis
+    capture = Capture()
+    proc.tap = capture
+    proc.set(target=target)
+    out_path = scratch / "out.wav"
+    summary = proc.process_file(phrase.item.path, out_path)
+    proc.tap = None
+    output, rate = read_audio(out_path)
+    audio, _ = read_audio(phrase.item.path)
+
+    clip = log_mel(to_rate(output, rate, analysis.sample_rate), analysis)
+    tally.hits += int(cnn.class_names[cnn.predict([clip])[0]] == target)
+    tally.phrases += 1
+    cents, in_note = pitch_errors(output, rate, read_notes(phrase.notes_path))
+    tally.cents.append(cents)
+    tally.in_note_frames += in_note
+
+    renderer = TransferRenderer(proc.model, target, proc.preset.candidate)
+    wet = capture.rendered(renderer, analysis, proc.preset.gate_db)
+    flushed = np.concatenate([audio, np.zeros(summary["latency_samples"], dtype=np.float32)])
+    spectra = stft(to_rate(flushed, rate, analysis.sample_rate), analysis.n_fft, analysis.hop)
+    n = min(len(wet), len(spectra))
+    for name, value in convergence(wet[:n], spectra[:n], analysis).items():
+        tally.convergence[name].append(value)
+    tally.audio_s += summary["duration_s"]
+    tally.processing_s += summary["realtime_factor"] * summary["duration_s"]
+
+
+def input_accuracy(phrases: list[Phrase], cnn: CnnClassifier, analysis: AnalysisConfig) -> float | None:
+    """Share of the input phrases (of classes the CNN knows) that the CNN names correctly."""
+    known = [p for p in phrases if p.item.label in cnn.class_names]
+    if not known:
+        return None
+    clips = []
+    for phrase in known:
+        audio, rate = read_audio(phrase.item.path)
+        clips.append(log_mel(to_rate(audio, rate, analysis.sample_rate), analysis))
+    predicted = cnn.predict(clips)
+    return float(np.mean([cnn.class_names[i] == p.item.label for i, p in zip(predicted, known)]))
+
+
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a figure without data is null."""
+    return float(value) if np.isfinite(value) else None
+
+
+def summarise(target: str, candidate: str, tally: Tally) -> dict:
+    cents = np.concatenate(tally.cents) if tally.cents else np.zeros(0)
+    return {
+        "target": target,
+        "candidate": candidate,
+        "phrases": tally.phrases,
+        "hit_rate": tally.hits / tally.phrases,
+        "pitch_error_cents": _number(np.median(cents)) if len(cents) else None,
+        "voiced_share": len(cents) / tally.in_note_frames if tally.in_note_frames else None,
+        "spectral_convergence": {name: _number(np.median(values)) for name, values in tally.convergence.items()},
+        "audio_s": tally.audio_s,
+        "processing_s": tally.processing_s,
+        "rtf": tally.processing_s / tally.audio_s,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Load everything (user errors become :class:`UsageError`), play every phrase, return the result."""
+    started = time.perf_counter()
+    if not args.classifier.is_file():
+        raise UsageError(f"classifier not found: {args.classifier} "
+                         "(train it with `python -m training.train_baselines`)")
+    try:
+        first = Processor.from_preset(args.preset)
+        cnn = CnnClassifier.load(args.classifier)
+        phrases = select_phrases(args.phrases, args.max_phrases)
+    except (ProtophoneError, DatasetError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    names = first.metadata.class_names
+    targets = args.targets.split(",") if args.targets else [first.preset.target or names[0]]
+    candidates = args.candidates.split(",")
+    for target in targets:
+        if target not in names:
+            raise UsageError(f"unknown target {target!r}; the model knows: {', '.join(names)}")
+        if target not in cnn.class_names:
+            raise UsageError(f"target {target!r} is not a class of the classifier ({', '.join(cnn.class_names)})")
+    for candidate in candidates:
+        if candidate not in CANDIDATES:
+            raise UsageError(f"unknown candidate {candidate!r}; choose from {', '.join(CANDIDATES)}")
+    if cnn.n_mels != first.analysis.n_mels:
+        raise UsageError(f"classifier expects {cnn.n_mels} mel bands, the model has {first.analysis.n_mels}")
+
+    processors = {}
+    for candidate in candidates:
+        preset = replace(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0, candidate=candidate)
+        processors[candidate] = Processor(first.model, preset)
+        try:
+            processors[candidate].prepare(read_audio(phrases[0].item.path)[1], args.block_size)
+        except (ProtophoneError, ValueError) as error:
+            raise UsageError(str(error)) from None
+        except RuntimeError as error:  # TorchScript: a model exported from another version of engine.model
+            raise UsageError(f"{first.preset.model} does not run on this engine (export it again): "
+                             f"{str(error).splitlines()[0]}") from None
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for target in targets:
+            sources = [p for p in phrases if p.item.label != target]
+            if not sources:
+                raise UsageError(f"no phrase of an instrument other than {target!r} under {args.phrases}")
+            tallies = {candidate: Tally() for candidate in candidates}
+            for phrase in sources:
+                for candidate, proc in processors.items():
+                    transfer_one(proc, phrase, target, cnn, tallies[candidate], Path(scratch))
+            rows += [summarise(target, candidate, tallies[candidate]) for candidate in candidates]
+            print(f"{target}: {len(sources)} phrases x {len(candidates)} candidates, "
+                  f"{time.perf_counter() - started:.0f} s so far", file=sys.stderr, flush=True)
+    return {
+        "preset": str(args.preset),
+        "model": str(first.preset.model),
+        "classifier": str(args.classifier),
+        "phrases_root": str(args.phrases),
+        "source_classes": sorted({p.item.label for p in phrases}),
+        "phase": first.preset.phase,
+        "block_size": args.block_size,
+        "threads": args.threads,
+        "classifier_input_accuracy": input_accuracy(phrases, cnn, first.analysis),
+        "results": rows,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def table(result: dict) -> str:
+    """The result as a readable text table, candidates of one target on adjacent rows."""
+    def cell(value: float | None, spec: str, scale: float = 1.0) -> str:
+        return "-" if value is None else format(scale * value, spec)
+
+    accuracy = result["classifier_input_accuracy"]
+    lines = [
+        f"preset {result['preset']} ({result['model']}), phase {result['phase']}, block {result['block_size']}, "
+        f"{result['threads']} thread(s)",
+        f"phrases {result['phrases_root']} ({', '.join(result['source_classes'])}); classifier "
+        f"{result['classifier']} (on the input phrases: {cell(accuracy, '.0f', 100)} % correct)",
+        f"{'target':<12} {'candidate':<9} {'phrases':>7} {'hit %':>6} {'pitch ¢':>8} {'voiced %':>8} "
+        f"{'SC rtpghi':>9} {'SC input':>8} {'SC GL':>6} {'RTF':>6}",
+    ]
+    for row in result["results"]:
+        sc = row["spectral_convergence"]
+        lines.append(
+            f"{row['target']:<12} {row['candidate']:<9} {row['phrases']:>7} {cell(row['hit_rate'], '6.1f', 100)} "
+            f"{cell(row['pitch_error_cents'], '8.1f')} {cell(row['voiced_share'], '8.1f', 100)} "
+            f"{cell(sc['rtpghi'], '9.3f')} {cell(sc['input'], '8.3f')} {cell(sc['griffin_lim'], '6.3f')} "
+            f"{row['rtf']:>6.3f}")
+    lines.append(f"wall time {result['wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.transfer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", required=True, help="preset name, preset YAML or model file")
+    parser.add_argument("--phrases", type=Path, required=True, help="dataset folder holding phrases/<class>/")
+    parser.add_argument("--classifier", type=Path, required=True, help="direct CNN baseline (cnn.pt)")
+    parser.add_argument("--targets", default=None,
+                        help="comma-separated targets (default: the preset's target, else the model's first class)")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated transfer candidates")
+    parser.add_argument("--max-phrases", type=int, default=None, help="phrases per source class (default: all)")
+    parser.add_argument("--block-size", type=int, default=512, help="host block size (default 512)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and numpy (default 1)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        with threadpool_limits(args.threads):
+            result = run(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
