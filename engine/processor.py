@@ -245,7 +245,7 @@ class Processor:
     def process_file(self, in_path: str | Path, out_path: str | Path | None = None) -> dict:
         """Run a whole file through the streaming path; the output is aligned with the input.
 
-        The stream is reset first and flushed with ``latency_samples`` of silence after, and the first
+        The stream is reset first and flushed with silence after, and the first
         ``latency_samples`` output samples are dropped, so output sample ``i`` belongs to input sample ``i``.
         Returns a summary (identification, latency, timing).
         """
@@ -254,8 +254,10 @@ class Processor:
             self.prepare(sample_rate, self.block_size or 512)
         self.reset()
         started = time.perf_counter()
-        flushed = np.concatenate([audio, np.zeros(self._latency, dtype=np.float32)])
-        output = self.process(flushed)[self._latency :]
+        # enough silence to bring out the last sample and to complete the frames that cover the last hop
+        tail = self._latency + math.ceil(self.analysis.n_fft * sample_rate / self.analysis.sample_rate)
+        flushed = np.concatenate([audio, np.zeros(tail, dtype=np.float32)])
+        output = self.process(flushed)[self._latency : self._latency + len(audio)]
         elapsed = time.perf_counter() - started
         if out_path is not None:
             write_audio(out_path, output, sample_rate)
