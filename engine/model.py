@@ -169,8 +169,12 @@ class PrototypeModel(nn.Module):
     # ----------------------------------------------------------------------------------------------- render
     @torch.jit.export
     def temperature(self) -> Tensor:
-        """``tau = softplus(theta)``: sharpness of ``softmax(-tau * e)`` (learned in supervised mode)."""
-        return F.softplus(self.theta)
+        """``tau``: sharpness of ``softmax(-tau * e)`` over mean-per-band errors ``e`` (learned, supervised).
+
+        ``softplus(theta)`` applies to errors summed over bands, as in the paper's ``||x - R||^2``; the
+        factor ``n_mels`` carries it over to the mean-per-band errors used everywhere here.
+        """
+        return F.softplus(self.theta) * self.n_mels
 
     def bound(self, raw: Tensor) -> Tensor:
         """Raw predictor outputs → parameters within ``scale * tanh``; disabled ones (curriculum) are 0."""
