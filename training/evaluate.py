@@ -30,6 +30,7 @@ from engine.preset import load_preset
 from training.baselines import AutoencoderKMeans, CnnClassifier, accuracy_metrics
 from training.features import load_clips
 from training.layouts import DatasetError, Item, scan
+from training.plotting import pyplot, save
 from training.scoring import clip_decisions
 from training.splits import SplitError, read_split
 
@@ -105,24 +106,17 @@ def _named(metrics: dict, class_names: list[str]) -> dict:
 
 
 def draw_confusion(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     confusion = np.asarray(result["confusion"], dtype=float)
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     names = result["classes"]
-    figure, axes = plt.subplots(figsize=(1 + 0.5 * len(names), 1 + 0.5 * len(names)))
+    figure, axes = pyplot().subplots(figsize=(1 + 0.5 * len(names), 1 + 0.5 * len(names)))
     axes.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(range(len(names)), names, rotation=90)
     axes.set_yticks(range(len(names)), names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title(f"{Path(result['model']).name}: OA {result['OA']:.1f}  AA {result['AA']:.1f}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from engine.preset import load_preset
 from engine.synth import MelToMagnitude, griffin_lim
 from training.features import load_clips
 from training.layouts import DatasetError, scan
+from training.plotting import pyplot, save
 
 SECONDS = 2.0
 PEAK_DBFS = -3.0
@@ -62,18 +63,10 @@ def typical_frames(model: LoadedModel, clips: list[np.ndarray], labels: list[str
     return {label: sums[label] / counts[label] for label in sums}
 
 
-def _figure(rows: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, plt.subplots(rows, 1, figsize=(8, 1.0 + 0.9 * rows), sharex=True, squeeze=False)
-
-
 def draw_spectra(spectra: list[tuple[str, np.ndarray]], centres_hz: np.ndarray, title: str, path: Path) -> None:
     """One row per (name, frame) pair: the mel spectrum in dB against frequency."""
-    plt, (figure, axes) = _figure(len(spectra))
+    rows = len(spectra)
+    figure, axes = pyplot().subplots(rows, 1, figsize=(8, 1.0 + 0.9 * rows), sharex=True, squeeze=False)
     for axis, (name, frame) in zip(axes[:, 0], spectra):
         axis.plot(centres_hz, 170.0 * np.asarray(frame) - 100.0, linewidth=1)
         axis.set_ylabel(name, rotation=0, ha="right", fontsize=8)
@@ -81,9 +74,7 @@ def draw_spectra(spectra: list[tuple[str, np.ndarray]], centres_hz: np.ndarray, 
         axis.set_yticks([])
     axes[-1, 0].set_xlabel("frequency (Hz)")
     figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    save(figure, path, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:
