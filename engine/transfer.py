@@ -44,11 +44,8 @@ class TransferRenderer:
             raise ValueError(f"class {target!r} has no prototype in this model, so it cannot be a transfer target")
         pitches = [np.nan if p is None else float(p) for p in metadata.reference_pitch]
         self._reference = torch.tensor(pitches, dtype=torch.float32, device=model.device)
+        self._has_reference = bool(np.isfinite(pitches).all())
         self._target_prototypes = self._target_prototypes.to(model.device)
-        # prototypes that won no training note have no reference pitch: they keep relative shifts
-        self._has_reference = torch.isfinite(self._reference)
-        referenced = self._target_prototypes[self._has_reference[self._target_prototypes]]
-        self._referenced_targets = referenced if len(referenced) else self._target_prototypes[:1]
 
     def render(self, params: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
         """Mel frames (x units) of the target along the input trajectory, one per decided frame."""
@@ -56,11 +53,10 @@ class TransferRenderer:
         if self.candidate == "winner":
             winner = errors.argmin(dim=1)
             chosen = params[frames, winner].clone()
-            input_pitch = self._reference[winner] + chosen[:, 0] / LOG2_PER_SEMITONE
-            prototype = self._nearest_target_prototype(input_pitch)
-            absolute = torch.isfinite(input_pitch) & self._has_reference[prototype]
-            mapped = (input_pitch - self._reference[prototype]) * LOG2_PER_SEMITONE
-            chosen[:, 0] = torch.where(absolute, mapped, chosen[:, 0])
+            prototype = self._nearest_target_prototype(winner, chosen[:, 0])
+            if self._has_reference:
+                input_pitch = self._reference[winner] + chosen[:, 0] / LOG2_PER_SEMITONE
+                chosen[:, 0] = (input_pitch - self._reference[prototype]) * LOG2_PER_SEMITONE
         else:
             local = errors[:, self._target_prototypes].argmin(dim=1)
             prototype = self._target_prototypes[local]
@@ -69,9 +65,10 @@ class TransferRenderer:
         rendered = self._module.render(chosen.unsqueeze(1).expand(-1, self._reference.shape[0], -1))
         return rendered[frames, prototype]
 
-    def _nearest_target_prototype(self, input_pitch: torch.Tensor) -> torch.Tensor:
-        """Per frame, the target prototype whose reference pitch is nearest the input's absolute pitch
-        (the first referenced one where the input's pitch is unknown)."""
-        distance = (self._reference[self._referenced_targets][None, :] - input_pitch[:, None]).abs()
-        distance = torch.nan_to_num(distance, nan=0.0)
-        return self._referenced_targets[distance.argmin(dim=1)]
+    def _nearest_target_prototype(self, winner: torch.Tensor, winner_pitch: torch.Tensor) -> torch.Tensor:
+        """Per frame, the target prototype whose reference pitch is nearest the input's absolute pitch."""
+        if not self._has_reference or len(self._target_prototypes) == 1:
+            return self._target_prototypes[torch.zeros_like(winner)]
+        input_pitch = self._reference[winner] + winner_pitch / LOG2_PER_SEMITONE
+        distance = (self._reference[self._target_prototypes][None, :] - input_pitch[:, None]).abs()
+        return self._target_prototypes[distance.argmin(dim=1)]

@@ -1,17 +1,10 @@
 """Timbre transfer through the Processor: silence, NaN, dry/wet mix, transposition."""
 
-import math
-
 import librosa
 import numpy as np
 import pytest
-import torch
 
-from engine.config import AnalysisConfig
-from engine.export import LoadedModel, ModelMetadata
-from engine.model import PrototypeModel
 from engine.processor import Processor
-from engine.transfer import TransferRenderer
 from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 
 RATE = 44100
@@ -74,31 +67,3 @@ def test_transfer_settings_are_checked(transfer_preset):
         proc.set(transpose=100)
     with pytest.raises(ValueError, match="unknown target"):
         proc.set(target="kazoo")
-
-
-def _renderer(reference_pitch):
-    config = AnalysisConfig()
-    model = PrototypeModel(4, config.band_centres_hz).eval()
-    with torch.no_grad():
-        model.prototypes.copy_(torch.rand(4, config.n_mels))
-    metadata = ModelMetadata(44100, 2048, 512, 128, ("input", "target"), (0, 1, 1, 1), tuple(reference_pitch))
-    renderer = TransferRenderer(LoadedModel(model, metadata, torch.device("cpu")), "target")
-    params = torch.zeros(1, 4, 6)
-    params[0, 0, 0] = math.log(2.0)  # the winner (prototype 0) is shifted up an octave
-    errors = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
-    return model, renderer, params, errors
-
-
-def test_winner_candidate_carries_absolute_pitch_to_the_nearest_target_prototype():
-    model, renderer, params, errors = _renderer([57.0, 60.0, 70.0, None])
-    rendered = renderer.render(params, errors)  # input at 57 + 12 = 69: prototype 2 (70) is nearest
-    shift = torch.zeros(6)
-    shift[0] = (69.0 - 70.0) * math.log(2.0) / 12.0
-    torch.testing.assert_close(rendered[0], model.render_prototype(2, shift))
-
-
-def test_prototypes_without_reference_pitch_fall_back_to_relative_shifts():
-    model, renderer, params, errors = _renderer([None, 60.0, 70.0, None])
-    rendered = renderer.render(params, errors)  # winner has no reference: keep its own shift
-    assert torch.isfinite(rendered).all()
-    torch.testing.assert_close(rendered[0], model.render_prototype(1, params[0, 0]))
