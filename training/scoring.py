@@ -35,11 +35,12 @@ def clip_decisions(model: LoadedModel, clips: list[np.ndarray], gate_db: float) 
     for clip in clips:
         with torch.no_grad():
             _, errors = model.module(torch.from_numpy(clip).to(model.device)[None])
+        levels = frame_level_db(clip, analysis)
         identifier = StreamingIdentifier(class_map, temperature, analysis.frame_rate, gate_db=gate_db)
-        live = identifier.update(errors[0].cpu().numpy(), frame_level_db(clip, analysis))
+        live = identifier.update(errors[0].cpu().numpy(), levels)
         label = identifier.clip_label()
         results["clip"].append(-1 if label is None else names[label])
-        active = np.cumsum(frame_level_db(clip, analysis) >= gate_db)
+        active = np.cumsum(levels >= gate_db)
         for name, frames in checkpoints.items():
             reached = np.flatnonzero(active >= frames)
             results[name].append(int(live[reached[0]] if len(reached) else live[-1]))
