@@ -99,6 +99,46 @@ def release_portaudio() -> None:
         sd._terminate()
 
 
+#: How long stopping a stream may take before the device is taken for gone (PortAudio's JACK host API
+#: waits for a process callback that a dead server never runs: measured, it hangs for minutes).
+STOP_TIMEOUT_S = 5.0
+
+# Streams whose stop hung.  They are kept referenced (their finaliser would hang too), and PortAudio
+# cannot be terminated any more: see :func:`portaudio_abandoned`.
+_abandoned_streams: list[sd.Stream] = []
+
+
+def portaudio_abandoned() -> bool:
+    """True once a stream could not be stopped (its device or server died under it).
+
+    The process must then end with ``os._exit``: sounddevice's exit handler would terminate PortAudio,
+    which hangs or aborts with such a stream open.
+    """
+    return bool(_abandoned_streams)
+
+
+def _stop_and_close(stream: sd.Stream, timeout_s: float) -> None:
+    """Stop and close ``stream`` on a helper thread; abandon it if that takes longer than ``timeout_s``."""
+    failure: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+        except BaseException as error:  # re-raised on the caller's thread
+            failure.append(error)
+
+    helper = threading.Thread(target=stop, name="protophone-stream-stop", daemon=True)
+    helper.start()
+    helper.join(timeout_s)
+    if helper.is_alive():
+        _abandoned_streams.append(stream)
+    elif failure:
+        raise failure[0]
+
+
 def list_devices() -> list[DeviceInfo]:
     """All devices PortAudio currently knows, with host API, channel counts and default rate."""
     hostapis = sd.query_hostapis()
@@ -191,6 +231,12 @@ class RunReport:
     @property
     def block_ms(self) -> float:
         return 1e3 * self.block_size / self.sample_rate
+
+    @property
+    def overloaded_blocks(self) -> int:
+        """Blocks the listener got without the engine's output in time: callbacks over budget in callback
+        mode, dry blocks (the overload policy) in worker mode."""
+        return self.dry_blocks if self.mode == "worker" else self.deadline_misses
 
     def summary(self) -> str:
         """Multi-line human summary for logs and the terminal."""
@@ -351,6 +397,11 @@ class DuplexRunner:
         """True while the stream is open and running."""
         return self._stream is not None and self._stream.active
 
+    @property
+    def overloaded_blocks(self) -> int:
+        """Running count of :attr:`RunReport.overloaded_blocks`, cheap enough to poll for a display."""
+        return self._dry_blocks if self.mode == "worker" else self._deadline_misses
+
     def report(self) -> RunReport:
         """Snapshot of the measurements so far (safe while running; counters may be one block apart)."""
         blocks = self._blocks
@@ -399,13 +450,14 @@ class DuplexRunner:
         self._dry_history[:] = 0.0
 
     def _close(self) -> RunReport:
-        """Stop the stream first (so the callback no longer runs), then the worker; idempotent."""
+        """Stop the stream first (so the callback no longer runs), then the worker; idempotent.
+
+        A stream that does not stop within ``STOP_TIMEOUT_S`` (its device or server died) is abandoned
+        instead of hanging the caller: see :func:`portaudio_abandoned`.
+        """
         stream, self._stream = self._stream, None
         if stream is not None:
-            try:
-                stream.stop()
-            finally:
-                stream.close()
+            _stop_and_close(stream, STOP_TIMEOUT_S)
         self._stop_worker.set()
         if self._worker is not None:
             self._worker.join()

@@ -19,9 +19,9 @@ import soxr
 
 from engine.audiofile import read_audio, write_audio
 from engine.processor import Processor
-from realtime.cli_errors import audio_module
 from realtime.display import Display, View
-from realtime.livemode import perform, resolve_devices, stream_summary
+from realtime.livemode import (ProcessingChoice, hop_at_rate, open_runner, perform, plan_processing, resolve_devices,
+                               stream_summary)
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.rtpolicy import audio_thread_policy
 
@@ -39,6 +39,8 @@ class FileSettings:
     play: bool
     input_device: int | str | None
     output_device: int | str | None
+    processing: ProcessingChoice = "auto"  # with ``play``: see realtime.livemode.plan_processing
+    worker_delay_blocks: int | None = None
 
 
 class FileSource:
@@ -100,8 +102,9 @@ def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
         with audio_thread_policy():
             summary = run_blocks(proc, source, host_rate, settings, display)
     else:
-        runner = audio_module().DuplexRunner(source, sample_rate=host_rate, block_size=settings.block_size,
-                                             input_device=devices[0].index, output_device=devices[1].index)
+        plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, host_rate),
+                               settings.worker_delay_blocks)
+        runner = open_runner(source, host_rate, settings.block_size, devices[0].index, devices[1].index, plan)
         performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
         summary = stream_summary(proc, metered, performance)
     elapsed = time.perf_counter() - started

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="samples per audio callback (default: the model's hop, e.g. 512)")
     audio.add_argument("--duration", type=positive_float, metavar="SECONDS",
                        help="stop a live run after this long (default: Ctrl-C)")
+    audio.add_argument("--processing", choices=("auto", "callback", "worker"), default="auto",
+                       help="where the engine runs: in the audio callback (no added latency) or on a worker thread "
+                            "fed by lock-free rings (--worker-delay blocks of added latency; a block not ready in "
+                            "time is played dry and counted). auto (default): the worker for blocks of at most half "
+                            "the model's hop, where one callback in several computes a whole model frame")
+    audio.add_argument("--worker-delay", type=bounded_int(1, 64), metavar="BLOCKS",
+                       help="worker mode: blocks of slack, and of added latency (default: one hop's worth)")
 
     files = parser.add_argument_group("files")
     files.add_argument("--input", metavar="FILE|demo",
@@ -157,6 +165,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError("--realtime and --play apply to file mode; add --input FILE (or --input demo)")
     if args.input is not None and args.duration is not None:
         raise UsageError("--duration applies to live runs; a file runs to its end")
+    if args.worker_delay is not None and args.processing == "callback":
+        raise UsageError("--worker-delay applies to worker processing; drop it or use --processing worker/auto")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -168,11 +178,12 @@ def run(args: argparse.Namespace) -> dict:
     with Display(stream) as display:
         if args.input is not None:
             settings = FileSettings(input_file(args.input), args.output, args.sample_rate, block_size,
-                                    args.realtime, args.play, args.input_device, args.output_device)
+                                    args.realtime, args.play, args.input_device, args.output_device,
+                                    args.processing, args.worker_delay)
             summary = run_file(proc, settings, display)
         else:
             settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
-                                    args.duration, args.output)
+                                    args.duration, args.output, args.processing, args.worker_delay)
             summary = run_live(proc, settings, display)
     snapshot = proc.identification
     return {
@@ -188,12 +199,22 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def overload_text(summary: dict) -> str:
+    """Deadline misses in the callback, or the worker's dry (overload) blocks and its delay."""
+    thread = summary.get("audio_thread", {"mode": "callback"})
+    if thread["mode"] == "worker":
+        return (f"engine on the worker thread ({thread['worker_delay_blocks']} block(s) behind): "
+                f"dry blocks {thread['dry_blocks']}")
+    return f"deadline misses {summary['deadline_misses']}"
+
+
 def human_summary(summary: dict) -> str:
     processing = summary["processing"]
     return (f"{summary['source']}: {summary['duration_s']:.1f} s at {summary['sample_rate']} Hz, block "
             f"{summary['block_size']}; heard {summary['label'] or 'nothing'} (clip: {summary['clip_label'] or '-'}); "
-            f"latency {summary['latency']['total_ms']:.1f} ms; xruns {summary['xruns']}, deadline misses "
-            f"{summary['deadline_misses']}; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"
+            f"latency {summary['latency']['total_ms']:.1f} ms; xruns {summary['xruns']}, "
+            + overload_text(summary)
+            + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"
             + (f"; output {summary['output']}" if summary["output"] else "")
             + (" (interrupted)" if summary["interrupted"] else ""))
 
@@ -215,5 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0  # a run stopped with Ctrl-C is a normal end: the figures and the file are complete
 
 
+def exit_process(status: int) -> None:
+    """Exit with ``status``; hard (``os._exit``, after flushing) when a dead device left PortAudio unusable,
+    because PortAudio's exit handler would then hang or abort the process after the error was reported."""
+    audio = sys.modules.get("realtime.audio")
+    if audio is not None and audio.portaudio_abandoned():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

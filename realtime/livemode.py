@@ -1,18 +1,20 @@
 """Live mode: the engine on a duplex sound device, watched from the main thread until time or Ctrl-C.
 
-Audio runs in :class:`realtime.audio.DuplexRunner`'s callback; :func:`perform` only starts it, polls
-snapshots ten times a second for the display and the per-second identification log, and notices a
-device that stopped delivering callbacks (unplugged, server gone).  Whatever ends the run, the stream is
+Audio runs through :class:`realtime.audio.DuplexRunner`, with the engine in the audio callback or on a
+worker thread (:func:`plan_processing` picks); :func:`perform` only starts it, polls snapshots ten times
+a second for the display and the per-second identification log, and notices a device that stopped
+delivering callbacks (unplugged, server gone).  Whatever ends the run, the stream is
 closed and the recording (:class:`realtime.recorder.Recorder`) completed.  File mode's ``--play`` uses
 :func:`perform` too, with the file standing in for the device's input.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from engine.processor import Processor
 from realtime.cli_errors import AudioDeviceError, audio_module, device_not_found, stream_failed
@@ -22,11 +24,61 @@ from realtime.recorder import Recorder
 from realtime.rtpolicy import audio_thread_policy
 
 if TYPE_CHECKING:
-    from realtime.audio import DeviceInfo, DuplexRunner, RunReport
+    from realtime.audio import DeviceInfo, DuplexRunner, Processor as RunnerProcessor, RunReport
 
 POLL_S = 0.1
 #: No callback for this long while the stream should run means the device is gone.
 STALL_S = 2.0
+
+
+#: ``--processing``: where the engine runs relative to the audio callback.
+ProcessingChoice = Literal["auto", "callback", "worker"]
+
+
+@dataclass(frozen=True)
+class ProcessingPlan:
+    """Where the engine runs, and how many blocks of slack (and added latency) the worker gets."""
+
+    mode: Literal["callback", "worker"]
+    worker_delay_blocks: int = 0
+
+    def describe(self, block_ms: float) -> str:
+        if self.mode == "callback":
+            return "in the audio callback"
+        return f"on a worker thread, {self.worker_delay_blocks} block(s) = {self.worker_delay_blocks * block_ms:.1f} ms behind"
+
+
+def plan_processing(choice: ProcessingChoice, block_size: int, hop_samples: float,
+                    worker_delay_blocks: int | None = None) -> ProcessingPlan:
+    """Decide where the engine runs for blocks of ``block_size`` when it computes a frame every ``hop_samples``.
+
+    ``auto`` keeps the engine in the callback when a block is at least half a hop: each callback then
+    has the time of half a model frame or more to compute it (about 1 ms), and adding latency buys
+    nothing.  With smaller blocks one callback in ``hop / block`` computes a whole frame and the others
+    almost nothing, so a 128-sample period (2.7 ms) overruns whenever that frame is slowed down; on the
+    worker, with a delay of ``ceil(hop / block)`` blocks, the frame's cost is spread over a hop instead.
+    """
+    if choice not in ("auto", "callback", "worker"):
+        raise ValueError(f"processing must be auto, callback or worker, got {choice!r}")
+    if choice == "callback" or (choice == "auto" and 2 * block_size > hop_samples):
+        return ProcessingPlan("callback")
+    delay = worker_delay_blocks or max(1, math.ceil(hop_samples / block_size))
+    return ProcessingPlan("worker", delay)
+
+
+def open_runner(processor: RunnerProcessor, rate: int, block_size: int, input_device: int | str,
+                output_device: int | str, plan: ProcessingPlan, **options: Any) -> DuplexRunner:
+    """A duplex runner that drives ``processor`` as ``plan`` says (rings sized for the worker's delay);
+    ``options`` go to :class:`realtime.audio.DuplexRunner` (e.g. ``unbuffered``)."""
+    return audio_module().DuplexRunner(processor, sample_rate=rate, block_size=block_size, input_device=input_device,
+                                       output_device=output_device, mode=plan.mode,
+                                       worker_delay_blocks=max(1, plan.worker_delay_blocks),
+                                       ring_blocks=max(8, 2 * plan.worker_delay_blocks + 2), **options)
+
+
+def hop_at_rate(proc: Processor, rate: int) -> float:
+    """The engine's hop in samples of a stream at ``rate``."""
+    return proc.analysis.hop * rate / proc.analysis.sample_rate
 
 
 @dataclass(frozen=True)
@@ -37,6 +89,8 @@ class LiveSettings:
     block_size: int
     duration_s: float | None  # None: until Ctrl-C
     record_path: Path | None
+    processing: ProcessingChoice = "auto"
+    worker_delay_blocks: int | None = None  # None: one hop's worth of blocks
 
 
 @dataclass(frozen=True)
@@ -88,14 +142,18 @@ def stream_summary(proc: Processor, metered: MeteredProcessor, performance: Perf
     report = performance.report
     stream_in_s, stream_out_s = report.stream_latency_s
     engine_ms = 1e3 * proc.latency_samples / report.sample_rate
+    worker_ms = 1e3 * report.added_latency_samples / report.sample_rate
     return {
         "sample_rate": report.sample_rate,
         "block_size": report.block_size,
-        "latency": {"engine_ms": engine_ms, "stream_in_ms": 1e3 * stream_in_s, "stream_out_ms": 1e3 * stream_out_s,
-                    "total_ms": engine_ms + 1e3 * (stream_in_s + stream_out_s)},
+        "latency": {"engine_ms": engine_ms, "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s,
+                    "stream_out_ms": 1e3 * stream_out_s,
+                    "total_ms": engine_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)},
         "xruns": report.xruns,
         "xrun_flags": report.xrun_flags,
         "deadline_misses": report.deadline_misses,
+        "overloaded_blocks": report.overloaded_blocks,
+        "audio_thread": audio_thread_summary(report),
         "processing": metered.timing(),
         "callback_ms": {"p50": report.callback_time.p50_ms, "p99": report.callback_time.p99_ms,
                         "max": report.callback_time.max_ms},
@@ -105,13 +163,26 @@ def stream_summary(proc: Processor, metered: MeteredProcessor, performance: Perf
     }
 
 
+def audio_thread_summary(report: RunReport) -> dict:
+    """Where the engine ran and, on the worker, every use of the overload policy."""
+    if report.mode == "callback":
+        return {"mode": "callback"}
+    worker = report.worker_time
+    return {"mode": "worker", "worker_delay_blocks": report.added_latency_samples // report.block_size,
+            "dry_blocks": report.dry_blocks, "late_blocks": report.late_blocks,
+            "skipped_blocks": report.skipped_blocks, "dropped_input_blocks": report.dropped_input_blocks,
+            "worker_deadline_misses": report.worker_deadline_misses,
+            "worker_ms": {"p50": worker.p50_ms, "p99": worker.p99_ms, "max": worker.max_ms} if worker else None}
+
+
 def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
     """Run until ``duration_s`` or Ctrl-C; return the run's summary (see ``realtime.live``)."""
     input_device, output_device = resolve_devices(settings.input_device, settings.output_device)
     rate = settings.sample_rate or int(input_device.default_samplerate)
     metered = MeteredProcessor(proc)
-    runner = audio_module().DuplexRunner(metered, sample_rate=rate, block_size=settings.block_size,
-                                         input_device=input_device.index, output_device=output_device.index)
+    plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, rate),
+                           settings.worker_delay_blocks)
+    runner = open_runner(metered, rate, settings.block_size, input_device.index, output_device.index, plan)
     recorder = Recorder(settings.record_path, rate, settings.block_size) if settings.record_path else None
     metered.on_output = None if recorder is None else recorder.push
     duration_s = settings.duration_s
@@ -137,7 +208,7 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
     """Feed the display and the per-second log until ``finished``; return (interrupted, device lost)."""
     rate, block_size = runner.sample_rate, runner.block_size
     report = runner.report()
-    latency_ms = 1e3 * proc.latency_samples / rate + 1e3 * sum(report.stream_latency_s)
+    latency_ms = 1e3 * (proc.latency_samples + report.added_latency_samples) / rate + 1e3 * sum(report.stream_latency_s)
     started = last_progress = time.monotonic()
     last_blocks = 0
     try:
@@ -154,7 +225,7 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
             seconds.observe(done, lambda: proc.identification)
             levels = metered.take_levels()
             display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                latency_ms, levels.dsp_load, report.xruns, metered.deadline_misses, done / rate))
+                                latency_ms, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate))
     except KeyboardInterrupt:
         return True, False
     return False, False

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from training.features import ClipSet, load_clips
 from training.layouts import DatasetError, Item, scan
 from training.splits import Split, SplitError, leave_library_out, load_or_create_split, split_items
 from training.trainer import Trainer
+
+T = TypeVar("T")
 
 
 def load_split(config: RunConfig) -> Split:
@@ -51,10 +54,25 @@ def training_clips(config: RunConfig, split: Split, progress: bool) -> ClipSet:
     return load_clips(split["train"], config.analysis, config.data.cache, progress=progress, jobs=jobs)
 
 
+def rank_zero_first(make: Callable[[], T]) -> T:
+    """Rank 0 writes the shared files (split, feature cache) while the other ranks wait, then they read them.
+
+    Without this every rank would draw and write the split and compute every clip's features at once.
+    """
+    if not dist.is_initialized():
+        return make()
+    if dist.get_rank() == 0:
+        made = make()
+        dist.barrier()
+        return made
+    dist.barrier()
+    return make()
+
+
 def run(config: RunConfig, resume: bool, progress: bool) -> dict:
     started = time.perf_counter()
-    split = load_split(config)
-    clips = training_clips(config, split, progress)
+    split = rank_zero_first(lambda: load_split(config))
+    clips = rank_zero_first(lambda: training_clips(config, split, progress))
     class_names = sorted(set(clips.labels))
     labels = np.array([class_names.index(label) for label in clips.labels])
     trainer = Trainer(config.train, config.analysis.band_centres_hz, clips.features, labels, len(class_names),
@@ -84,6 +102,8 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
             config.export.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model_path, config.export)
         (config.output / "summary.json").write_text(json.dumps(summary, indent=1))
+    if dist.is_initialized():
+        dist.barrier()  # every rank leaves together, after rank 0 has written the model
     return summary
 
 
