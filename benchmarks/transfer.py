@@ -8,8 +8,10 @@ DESIGN section 5 asks for the target hit rate and the pitch error "on phrases fr
 as targets".  So for each target only the legato phrases of the *other* instruments are played
 (``DIR/phrases/<class>/*.wav`` with the ``*.notes.csv`` beside each, ``onset_s, offset_s, midi``).  Each
 phrase goes through the streaming engine, ``Processor.process_file`` (transfer mode, mix 1, no
-transposition, the preset's phase and block size 512 unless told), once per transfer candidate, and the
-output is read back as the file a user would get (16-bit WAV).  Reported per target and candidate:
+transposition, the preset's phase and block size 512 unless told), once per transfer candidate and carrier
+(``engine.carrier``: the input's partials under the target's envelope, or the rendered prototype heard
+itself), and the output is read back as the file a user would get (16-bit WAV).  Reported per target,
+candidate and carrier:
 
 - **hit %**: share of outputs that the direct CNN baseline assigns to the target.  The CNN is an
   independent classifier (not the prototype model that rendered the sound, which would be marking its
@@ -24,8 +26,9 @@ output is read back as the file a user would get (16-bit WAV).  Reported per tar
 - **SC**: synthesis quality on the mel frames the stream rendered.  They are captured exactly
   (``Processor.tap`` gives the model's parameters and errors per decided frame; the same
   ``TransferRenderer`` renders them and the same level gate silences quiet frames).  The reference is
-  ``|S| = MelToMagnitude(frames)``, the linear magnitude that every synthesis is given and that offline
-  Griffin-Lim iterates towards.  Each synthesis -- RTPGHI, the input's own STFT phase, and Griffin-Lim
+  ``|S|``, the linear magnitude that every synthesis is given and that offline Griffin-Lim iterates
+  towards: ``MelToMagnitude(frames)`` for the prototype carrier, ``InputCarrier(frames, input STFT)``
+  for the input carrier.  Each synthesis -- RTPGHI, the input's own STFT phase, and Griffin-Lim
   (32 momentum iterations) -- is analysed again with the engine's STFT and scored with
   ``spectral_convergence`` (``||S| - |S_est||_F / ||S||_F``, frame by frame), leaving out the first
   ``n_fft / hop - 1`` frames, which have no overlap-add partners.  Griffin-Lim's own figure is the
@@ -53,12 +56,13 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from engine.audiofile import read_audio
+from engine.carrier import CARRIERS, InputCarrier
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError
 from engine.frontend import frame_level_db, log_mel
 from engine.processor import Processor
 from engine.stft import stft
-from engine.synth import MelToMagnitude, griffin_lim, spectral_convergence, synthesize
+from engine.synth import MelToMagnitude, griffin_lim, spectral_convergence, synthesize_magnitudes
 from engine.transfer import CANDIDATES, TransferRenderer
 from training.baselines import CnnClassifier
 from training.layouts import DatasetError, Phrase, scan_phrases
@@ -74,7 +78,7 @@ GRIFFIN_LIM_ITERATIONS = 32
 
 @dataclass
 class Tally:
-    """What one target/candidate pair collects over its phrases."""
+    """What one target/candidate/carrier triple collects over its phrases."""
 
     hits: int = 0
     phrases: int = 0
@@ -120,14 +124,18 @@ def pitch_errors(audio: np.ndarray, sample_rate: int, notes: np.ndarray) -> tupl
     return np.abs(100.0 * (librosa.hz_to_midi(f0[scored]) - truth[scored])), int(in_note.sum())
 
 
-def convergence(frames: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig) -> dict[str, float]:
-    """Spectral convergence of each synthesis of ``frames`` against their magnitude (module docstring)."""
-    magnitudes = MelToMagnitude(analysis)(frames)
-    n_samples = len(frames) * analysis.hop
+def output_magnitudes(frames: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig, carrier: str) -> np.ndarray:
+    """The magnitudes the stream's synthesis was given for these rendered frames (see ``engine.carrier``)."""
+    return InputCarrier(analysis)(frames, spectra) if carrier == "input" else MelToMagnitude(analysis)(frames)
+
+
+def convergence(magnitudes: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig) -> dict[str, float]:
+    """Spectral convergence of each synthesis of ``magnitudes`` against them (module docstring)."""
+    n_fft, hop = analysis.n_fft, analysis.hop
     outputs = {
-        "rtpghi": synthesize(frames, analysis, "rtpghi"),
-        "input": synthesize(frames, analysis, "input", spectra),
-        "griffin_lim": griffin_lim(magnitudes, analysis.n_fft, analysis.hop, GRIFFIN_LIM_ITERATIONS)[:n_samples],
+        "rtpghi": synthesize_magnitudes(magnitudes, n_fft, hop, "rtpghi"),
+        "input": synthesize_magnitudes(magnitudes, n_fft, hop, "input", spectra),
+        "griffin_lim": griffin_lim(magnitudes, n_fft, hop, GRIFFIN_LIM_ITERATIONS)[: len(magnitudes) * hop],
     }
     skip = analysis.n_fft // analysis.hop - 1
     return {name: spectral_convergence(magnitudes[skip:], audio[skip * analysis.hop :], analysis.hop)
@@ -188,7 +196,8 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     flushed = np.concatenate([audio, np.zeros(summary["latency_samples"], dtype=np.float32)])
     spectra = stft(to_rate(flushed, rate, analysis.sample_rate), analysis.n_fft, analysis.hop)
     n = min(len(wet), len(spectra))
-    for name, value in convergence(wet[:n], spectra[:n], analysis).items():
+    magnitudes = output_magnitudes(wet[:n], spectra[:n], analysis, proc.preset.carrier)
+    for name, value in convergence(magnitudes, spectra[:n], analysis).items():
         tally.convergence[name].append(value)
     tally.audio_s += summary["duration_s"]
     tally.processing_s += summary["realtime_factor"] * summary["duration_s"]
@@ -212,11 +221,12 @@ def _number(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def summarise(target: str, candidate: str, tally: Tally) -> dict:
+def summarise(target: str, variant: tuple[str, str], tally: Tally) -> dict:
     cents = np.concatenate(tally.cents) if tally.cents else np.zeros(0)
     return {
         "target": target,
-        "candidate": candidate,
+        "candidate": variant[0],
+        "carrier": variant[1],
         "phrases": tally.phrases,
         "hit_rate": tally.hits / tally.phrases,
         "pitch_error_cents": _number(np.median(cents)) if len(cents) else None,
@@ -243,6 +253,7 @@ def run(args: argparse.Namespace) -> dict:
     names = first.metadata.class_names
     targets = args.targets.split(",") if args.targets else [first.preset.target or names[0]]
     candidates = args.candidates.split(",")
+    carriers = args.carriers.split(",")
     for target in targets:
         if target not in names:
             raise UsageError(f"unknown target {target!r}; the model knows: {', '.join(names)}")
@@ -251,15 +262,19 @@ def run(args: argparse.Namespace) -> dict:
     for candidate in candidates:
         if candidate not in CANDIDATES:
             raise UsageError(f"unknown candidate {candidate!r}; choose from {', '.join(CANDIDATES)}")
+    for carrier in carriers:
+        if carrier not in CARRIERS:
+            raise UsageError(f"unknown carrier {carrier!r}; choose from {', '.join(CARRIERS)}")
     if cnn.n_mels != first.analysis.n_mels:
         raise UsageError(f"classifier expects {cnn.n_mels} mel bands, the model has {first.analysis.n_mels}")
 
     processors = {}
-    for candidate in candidates:
-        preset = replace(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0, candidate=candidate)
-        processors[candidate] = Processor(first.model, preset)
+    for variant in ((candidate, carrier) for candidate in candidates for carrier in carriers):
+        preset = replace(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0,
+                         candidate=variant[0], carrier=variant[1])
+        processors[variant] = Processor(first.model, preset)
         try:
-            processors[candidate].prepare(read_audio(phrases[0].item.path)[1], args.block_size)
+            processors[variant].prepare(read_audio(phrases[0].item.path)[1], args.block_size)
         except (ProtophoneError, ValueError) as error:
             raise UsageError(str(error)) from None
         except RuntimeError as error:  # TorchScript: a model exported from another version of engine.model
@@ -271,12 +286,12 @@ def run(args: argparse.Namespace) -> dict:
             sources = [p for p in phrases if p.item.label != target]
             if not sources:
                 raise UsageError(f"no phrase of an instrument other than {target!r} under {args.phrases}")
-            tallies = {candidate: Tally() for candidate in candidates}
+            tallies = {variant: Tally() for variant in processors}
             for phrase in sources:
-                for candidate, proc in processors.items():
-                    transfer_one(proc, phrase, target, cnn, tallies[candidate], Path(scratch))
-            rows += [summarise(target, candidate, tallies[candidate]) for candidate in candidates]
-            print(f"{target}: {len(sources)} phrases x {len(candidates)} candidates, "
+                for variant, proc in processors.items():
+                    transfer_one(proc, phrase, target, cnn, tallies[variant], Path(scratch))
+            rows += [summarise(target, variant, tallies[variant]) for variant in processors]
+            print(f"{target}: {len(sources)} phrases x {len(processors)} variants, "
                   f"{time.perf_counter() - started:.0f} s so far", file=sys.stderr, flush=True)
     return {
         "preset": str(args.preset),
@@ -294,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def table(result: dict) -> str:
-    """The result as a readable text table, candidates of one target on adjacent rows."""
+    """The result as a readable text table, the variants of one target on adjacent rows."""
     def cell(value: float | None, spec: str, scale: float = 1.0) -> str:
         return "-" if value is None else format(scale * value, spec)
 
@@ -304,13 +319,14 @@ def table(result: dict) -> str:
         f"{result['threads']} thread(s)",
         f"phrases {result['phrases_root']} ({', '.join(result['source_classes'])}); classifier "
         f"{result['classifier']} (on the input phrases: {cell(accuracy, '.0f', 100)} % correct)",
-        f"{'target':<12} {'candidate':<9} {'phrases':>7} {'hit %':>6} {'pitch ¢':>8} {'voiced %':>8} "
+        f"{'target':<12} {'candidate':<9} {'carrier':<9} {'phrases':>7} {'hit %':>6} {'pitch ¢':>8} {'voiced %':>8} "
         f"{'SC rtpghi':>9} {'SC input':>8} {'SC GL':>6} {'RTF':>6}",
     ]
     for row in result["results"]:
         sc = row["spectral_convergence"]
         lines.append(
-            f"{row['target']:<12} {row['candidate']:<9} {row['phrases']:>7} {cell(row['hit_rate'], '6.1f', 100)} "
+            f"{row['target']:<12} {row['candidate']:<9} {row['carrier']:<9} {row['phrases']:>7} "
+            f"{cell(row['hit_rate'], '6.1f', 100)} "
             f"{cell(row['pitch_error_cents'], '8.1f')} {cell(row['voiced_share'], '8.1f', 100)} "
             f"{cell(sc['rtpghi'], '9.3f')} {cell(sc['input'], '8.3f')} {cell(sc['griffin_lim'], '6.3f')} "
             f"{row['rtf']:>6.3f}")
@@ -327,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default=None,
                         help="comma-separated targets (default: the preset's target, else the model's first class)")
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated transfer candidates")
+    parser.add_argument("--carriers", default=",".join(CARRIERS),
+                        help="comma-separated carriers: input (your partials under the target's envelope), "
+                             "prototype (the rendered prototype itself); every candidate is run with each")
     parser.add_argument("--max-phrases", type=int, default=None, help="phrases per source class (default: all)")
     parser.add_argument("--block-size", type=int, default=512, help="host block size (default 512)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and numpy (default 1)")

@@ -13,6 +13,7 @@ Example (``presets/violin.yaml``)::
     time_constant_s: 0.25        # smoothing of the live identification
     phase: rtpghi                # rtpghi (default) | input: phase of the transferred sound
     candidate: winner            # winner (default) | target: whose parameters drive the target prototype
+    carrier: input               # input (default): your partials under the target's envelope | prototype
 
 Files are read with ``yaml.safe_load`` and checked key by key; a bad file names the bad key.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.carrier import CARRIERS
 from engine.errors import PresetError
 from engine.identify import DEFAULT_GATE_DB, DEFAULT_TIME_CONSTANT_S
 from engine.synth import PHASE_METHODS
@@ -51,6 +53,7 @@ class Preset:
     time_constant_s: float = DEFAULT_TIME_CONSTANT_S
     phase: str = "rtpghi"
     candidate: str = "winner"
+    carrier: str = "input"
 
 
 def presets_dir() -> Path:
@@ -110,12 +113,16 @@ def _parse_preset(path: Path) -> Preset:
             time_constant_s=float(data.get("time_constant_s", DEFAULT_TIME_CONSTANT_S)),
             phase=str(data.get("phase", "rtpghi")),
             candidate=str(data.get("candidate", "winner")),
+            carrier=str(data.get("carrier", "input")),
         )
     except (TypeError, ValueError) as error:
         raise PresetError(f"preset {path}: a setting has the wrong type ({error})") from None
-    for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES)):
+    for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES), ("carrier", CARRIERS)):
         if getattr(preset, key) not in allowed:
             raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
+    if preset.carrier == "input" and preset.phase == "input" and preset.transpose:
+        raise PresetError(f"preset {path}: transpose with carrier 'input' needs phase 'rtpghi' (the input's phase "
+                          "belongs to its untransposed partials)")
     if preset.mode == "transfer" and preset.target is None:
         raise PresetError(f"preset {path}: mode 'transfer' needs a target class (key 'target')")
     return preset

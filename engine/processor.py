@@ -119,7 +119,7 @@ class Processor:
         self._identifier = StreamingIdentifier(
             self.class_map, temperature, self.analysis.frame_rate, self.preset.time_constant_s, self.preset.gate_db
         )
-        self._synth = StreamingSynth(self.analysis, self.preset.phase)
+        self._synth = StreamingSynth(self.analysis, self.preset.phase, carrier=self.preset.carrier)
         self._renderer: TransferRenderer | None = None
         self.mode = "identify"
         self.target: str | None = None
@@ -219,6 +219,9 @@ class Processor:
             raise ValueError(f"mix must be between 0 (dry) and 1 (wet), got {mix}")
         if transpose is not None and not -48.0 <= float(transpose) <= 48.0:
             raise ValueError(f"transpose must be within +-48 semitones, got {transpose}")
+        if transpose and self._synth.carrier == "input" and self._synth.phase == "input":
+            raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs "
+                             "to its untransposed partials)")
         if gain_db is not None and not -96.0 <= float(gain_db) <= 24.0:
             raise ValueError(f"gain_db must be -96..24 dB, got {gain_db}")
         self.mode = mode if mode is not None else self.mode
@@ -227,7 +230,12 @@ class Processor:
         self.transpose = float(transpose) if transpose is not None else self.transpose
         self.gain_db = float(gain_db) if gain_db is not None else self.gain_db
         if self.target is not None and (target is not None or transpose is not None):
-            self._renderer = TransferRenderer(self.model, self.target, self.preset.candidate, self.transpose)
+            # the input carrier moves the input's partials; the prototype carrier moves the prototype
+            carried = self._synth.carrier == "input"
+            if carried:
+                self._synth.transpose = self.transpose
+            self._renderer = TransferRenderer(self.model, self.target, self.preset.candidate,
+                                              0.0 if carried else self.transpose)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one block: ``(n,)`` or ``(n, channels)`` → ``(n,)`` float32, stateful.

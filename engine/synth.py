@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
+from engine.carrier import CARRIERS, InputCarrier
 from engine.config import AnalysisConfig
 from engine.mel import LOG_FLOOR, LOG_OFFSET, LOG_SCALE
 from engine.rtpghi import RTPGHI
@@ -160,23 +161,49 @@ class StreamingSynth:
     ``i`` lines up with analysis sample ``i`` and ``latency_frames`` (1 for rtpghi, 0 for input phase) is
     the extra delay over plain overlap-add.  ``flush()`` ends a stream; ``reset()`` starts a new one.
     Construction precomputes the mel inverse and compiles the numba kernels, so the first push is fast.
+
+    ``carrier="prototype"`` hears the x frames themselves (mel -> magnitude); ``"input"`` uses them as the
+    spectral envelope of the input's own spectrum (:mod:`engine.carrier`), so ``input_spectra`` is then
+    required and ``transpose`` moves the input's partials.
     """
 
     def __init__(self, config: AnalysisConfig, phase: str = "rtpghi", tol: float = 1e-5,
-                 gate_x: float = GATE_X) -> None:
+                 gate_x: float = GATE_X, carrier: str = "prototype") -> None:
+        if carrier not in CARRIERS:
+            raise ValueError(f"carrier must be one of {CARRIERS}, got {carrier!r}")
         self.config = config
         self._mel = MelToMagnitude(config, gate_x)
+        self._carrier = InputCarrier(config, gate_x=gate_x) if carrier == "input" else None
         self._magnitude_synth = StreamingMagnitudeSynth(config.n_fft, config.hop, phase, tol)
         self.phase = phase
+        self.carrier = carrier
         self.latency_frames = self._magnitude_synth.latency_frames
         self._magnitudes = np.zeros((0, config.n_bins))
         self._warm_up()
+
+    @property
+    def transpose(self) -> float:
+        """Semitones the input carrier is moved by (always 0 for the prototype carrier)."""
+        return self._carrier.transpose if self._carrier else 0.0
+
+    @transpose.setter
+    def transpose(self, semitones: float) -> None:
+        if self._carrier is None:
+            raise ValueError("only the input carrier is transposed by the synthesis")
+        if semitones and self.phase == "input":
+            raise ValueError("transposing the input carrier needs phase 'rtpghi': the input's phase "
+                             "belongs to its untransposed partials")
+        self._carrier.transpose = semitones
 
     def reset(self) -> None:
         self._magnitude_synth.reset()
 
     def push(self, x_frames: np.ndarray, input_spectra: np.ndarray | None = None) -> np.ndarray:
         """Add x frames; return the finished samples (see the class docstring)."""
+        if self._carrier is not None:
+            if input_spectra is None or len(input_spectra) != len(x_frames):
+                raise ValueError("the input carrier needs the input's STFT frame for every x frame")
+            return self._magnitude_synth.push(self._carrier(x_frames, input_spectra), input_spectra)
         n_frames = len(x_frames)
         if len(self._magnitudes) < n_frames:  # grows to the largest chunk seen, then reused
             self._magnitudes = np.zeros((n_frames, self.config.n_bins))
@@ -196,9 +223,12 @@ class StreamingSynth:
 
 
 def synthesize(x_frames: np.ndarray, config: AnalysisConfig, phase: str = "rtpghi",
-               input_spectra: np.ndarray | None = None) -> np.ndarray:
+               input_spectra: np.ndarray | None = None, carrier: str = "prototype",
+               transpose: float = 0.0) -> np.ndarray:
     """Batch synthesis: ``len(x_frames) * hop`` samples, equal to streaming pushes of any size + flush."""
-    synth = StreamingSynth(config, phase)
+    synth = StreamingSynth(config, phase, carrier=carrier)
+    if transpose:
+        synth.transpose = transpose
     return np.concatenate([synth.push(x_frames, input_spectra), synth.flush()])
 
 

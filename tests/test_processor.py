@@ -8,6 +8,7 @@ import torch
 from engine.errors import AudioFileError, PresetError
 from engine.frontend import frame_level_db, log_mel
 from engine.identify import StreamingIdentifier
+from engine.preset import available_presets
 from engine.processor import Processor
 from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 
@@ -174,6 +175,14 @@ def test_reset_makes_a_stream_repeatable(model_path):
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.parametrize("name", available_presets())
+def test_every_shipped_preset_loads_and_plays(name):
+    proc = Processor.from_preset(name)
+    proc.prepare(48000, 256)
+    out = proc.process(tone("sawtooth", 220.0, 0.5, 48000))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
 def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
     (tmp_path / "cello.yaml").write_text("model: orchestra.pt\n")
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(tmp_path))
@@ -185,7 +194,8 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
     "text,message",
     [("model: [unclosed", "not valid YAML"), ("- a list", "mapping"), ("mode: identify", "model"),
      ("model: m.pt\nvolume: 11", "unknown setting"), ("model: m.pt\nmix: loud", "wrong type"),
-     ("model: m.pt\nmode: karaoke", "mode must be")],
+     ("model: m.pt\nmode: karaoke", "mode must be"), ("model: m.pt\ncarrier: kazoo", "carrier must be"),
+     ("model: m.pt\ncarrier: input\nphase: input\ntranspose: 12", "needs phase 'rtpghi'")],
 )
 def test_bad_preset_files_name_the_problem(tmp_path, text, message):
     preset = tmp_path / "bad.yaml"

@@ -55,16 +55,22 @@ def sc_of(target: np.ndarray, audio: np.ndarray) -> float:
     return spectral_convergence(target[EDGE:-EDGE], audio[EDGE * HOP :], HOP)
 
 
-@pytest.mark.parametrize("phase", ["rtpghi", "input"])
-def test_streaming_equals_batch_for_any_chunking(phase: str) -> None:
+@pytest.mark.parametrize("phase, carrier, transpose", [
+    ("rtpghi", "prototype", 0.0), ("input", "prototype", 0.0),
+    ("input", "input", 0.0), ("rtpghi", "input", -5.0),
+])
+def test_streaming_equals_batch_for_any_chunking(phase: str, carrier: str, transpose: float) -> None:
     spectra, x = analyse(vibrato_tone(1.6))  # 134 frames
-    input_spectra = spectra if phase == "input" else None
-    batch = synthesize(x, CONFIG, phase, input_spectra)
-    assert len(batch) == len(x) * HOP
-    synth = StreamingSynth(CONFIG, phase)
+    input_spectra = spectra if phase == "input" or carrier == "input" else None
+    target = np.roll(x, 3, axis=1)  # some other envelope
+    batch = synthesize(target, CONFIG, phase, input_spectra, carrier, transpose)
+    assert len(batch) == len(x) * HOP and np.abs(batch).max() > 1e-3
+    synth = StreamingSynth(CONFIG, phase, carrier=carrier)
+    if transpose:
+        synth.transpose = transpose
     for chunk in (1, 7, 64):
         synth.reset()
-        np.testing.assert_allclose(stream(synth, x, input_spectra, chunk), batch, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(stream(synth, target, input_spectra, chunk), batch, rtol=0, atol=1e-9)
 
 
 def test_latency_contract() -> None:

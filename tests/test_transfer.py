@@ -10,12 +10,15 @@ from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 RATE = 44100
 
 
+def _tiny_transfer_preset(folder, extra: str = ""):
+    write_tiny_model(folder / "identity.pt", head_std=0.0)
+    (folder / "to-square.yaml").write_text("model: identity.pt\nmode: transfer\ntarget: square\n" + extra)
+    return folder / "to-square.yaml"
+
+
 @pytest.fixture(scope="module")
 def transfer_preset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("transfer")
-    write_tiny_model(folder / "identity.pt", head_std=0.0)
-    (folder / "to-square.yaml").write_text("model: identity.pt\nmode: transfer\ntarget: square\n")
-    return folder / "to-square.yaml"
+    return _tiny_transfer_preset(tmp_path_factory.mktemp("transfer"))
 
 
 def _run(proc: Processor, audio: np.ndarray, block: int = 256) -> np.ndarray:
@@ -48,10 +51,20 @@ def test_mix_zero_is_the_input_delayed_by_the_latency(transfer_preset):
     assert not out[:latency].any()
 
 
-def test_transferred_tone_is_pitched_like_the_input_and_transposes_by_an_octave(transfer_preset):
-    proc = Processor.from_preset(transfer_preset)
+@pytest.fixture(scope="module")
+def prototype_carrier_preset(tmp_path_factory):
+    """The tiny model heard directly: its prototypes are harmonic tones, so the pitch lives in them."""
+    return _tiny_transfer_preset(tmp_path_factory.mktemp("prototype-carrier"), "carrier: prototype\n")
+
+
+@pytest.mark.parametrize("preset, waveform", [
+    ("prototype_carrier_preset", "sine"),  # the renderer moves the prototype
+    ("violin", "square"),  # the shipped preset: the input's partials are moved under the violin's envelope
+])
+def test_transferred_tone_is_pitched_like_the_input_and_transposes_by_an_octave(preset, waveform, request):
+    proc = Processor.from_preset(request.getfixturevalue(preset) if preset.endswith("_preset") else preset)
     proc.prepare(RATE, 512)
-    audio = tone("sine", midi_to_hz(REFERENCE_MIDI), 1.5, RATE)
+    audio = tone(waveform, midi_to_hz(REFERENCE_MIDI), 1.5, RATE)
     for transpose, expected_midi in [(0.0, REFERENCE_MIDI), (12.0, REFERENCE_MIDI + 12)]:
         proc.set(transpose=transpose)
         proc.reset()

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks.transfer import Capture, main
+from benchmarks.transfer import Capture, main, output_magnitudes
 from engine.audiofile import read_audio
 from engine.config import AnalysisConfig
 from engine.frontend import log_mel
 from engine.processor import Processor
-from engine.synth import synthesize
+from engine.stft import stft
+from engine.synth import synthesize_magnitudes
 from engine.transfer import TransferRenderer
 from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 from training.baselines import train_cnn
@@ -58,13 +59,14 @@ def _args(world: dict[str, Path], **overrides: str) -> list[str]:
     return [item for key, value in options.items() for item in (f"--{key}", value)]
 
 
-def test_json_reports_every_figure_for_both_candidates(world, capsys):
+def test_json_reports_every_figure_for_both_candidates_and_carriers(world, capsys):
     assert main(_args(world, targets="sine,square") + ["--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    rows = {(row["target"], row["candidate"]): row for row in result["results"]}
-    assert set(rows) == {(t, c) for t in ("sine", "square") for c in ("winner", "target")}
+    rows = {(row["target"], row["candidate"], row["carrier"]): row for row in result["results"]}
+    assert set(rows) == {(t, c, k) for t in ("sine", "square") for c in ("winner", "target")
+                         for k in ("input", "prototype")}
     assert 0.0 <= result["classifier_input_accuracy"] <= 1.0 and result["wall_s"] > 0
-    for (target, _), row in rows.items():
+    for row in rows.values():
         assert row["phrases"] == 2  # the two other timbres, never the target's own phrase
         assert 0.0 <= row["hit_rate"] <= 1.0
         assert row["pitch_error_cents"] is not None and 0.0 <= row["pitch_error_cents"] < 50.0, row
@@ -75,10 +77,10 @@ def test_json_reports_every_figure_for_both_candidates(world, capsys):
 
 
 def test_table_has_one_row_per_target_and_candidate(world, capsys):
-    assert main(_args(world, candidates="winner")) == 0
+    assert main(_args(world, candidates="winner", carriers="input")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "hit %" in lines[2] and "SC rtpghi" in lines[2]
-    assert lines[3].split()[:3] == ["square", "winner", "2"] and lines[4].startswith("wall time")
+    assert lines[3].split()[:4] == ["square", "winner", "input", "2"] and lines[4].startswith("wall time")
 
 
 def test_captured_frames_are_the_ones_the_stream_synthesised(world):
@@ -92,9 +94,15 @@ def test_captured_frames_are_the_ones_the_stream_synthesised(world):
     proc.process_file(phrase, out_path)
     streamed, _ = read_audio(out_path)
     wet = capture.rendered(TransferRenderer(proc.model, "square"), proc.analysis, proc.preset.gate_db)
+    analysis = proc.analysis
+    audio, _ = read_audio(phrase)
+    tail = np.zeros(proc.latency_samples + analysis.n_fft, dtype=np.float32)  # what process_file flushes with
+    spectra = stft(np.concatenate([audio, tail]), analysis.n_fft, analysis.hop)[: len(wet)]
+    magnitudes = output_magnitudes(wet, spectra, analysis, proc.preset.carrier)
     # process_file's output stops short of the wet part of a last partial hop, so compare whole hops
-    whole_hops = len(streamed) // proc.analysis.hop * proc.analysis.hop
-    resynthesised = synthesize(wet, proc.analysis, proc.preset.phase)[:whole_hops]
+    whole_hops = len(streamed) // analysis.hop * analysis.hop
+    resynthesised = synthesize_magnitudes(magnitudes, analysis.n_fft, analysis.hop, proc.preset.phase,
+                                          spectra)[:whole_hops]
     assert np.abs(streamed).max() > 0.05
     np.testing.assert_allclose(streamed[:whole_hops], resynthesised, atol=1e-4)  # 16-bit file
 
@@ -105,6 +113,7 @@ def test_captured_frames_are_the_ones_the_stream_synthesised(world):
     ({"phrases": "no/such/folder"}, "does not exist"),
     ({"targets": "kazoo"}, "unknown target"),
     ({"candidates": "loudest"}, "unknown candidate"),
+    ({"carriers": "kazoo"}, "unknown carrier"),
 ])
 def test_bad_inputs_give_one_line_errors(world, capsys, override, message):
     assert main(_args(world, **override)) == 2
