@@ -46,14 +46,18 @@ def test_partials_stay_put_and_follow_the_target_envelope() -> None:
     assert np.all(np.diff(gains) > 0), gains  # higher partials raised more
 
 
-def test_boost_and_cut_are_bounded() -> None:
+def test_boost_and_cut_are_bounded_and_the_level_is_the_input_level() -> None:
     spectra = tone_spectra(440.0, "sawtooth")
     x = spectra_to_frames(spectra, CONFIG)
     carrier = InputCarrier(CONFIG)
-    gain_db = 20 * np.log10(carrier(x + 0.5, spectra)[8, 100] / np.abs(spectra[8, 100]))
-    assert gain_db == pytest.approx(MAX_BOOST_DB)
-    gain_db = 20 * np.log10(carrier(np.maximum(x - 0.5, 0.06), spectra)[8, 100] / np.abs(spectra[8, 100]))
-    assert gain_db == pytest.approx(-MAX_CUT_DB)
+    low, high = 100, 600  # bins well inside the bands left alone (< 64) and the bands changed (>= 64)
+    for change, expected_db in ((0.5, MAX_BOOST_DB), (-0.5, -MAX_CUT_DB)):
+        target = x.copy()
+        target[:, 64:] = np.maximum(target[:, 64:] + change, 0.06)
+        out = carrier(target, spectra)[8]
+        gain = out / np.abs(spectra[8])
+        assert 20 * np.log10(gain[high] / gain[low]) == pytest.approx(expected_db, abs=0.01)
+        assert np.sum(out**2) == pytest.approx(np.sum(np.abs(spectra[8]) ** 2), rel=1e-6)
 
 
 @pytest.mark.parametrize("semitones", [12.0, -12.0, 7.0, 0.5])
