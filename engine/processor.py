@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,9 @@ import soxr
 import torch
 
 from engine.audiofile import read_audio, write_audio
+from engine.carrier import CARRIERS
 from engine.config import AnalysisConfig
+from engine.errors import PresetError
 from engine.export import LoadedModel, load_model
 from engine.fifo import SampleFifo
 from engine.frontend import LogMelFrontEnd, frame_level_db
@@ -142,9 +144,14 @@ class Processor:
         self._latency = 0
 
     @classmethod
-    def from_preset(cls, name_or_path: str | Path, device: str = "cpu") -> "Processor":
-        """A processor for a preset name (see ``presets/``), a preset YAML path or a model file."""
+    def from_preset(cls, name_or_path: str | Path, device: str = "cpu", carrier: str | None = None) -> "Processor":
+        """A processor for a preset name (see ``presets/``), a preset YAML path or a model file; ``carrier``
+        overrides the preset's (``input`` or ``prototype``, see :mod:`engine.carrier`)."""
         preset = load_preset(name_or_path)
+        if carrier is not None:
+            if carrier not in CARRIERS:
+                raise PresetError(f"carrier must be one of {', '.join(CARRIERS)}, got {carrier!r}")
+            preset = replace(preset, carrier=carrier)
         return cls(load_model(preset.model, device), preset)
 
     # ------------------------------------------------------------------------------------ host interface

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="0 = your dry sound only, 1 = transferred sound only (default: the preset's)")
     what.add_argument("--transpose", type=float, metavar="SEMITONES",
                       help="shift the transferred sound, -48..48 semitones (default: the preset's)")
+    what.add_argument("--carrier", choices=("input", "prototype"),
+                      help="transfer: input = your own partials under the target's spectral envelope (keeps your "
+                           "melody); prototype = the target's prototype itself, as in the paper (default: the preset's)")
     what.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: cpu)")
 
     audio = parser.add_argument_group("audio")
@@ -148,7 +151,7 @@ def load_processor(args: argparse.Namespace) -> Processor:
     """The preset's processor with the command line's settings applied (bad values: one-line errors)."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("CUDA is not available on this machine; use --device cpu")
-    proc = Processor.from_preset(args.preset, device=args.device)
+    proc = Processor.from_preset(args.preset, device=args.device, carrier=args.carrier)
     try:
         proc.set(mode=args.mode, target=args.target, mix=args.mix, transpose=args.transpose)
     except ValueError as error:
@@ -192,6 +195,7 @@ def run(args: argparse.Namespace) -> dict:
         "target": proc.target,
         "mix": proc.mix,
         "transpose": proc.transpose,
+        "carrier": proc.preset.carrier,
         "label": snapshot.label,
         "probabilities": snapshot.probabilities,
         "active_frames": snapshot.frames_seen,

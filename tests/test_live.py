@@ -130,6 +130,7 @@ def test_list_presets_shows_names_and_descriptions(presets: Path) -> None:
         (["--preset", "tiny", "--mix", "1.5", "--input", "demo"], "mix must be between 0"),
         (["--preset", "tiny", "--transpose", "99", "--input", "demo"], "within +-48 semitones"),
         (["--preset", "tiny", "--play", "--realtime"], "add --input FILE"),
+        (["--preset", "tiny", "--processing", "callback", "--worker-delay", "3"], "applies to worker processing"),
     ],
 )
 def test_errors_are_one_line_without_traceback(presets: Path, args: list[str], expected: str) -> None:

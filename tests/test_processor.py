@@ -183,6 +183,13 @@ def test_every_shipped_preset_loads_and_plays(name):
     assert out.dtype == np.float32 and np.isfinite(out).all()
 
 
+def test_the_carrier_can_be_chosen_over_the_preset():
+    assert Processor.from_preset("violin").preset.carrier == "input"
+    assert Processor.from_preset("violin", carrier="prototype").preset.carrier == "prototype"
+    with pytest.raises(PresetError, match="carrier must be one of input, prototype"):
+        Processor.from_preset("violin", carrier="kazoo")
+
+
 def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
     (tmp_path / "cello.yaml").write_text("model: orchestra.pt\n")
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(tmp_path))
