@@ -41,6 +41,9 @@ class ClassMap:
         members = np.zeros((len(class_names), len(prototype_classes)), dtype=bool)
         members[self.prototype_classes, np.arange(len(prototype_classes))] = True
         self._not_member = ~members
+        #: Classes with at least one prototype.  A clustering model's majority mapping can leave a class
+        #: without any: its error is always infinite, and it can never be the decision.
+        self.has_prototypes = members.any(axis=1)
 
     def class_errors(self, prototype_errors: np.ndarray) -> np.ndarray:
         """``(n, K)`` prototype errors → ``(n, C)`` class errors (min over each class's prototypes)."""
@@ -66,26 +69,28 @@ class StreamingIdentifier:
         self.gate_db = float(gate_db)
         self.smoothing = 1.0 - math.exp(-1.0 / (frame_rate * time_constant_s))
         n_classes = len(class_map.class_names)
+        self._usable = class_map.has_prototypes
         self._running = np.zeros(n_classes)
         self._total = np.zeros(n_classes)
-        self.frames_seen = 0
+        self.reset()
 
     def reset(self) -> None:
-        self._running[:] = 0.0
-        self._total[:] = 0.0
+        self._running[:] = np.where(self._usable, 0.0, np.inf)
+        self._total[:] = self._running
         self.frames_seen = 0
 
     def update(self, prototype_errors: np.ndarray, levels_db: np.ndarray) -> np.ndarray:
         """Feed ``n`` frames; return the live decision (class index, -1 before any sound) after each."""
-        class_errors = self.class_map.class_errors(np.asarray(prototype_errors, dtype=np.float64))
+        class_errors = self.class_map.class_errors(np.asarray(prototype_errors, dtype=np.float64))[:, self._usable]
         decisions = np.empty(len(class_errors), dtype=np.int64)
+        usable = self._usable
         for index, (errors, level) in enumerate(zip(class_errors, levels_db)):
             if level >= self.gate_db and np.isfinite(errors).all():
                 if self.frames_seen == 0:
-                    self._running[:] = errors
+                    self._running[usable] = errors
                 else:
-                    self._running += self.smoothing * (errors - self._running)
-                self._total += errors
+                    self._running[usable] += self.smoothing * (errors - self._running[usable])
+                self._total[usable] += errors
                 self.frames_seen += 1
             decisions[index] = int(np.argmin(self._running)) if self.frames_seen else -1
         return decisions

@@ -42,11 +42,6 @@ class ProcessingPlan:
     mode: Literal["callback", "worker"]
     worker_delay_blocks: int = 0
 
-    def describe(self, block_ms: float) -> str:
-        if self.mode == "callback":
-            return "in the audio callback"
-        return f"on a worker thread, {self.worker_delay_blocks} block(s) = {self.worker_delay_blocks * block_ms:.1f} ms behind"
-
 
 def plan_processing(choice: ProcessingChoice, block_size: int, hop_samples: float,
                     worker_delay_blocks: int | None = None) -> ProcessingPlan:

@@ -126,6 +126,14 @@ def test_accuracy_metrics_oa_vs_aa_on_imbalanced_classes() -> None:
     assert (always_majority["OA"], always_majority["AA"]) == pytest.approx((80.0, 50.0))
 
 
+def test_undecided_clips_count_as_wrong() -> None:
+    m = accuracy_metrics(np.array([0, -1, 1, -1]), np.array([0, 0, 1, 1]), n_classes=2)
+    assert (m["OA"], m["AA"], m["undecided"]) == pytest.approx((50.0, 50.0, 2))
+    assert m["confusion"] == [[1, 0], [0, 1]]
+    with pytest.raises(ValueError, match="-1 for an undecided"):
+        accuracy_metrics(np.array([0, -2]), np.array([0, 1]), n_classes=2)
+
+
 def test_random_gain_scales_power_and_keeps_silence() -> None:
     x = np.zeros((4, 5, 8), np.float32)
     x[:, :, :4] = power_to_x(np.full(4, 1e3))          # loud bands; the rest is silence

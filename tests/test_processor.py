@@ -7,7 +7,7 @@ import torch
 
 from engine.errors import AudioFileError, PresetError
 from engine.frontend import frame_level_db, log_mel
-from engine.identify import StreamingIdentifier
+from engine.identify import ClassMap, StreamingIdentifier
 from engine.preset import available_presets
 from engine.processor import Processor
 from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
@@ -181,6 +181,17 @@ def test_every_shipped_preset_loads_and_plays(name):
     proc.prepare(48000, 256)
     out = proc.process(tone("sawtooth", 220.0, 0.5, 48000))
     assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_a_class_without_prototypes_is_never_decided_and_never_blocks_the_others():
+    """A clustering model's majority mapping can leave a class without prototypes (measured: viola)."""
+    class_map = ClassMap(("a", "b", "c"), (0, 0, 2))
+    identifier = StreamingIdentifier(class_map, temperature=10.0, frame_rate=86.0)
+    errors = np.array([[0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    decisions = identifier.update(errors, np.zeros(2))
+    assert decisions.tolist() == [2, 2] and identifier.clip_label() == "c"
+    snapshot = identifier.snapshot()
+    assert snapshot.probabilities["b"] == 0.0 and snapshot.probabilities["c"] > snapshot.probabilities["a"] > 0.0
 
 
 def test_the_carrier_can_be_chosen_over_the_preset():

@@ -54,25 +54,30 @@ def majority_mapping(cluster_ids_train: np.ndarray, labels_train: np.ndarray, n_
 
 
 def accuracy_metrics(predicted: np.ndarray, true: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """OA, AA (percent), per-class recall (percent) and the confusion matrix (rows = true class).
+    """OA, AA (percent), per-class recall (percent), the confusion matrix (rows = true class) and the number
+    of undecided clips.
 
     OA counts clips, so large classes dominate it; AA averages the per-class recalls, so every class
-    weighs the same.  A class absent from ``true`` has no recall: its entry is NaN and AA skips it.
+    weighs the same.  A class absent from ``true`` has no recall: its entry is NaN and AA skips it.  A
+    prediction of -1 means no decision (a clip the level gate found silent): it counts as wrong and has no
+    column in the confusion matrix.
     """
     predicted = np.asarray(predicted, dtype=np.int64)
     true = np.asarray(true, dtype=np.int64)
     if predicted.shape != true.shape or true.ndim != 1 or true.size == 0:
         raise ValueError("predicted and true must be non-empty 1-D arrays of equal length")
-    if min(predicted.min(), true.min()) < 0 or max(predicted.max(), true.max()) >= n_classes:
-        raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    if min(predicted.min() + 1, true.min()) < 0 or max(predicted.max(), true.max()) >= n_classes:
+        raise ValueError(f"class indices must lie in 0..{n_classes - 1} (-1 for an undecided prediction)")
+    decided = predicted >= 0
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (true, predicted), 1)
-    support = confusion.sum(axis=1)
+    np.add.at(confusion, (true[decided], predicted[decided]), 1)
+    support = np.bincount(true, minlength=n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(support > 0, 100.0 * np.diag(confusion) / support, np.nan)
     return {
         "OA": float(100.0 * np.trace(confusion) / true.size),
         "AA": float(np.nanmean(recall)),
+        "undecided": int(np.count_nonzero(~decided)),
         "per_class_recall": recall.tolist(),
         "confusion": confusion.tolist(),
     }
