@@ -5,6 +5,8 @@ Live (a duplex sound device; the engine resamples from the device's rate):
   python -m realtime.live --preset identify --mode identify   # just name the instrument
   python -m realtime.live --preset violin --transpose -12 --mix 0.7 --output take1.wav
   python -m realtime.live --input-device "USB Audio" --output-device 3 --block-size 256
+  python -m realtime.live --preset violin-lowlatency --block-size 128    # small blocks: worker thread (auto)
+  python -m realtime.live --preset flute --carrier prototype              # hear the flute prototype itself
 
 Files (the same streaming path, no sound card needed):
   python -m realtime.live --preset violin --input demo --output out.wav   # presets/demo.flac
