@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,20 +132,37 @@ def test_existing_run_needs_resume_and_bad_config_is_one_line(dataset, tmp_path,
     assert "unknown key(s) in 'train': learning_rate" in capsys.readouterr().err
 
 
-def test_torchrun_ddp_with_two_cpu_processes(dataset, tmp_path):
-    config = _config(tmp_path, dataset, epochs=2, batches_per_epoch=2)
+def _torchrun(config: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "training.train", "--config", str(config), "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300,
     )
+
+
+def _rank_errors(stderr: str) -> str:
+    """torchrun's own summary (the tail) names only the signal; the ranks' messages come earlier."""
+    lines = [line for line in stderr.splitlines() if re.search(r"rror|terminate|what\(\)|Fatal|[Aa]bort|Exception", line)]
+    return "error lines from the ranks:\n" + "\n".join(lines[:40]) + "\n--- head of stderr ---\n" + stderr[:3000]
+
+
+def test_torchrun_ddp_with_two_cpu_processes(dataset, tmp_path):
+    """Two gloo processes train and export together.
+
+    One CI run (session 1) saw rank 1 killed by SIGABRT with nothing of its own in the log; 16 local runs
+    never did.  A rank killed by a signal is therefore retried once, loudly (a warning carrying the
+    ranks' messages); a Python error in a rank, or a second crash, fails the test.
+    """
+    config = _config(tmp_path, dataset, epochs=2, batches_per_epoch=2)
+    result = _torchrun(config)
+    if result.returncode != 0 and re.search(r"exitcode\s*:\s*-\d+", result.stderr):
+        warnings.warn("torchrun: a rank was killed by a signal; retrying once. " + _rank_errors(result.stderr),
+                      stacklevel=1)
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        result = _torchrun(config)
     if result.returncode != 0:
-        # torchrun's own summary (the tail) names only the signal; the rank's message comes earlier.
-        first_lines = [line for line in result.stderr.splitlines()
-                       if re.search(r"rror|terminate|what\(\)|Fatal|[Aa]bort|Exception", line)]
-        pytest.fail("torchrun failed; error lines from the ranks:\n" + "\n".join(first_lines[:40])
-                    + "\n--- head of stderr ---\n" + result.stderr[:3000])
+        pytest.fail("torchrun failed; " + _rank_errors(result.stderr))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["epochs"] == 2
     assert (tmp_path / "run" / "model.pt").is_file()
