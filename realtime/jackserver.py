@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,13 @@ class JackServer:
             return ""
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM (jackd shuts down cleanly on it), then SIGKILL if it hangs; idempotent."""
+        """SIGTERM (jackd shuts down cleanly on it), then SIGKILL if it hangs; idempotent.
+
+        A server that did not shut down cleanly (killed, as the device-lost test does, or hung) leaves
+        its slot in JACK's shared server registry, which holds 8; libjack frees a dead server's slot only
+        when a server of the same name registers again.  So a briefly restarted namesake frees it, or
+        later servers fail with "Too many servers already active".
+        """
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -56,6 +63,11 @@ class JackServer:
                 self.process.kill()
                 self.process.wait(timeout=timeout_s)
         self.log_path.unlink(missing_ok=True)
+        if self.process.returncode == -signal.SIGKILL:
+            try:
+                start_jack_server(self.sample_rate, self.period, self.realtime, name=self.name).stop()
+            except JackUnavailable:
+                pass  # nothing more to free: the registry is then already full of live servers
 
 
 def _wait_until_accepting(server: JackServer, timeout_s: float) -> None:
@@ -89,9 +101,10 @@ def realtime_permitted() -> bool:
 
 
 def start_jack_server(sample_rate: int = 48000, period: int = 256, realtime: bool | None = None,
-                      timeout_s: float = 10.0) -> JackServer:
-    """Start ``jackd [--no-realtime] -n <unique> -d dummy -r <rate> -p <period>`` and wait until it
-    accepts clients.  Raises JackUnavailable (with the reason) if it cannot start.
+                      timeout_s: float = 10.0, name: str | None = None) -> JackServer:
+    """Start ``jackd [--no-realtime] -n <name> -d dummy -r <rate> -p <period>`` and wait until it
+    accepts clients.  Raises JackUnavailable (with the reason) if it cannot start.  ``name`` defaults to
+    a unique one.
 
     ``realtime=None`` means: real-time scheduling where permitted, else ``--no-realtime``.  With RT,
     jackd also runs every client's process callback (PortAudio's, the tests' own) at SCHED_FIFO; without
@@ -103,7 +116,7 @@ def start_jack_server(sample_rate: int = 48000, period: int = 256, realtime: boo
     jackd = shutil.which("jackd")
     if jackd is None:
         raise JackUnavailable("jackd not found on PATH")
-    name = f"pp-{uuid.uuid4().hex[:8]}"  # short: jack_lsp -s corrupts its heap on names of 24 characters
+    name = name or f"pp-{uuid.uuid4().hex[:8]}"  # short: jack_lsp -s corrupts its heap on 24-character names
     fd, log = tempfile.mkstemp(prefix="jackd-", suffix=".log")
     scheduling = [] if realtime else ["--no-realtime"]
     cmd = [jackd, *scheduling, "-n", name, "-d", "dummy", "-r", str(sample_rate), "-p", str(period)]
