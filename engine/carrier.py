@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 
 from engine.config import AnalysisConfig
-from engine.frontend import spectra_to_frames
+from engine.frontend import power_to_frames
 from engine.mel import LOG_SCALE
 
 CARRIERS = ("input", "prototype")
@@ -54,6 +54,14 @@ MAX_CUT_DB = 45.0
 MAX_LEVEL_BOOST_DB = 24.0
 #: x units -> log10 of amplitude (x is log10 power over LOG_SCALE; amplitude is its square root).
 X_TO_LOG10_AMPLITUDE = LOG_SCALE / 2.0
+
+
+def check_transposable(carrier: str, phase: str, transpose: float) -> None:
+    """Raise ValueError when ``transpose`` cannot be heard with this carrier and phase: the input carrier's
+    partials are moved, and the input's own phase belongs to the unmoved ones."""
+    if transpose and carrier == "input" and phase == "input":
+        raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs "
+                         "to its untransposed partials)")
 
 
 @njit(cache=True)
@@ -176,8 +184,9 @@ class InputCarrier:
     def __call__(self, target_x: np.ndarray, input_spectra: np.ndarray) -> np.ndarray:
         """Magnitudes of the output frames; a target frame with every band under the gate, or holding NaN, is
         silence."""
-        magnitude = np.abs(input_spectra)
-        input_envelope = spectra_to_frames(input_spectra, self.config) @ self._envelope
+        input_power = input_spectra.real**2 + input_spectra.imag**2
+        magnitude = np.sqrt(input_power)
+        input_envelope = power_to_frames(input_power, self.config) @ self._envelope
         if self._shift is not None:  # the partials move, and with them the envelope they were measured under
             moved = np.empty_like(magnitude)
             _translate_peaks(magnitude, self._shift[0], moved)
@@ -187,11 +196,11 @@ class InputCarrier:
                             *self._log_ratio_range)
         magnitude = magnitude * 10.0 ** (log_ratio * X_TO_LOG10_AMPLITUDE)
         magnitude[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0  # NaN frames are silenced too
-        return magnitude * self._level_match(input_spectra, magnitude)[:, None]
+        return magnitude * self._level_match(input_power.sum(axis=1), magnitude)[:, None]
 
-    def _level_match(self, input_spectra: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-        """Per frame, the factor that gives ``magnitude`` the input frame's power (at most ``max_level_boost``)."""
-        input_power = np.sum(input_spectra.real**2 + input_spectra.imag**2, axis=1)
+    def _level_match(self, input_power: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+        """Per frame, the factor that gives ``magnitude`` the input frame's power ``input_power`` (at most
+        ``max_level_boost``)."""
         output_power = np.sum(magnitude**2, axis=1)
         limit = self._max_level_factor**2
         capped = output_power * limit <= input_power  # also every silent frame: no division that overflows

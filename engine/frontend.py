@@ -15,7 +15,12 @@ from engine.stft import StreamingSTFT, stft
 
 def spectra_to_frames(spectra: np.ndarray, config: AnalysisConfig) -> np.ndarray:
     """Complex STFT frames ``(n, n_bins)`` to model frames ``(n, n_mels)`` float32."""
-    power = spectra.real**2 + spectra.imag**2
+    return power_to_frames(spectra.real**2 + spectra.imag**2, config)
+
+
+def power_to_frames(power: np.ndarray, config: AnalysisConfig) -> np.ndarray:
+    """STFT power frames ``(n, n_bins)`` to model frames ``(n, n_mels)`` float32 (for callers that need the
+    power too)."""
     return power_to_x(power @ config.filterbank.T).astype(np.float32)
 
 

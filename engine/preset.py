@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.carrier import CARRIERS
+from engine.carrier import CARRIERS, check_transposable
 from engine.errors import PresetError
 from engine.identify import DEFAULT_GATE_DB, DEFAULT_TIME_CONSTANT_S
 from engine.synth import PHASE_METHODS
@@ -120,9 +120,10 @@ def _parse_preset(path: Path) -> Preset:
     for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES), ("carrier", CARRIERS)):
         if getattr(preset, key) not in allowed:
             raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
-    if preset.carrier == "input" and preset.phase == "input" and preset.transpose:
-        raise PresetError(f"preset {path}: transpose with carrier 'input' needs phase 'rtpghi' (the input's phase "
-                          "belongs to its untransposed partials)")
+    try:
+        check_transposable(preset.carrier, preset.phase, preset.transpose)
+    except ValueError as error:
+        raise PresetError(f"preset {path}: {error}") from None
     if preset.mode == "transfer" and preset.target is None:
         raise PresetError(f"preset {path}: mode 'transfer' needs a target class (key 'target')")
     return preset

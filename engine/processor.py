@@ -27,7 +27,7 @@ import soxr
 import torch
 
 from engine.audiofile import read_audio, write_audio
-from engine.carrier import CARRIERS
+from engine.carrier import CARRIERS, check_transposable
 from engine.config import AnalysisConfig
 from engine.errors import PresetError
 from engine.export import LoadedModel, load_model
@@ -226,9 +226,8 @@ class Processor:
             raise ValueError(f"mix must be between 0 (dry) and 1 (wet), got {mix}")
         if transpose is not None and not -48.0 <= float(transpose) <= 48.0:
             raise ValueError(f"transpose must be within +-48 semitones, got {transpose}")
-        if transpose and self._synth.carrier == "input" and self._synth.phase == "input":
-            raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs "
-                             "to its untransposed partials)")
+        if transpose is not None:
+            check_transposable(self._synth.carrier, self._synth.phase, float(transpose))
         if gain_db is not None and not -96.0 <= float(gain_db) <= 24.0:
             raise ValueError(f"gain_db must be -96..24 dB, got {gain_db}")
         self.mode = mode if mode is not None else self.mode

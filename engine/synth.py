@@ -34,7 +34,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from engine.carrier import CARRIERS, InputCarrier
+from engine.carrier import CARRIERS, InputCarrier, check_transposable
 from engine.config import AnalysisConfig
 from engine.mel import LOG_FLOOR, LOG_OFFSET, LOG_SCALE
 from engine.rtpghi import RTPGHI
@@ -190,9 +190,7 @@ class StreamingSynth:
     def transpose(self, semitones: float) -> None:
         if self._carrier is None:
             raise ValueError("only the input carrier is transposed by the synthesis")
-        if semitones and self.phase == "input":
-            raise ValueError("transposing the input carrier needs phase 'rtpghi': the input's phase "
-                             "belongs to its untransposed partials")
+        check_transposable(self.carrier, self.phase, semitones)
         self._carrier.transpose = semitones
 
     def reset(self) -> None:
