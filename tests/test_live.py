@@ -99,6 +99,19 @@ def test_file_mode_end_to_end(presets: Path, tmp_path: Path) -> None:
     assert "1.0s" in run.stderr or "1.1s" in run.stderr  # plain per-second lines go to stderr under --json
 
 
+def test_carrier_flag_chooses_what_is_heard(presets: Path, tmp_path: Path) -> None:
+    sf.write(tmp_path / "in.wav", sawtooth_phrase(44100, notes=1), 44100)
+    outputs = {}
+    for carrier in ("input", "prototype"):
+        run = cli(presets, "--preset", "tiny", "--carrier", carrier, "--input", str(tmp_path / "in.wav"),
+                  "--output", str(tmp_path / f"{carrier}.wav"), "--json")
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["carrier"] == carrier
+        outputs[carrier], _ = sf.read(tmp_path / f"{carrier}.wav", dtype="float32")
+    difference = outputs["input"] - outputs["prototype"]
+    assert np.sqrt(np.mean(difference**2)) > 0.1 * np.sqrt(np.mean(outputs["prototype"] ** 2))
+
+
 def test_file_mode_paced_at_real_time(presets: Path, tmp_path: Path) -> None:
     sf.write(tmp_path / "in.wav", sawtooth_phrase(48000, notes=1, note_s=1.0), 48000)
     run = cli(presets, "--preset", "tiny", "--input", str(tmp_path / "in.wav"), "--realtime", "--json")
