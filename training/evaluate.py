@@ -3,8 +3,8 @@
     python -m training.evaluate --preset identify --data data/TimGM6mb --json
     python -m training.evaluate --preset runs/orchestra/model.pt --data data/FluidR3_GM \\
         --split runs/orchestra/split.csv --out runs/orchestra/eval-fluidr3
-    python -m training.evaluate --preset runs/orchestra/model.pt --data data --split runs/orchestra/split.csv \
-        --library TimGM6mb                                                          # one library's held-out notes
+    python -m training.evaluate --preset runs/orchestra/model.pt --data data \\
+        --split runs/orchestra/split.csv --library TimGM6mb          # one library's held-out notes
     python -m training.evaluate --preset runs/orchestra/cnn.pt --data data/TimGM6mb     # a baseline
 
 Folder names (or the layout's labels) are the class names.  With ``--split`` only that split's test side
