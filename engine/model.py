@@ -22,6 +22,7 @@ from torch import Tensor, nn
 PARAMETER_NAMES = ("pitch", "gain", "low_freq", "low_gain", "high_freq", "high_gain")
 PARAMETER_BOUNDS = (1.0, 0.5, 0.25, 0.25, 0.25, 0.25)
 N_PARAMETERS = len(PARAMETER_NAMES)
+PREDICTOR_KERNEL_SIZE = 3  # every causal convolution's width in frames
 
 
 class CausalConv1d(nn.Module):
@@ -77,6 +78,11 @@ class CausalBlock(nn.Module):
         self.conv.reset()
 
 
+def receptive_field(kernel_size: int, dilations: tuple[int, ...]) -> int:
+    """Frames of input that one output of the causal stack sees: ``1 + (kernel - 1) * sum(dilations)``."""
+    return 1 + (kernel_size - 1) * sum(dilations)
+
+
 class TransformationPredictor(nn.Module):
     """Frames ``(batch, time, n_mels)`` → raw (unbounded) parameters ``(batch, time, K, 6)``.
 
@@ -95,7 +101,7 @@ class TransformationPredictor(nn.Module):
         self.head = nn.Linear(channels, n_prototypes * N_PARAMETERS)
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
-        self.receptive_field = 1 + (kernel_size - 1) * sum(dilations)
+        self.receptive_field = receptive_field(kernel_size, dilations)
 
     def _head(self, h: Tensor) -> Tensor:
         out = self.head(h.transpose(1, 2))
@@ -136,7 +142,7 @@ class PrototypeModel(nn.Module):
         lookahead: int = 0,
         pitch_mode: str = "hz",
         channels: int = 128,
-        kernel_size: int = 3,
+        kernel_size: int = PREDICTOR_KERNEL_SIZE,
         dilations: tuple[int, ...] = (1, 2, 4, 8),
     ) -> None:
         super().__init__()
@@ -152,6 +158,11 @@ class PrototypeModel(nn.Module):
         self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
         self.theta = nn.Parameter(torch.tensor(-4.0))
         self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations)
+        if lookahead >= self.predictor.receptive_field:
+            # frame t is predicted from inputs t + L - field + 1 ... t + L: past the field, never from itself
+            raise ValueError(f"lookahead ({lookahead} frames) must be smaller than the predictor's receptive "
+                             f"field ({self.predictor.receptive_field} frames), or a frame's parameters are "
+                             f"predicted without seeing the frame; lower it or add dilations")
 
         centres = np.asarray(band_centres_hz, dtype=np.float64)
         centre_mels = 2595.0 * np.log10(1.0 + centres / 700.0)

@@ -108,6 +108,14 @@ def test_streaming_step_equals_whole_clip(lookahead, chunk):
     torch.testing.assert_close(errors, batch_errors[0], rtol=0, atol=1e-5)
 
 
+def test_lookahead_beyond_the_receptive_field_is_refused():
+    """With L >= the field, frame t's parameters would come from later frames only (t itself unseen)."""
+    model, _ = build_tiny_model(lookahead=30)  # the default field is 31 frames: t is the oldest input seen
+    assert model.predictor.receptive_field == 31
+    with pytest.raises(ValueError, match=r"lookahead \(31 frames\) must be smaller than .* field \(31"):
+        build_tiny_model(lookahead=31)
+
+
 def test_lookahead_delays_the_first_decisions():
     model, _ = build_tiny_model(lookahead=2)
     with torch.no_grad():

@@ -132,6 +132,9 @@ def test_existing_run_needs_resume_and_bad_config_is_one_line(dataset, tmp_path,
     bad.write_text("data: {roots: [x]}\ntrain: {learning_rate: 1}\n")
     assert train_main(["--config", str(bad)]) == 2
     assert "unknown key(s) in 'train': learning_rate" in capsys.readouterr().err
+    bad.write_text("data: {roots: [x]}\ntrain: {lookahead: 31}\n")
+    assert train_main(["--config", str(bad)]) == 2
+    assert "train.lookahead must be 0 to 30 frames" in capsys.readouterr().err
 
 
 def _torchrun(config: Path) -> subprocess.CompletedProcess[str]:
