@@ -106,6 +106,18 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(dataset, tmp_path):
     assert (tmp_path / "a/run/log.csv").read_text().count("\n") == (tmp_path / "b/run/log.csv").read_text().count("\n")
 
 
+def test_initial_weights_follow_the_seed_not_the_global_generator(dataset, tmp_path):
+    """Two processes with the same config must start from the same predictor (session 3 found the seed
+    set after the model was built: runs diverged once the predictor started learning)."""
+    config = _config(tmp_path, dataset)
+    weights = []
+    for draws in (1, 1000):
+        torch.rand(draws)
+        weights.append(_trainer(config).model.state_dict())
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
+
+
 def test_corrupt_audio_is_named_and_skipped(dataset, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(dataset, data)

@@ -145,11 +145,11 @@ def _fit(model: nn.Module, clips: Clips, loss_fn: Callable[[torch.Tensor, np.nda
     """Shared training loop: one random crop per clip per epoch, AdamW, cosine-decayed learning rate.
 
     ``loss_fn(crops, clip_indices)`` runs the model on a batch of crops ``(B, T, F)`` and returns its
-    loss; seeding numpy and torch makes a run repeatable.
+    loss.  The caller seeds torch before building ``model`` (its initial weights are part of the run);
+    ``seed`` seeds the crops and augmentation here.
     """
     if epochs < 1 or crop_frames < 1 or batch_size < 1:
         raise ValueError("epochs, crop_frames and batch_size must be positive")
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(clips) // batch_size)
@@ -298,6 +298,7 @@ def train_cnn(train_clips: Clips, train_labels: Sequence[int] | np.ndarray, clas
     """
     n_mels = _check_clips(train_clips)
     labels = torch.from_numpy(_check_labels(train_labels, len(train_clips), len(class_names)))
+    torch.manual_seed(seed)
     net = CnnNet(n_mels, len(class_names))
     crop_frames = max(crop_frames, 4)  # two time poolings of 2
     loss = nn.CrossEntropyLoss()
@@ -426,6 +427,7 @@ def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | n
     n_clusters = n_clusters or len(class_names)
     if not 1 <= n_clusters <= len(train_clips):
         raise ValueError(f"n_clusters must lie in 1..{len(train_clips)} (number of clips), got {n_clusters}")
+    torch.manual_seed(seed)
     net = ConvAutoencoder(n_mels, latent_channels)
     crop_frames = -(-crop_frames // 4) * 4  # the decoder restores 4x pooled time exactly
     _fit(net, train_clips, lambda x, idx: nn.functional.mse_loss(net(x), x), epochs=epochs,

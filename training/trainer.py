@@ -126,6 +126,7 @@ class Trainer:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.prototype_classes = prototype_classes_for(settings, n_classes)
+        torch.manual_seed(settings.seed)  # before the model: the predictor's initial weights are part of the run
         self.model = PrototypeModel(
             len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
             settings.channels, dilations=settings.dilations,
@@ -144,7 +145,6 @@ class Trainer:
         if settings.mode == "supervised" and settings.early_temperature:
             self.state.warmup["theta"] = 0
         self.forward_model: torch.nn.Module = self.model
-        torch.manual_seed(settings.seed)
 
     # ------------------------------------------------------------------------------------------ set-up
     def initialise(self) -> None:
