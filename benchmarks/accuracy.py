@@ -113,9 +113,9 @@ def keep_results(folder: Path, studies: dict[str, dict[str, Path]], rows: list[d
 def score_study(study: str, models: dict[str, Path]) -> list[dict]:
     test_sets = [(f"held-out {lib}", lib) for lib in LIBRARIES] if study.startswith("orchestra") else [
         (f"all of {_config(study)['data']['test_library']}", None)]
-    rows = []
+    rows, seconds = [], training_seconds(models)
     for label, library in test_sets:
-        row = {"study": study, "test": label, "train_seconds": training_seconds(models)}
+        row = {"study": study, "test": label, "train_seconds": seconds}
         for column, model in models.items():
             result = evaluate(str(model), Path("data"), split_file(study), cache=Path("data/cache"),
                               progress=False, library=library)

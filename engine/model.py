@@ -83,6 +83,18 @@ def receptive_field(kernel_size: int, dilations: tuple[int, ...]) -> int:
     return 1 + (kernel_size - 1) * sum(dilations)
 
 
+def check_lookahead(lookahead: int, dilations: tuple[int, ...], kernel_size: int = PREDICTOR_KERNEL_SIZE,
+                    name: str = "lookahead") -> None:
+    """Raise ValueError unless ``0 <= lookahead < field``: frame t is predicted from inputs
+    ``t + L - field + 1 ... t + L``, so from ``L = field`` on it is predicted without being seen.
+    ``name`` is the setting as the caller's user knows it (``train.lookahead`` in a training config)."""
+    field = receptive_field(kernel_size, dilations)
+    if not 0 <= lookahead < field:
+        raise ValueError(f"{name} must be 0 to {field - 1} frames (the predictor sees {field} frames with "
+                         f"dilations {list(dilations)}; from {field} on a frame's parameters are predicted "
+                         f"without seeing the frame), got {lookahead}")
+
+
 class TransformationPredictor(nn.Module):
     """Frames ``(batch, time, n_mels)`` → raw (unbounded) parameters ``(batch, time, K, 6)``.
 
@@ -148,8 +160,7 @@ class PrototypeModel(nn.Module):
         super().__init__()
         if pitch_mode not in ("hz", "linear"):
             raise ValueError(f"pitch_mode must be 'hz' or 'linear', got {pitch_mode!r}")
-        if lookahead < 0:
-            raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
+        check_lookahead(lookahead, dilations, kernel_size)
         n_mels = len(band_centres_hz)
         self.n_prototypes = n_prototypes
         self.n_mels = n_mels
@@ -158,11 +169,6 @@ class PrototypeModel(nn.Module):
         self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
         self.theta = nn.Parameter(torch.tensor(-4.0))
         self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations)
-        if lookahead >= self.predictor.receptive_field:
-            # frame t is predicted from inputs t + L - field + 1 ... t + L: past the field, never from itself
-            raise ValueError(f"lookahead ({lookahead} frames) must be smaller than the predictor's receptive "
-                             f"field ({self.predictor.receptive_field} frames), or a frame's parameters are "
-                             f"predicted without seeing the frame; lower it or add dilations")
 
         centres = np.asarray(band_centres_hz, dtype=np.float64)
         centre_mels = 2595.0 * np.log10(1.0 + centres / 700.0)

@@ -112,8 +112,10 @@ def test_lookahead_beyond_the_receptive_field_is_refused():
     """With L >= the field, frame t's parameters would come from later frames only (t itself unseen)."""
     model, _ = build_tiny_model(lookahead=30)  # the default field is 31 frames: t is the oldest input seen
     assert model.predictor.receptive_field == 31
-    with pytest.raises(ValueError, match=r"lookahead \(31 frames\) must be smaller than .* field \(31"):
+    with pytest.raises(ValueError, match=r"^lookahead must be 0 to 30 frames \(the predictor sees 31 frames.*got 31$"):
         build_tiny_model(lookahead=31)
+    with pytest.raises(ValueError, match=r"^lookahead must be 0 to 30 frames .*got -1$"):
+        build_tiny_model(lookahead=-1)
 
 
 def test_lookahead_delays_the_first_decisions():

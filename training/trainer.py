@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from engine.model import PREDICTOR_KERNEL_SIZE, PrototypeModel, receptive_field
+from engine.model import PrototypeModel, check_lookahead
 from training.features import crop_batch
 from training.objective import augment, clip_errors, clustering_loss, initial_prototypes, supervised_loss
 
@@ -77,10 +77,7 @@ class TrainSettings:
         if self.mode not in ("supervised", "clustering"):
             raise ValueError(f"train.mode must be 'supervised' or 'clustering', got {self.mode!r}")
         self.dilations = tuple(int(d) for d in self.dilations)
-        field = receptive_field(PREDICTOR_KERNEL_SIZE, self.dilations)
-        if not 0 <= self.lookahead < field:
-            raise ValueError(f"train.lookahead must be 0 to {field - 1} frames (the predictor sees {field} frames "
-                             f"with dilations {list(self.dilations)}), got {self.lookahead}")
+        check_lookahead(self.lookahead, self.dilations, name="train.lookahead")
 
     def stages(self) -> tuple[str, ...]:
         """The curriculum; the temperature has no stage of its own when it learns from the start."""
