@@ -34,6 +34,17 @@ from training.evaluate import evaluate
 CONFIGS = Path("training/configs")
 LIBRARIES = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
 STUDIES = ("orchestra", "lolo-fluidr3-gm", "lolo-timgm6mb", "lolo-sf-gmbank", "orchestra-lookahead")
+#: The rotation whose test library shares no sample with the training libraries: the ablation's ground.
+ABLATION_STUDY = "lolo-fluidr3-gm"
+#: Each part of the recording chain alone (training.chain), then none and all of it, on ABLATION_STUDY.
+CHAIN_PARTS = {
+    "level": {"level_db": 24.0},
+    "equaliser": {"tilt_db_per_octave": 3.0, "resonances": 3, "resonance_db": 10.0},
+    "band limit": {"lowpass_probability": 0.3},
+    "room": {"reverb_probability": 0.5},
+    "noise": {"noise_probability": 0.5},
+}
+ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.values() for k, v in part.items()}}
 
 
 def _config(study: str) -> dict:
@@ -63,6 +74,49 @@ def clustering_config(study: str, clusters: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def ablation_config(name: str) -> Path:
+    """ABLATION_STUDY's config with only the chain parts ``name`` stands for; written next to its run."""
+    config = _config(ABLATION_STUDY)
+    slug = name.replace(" ", "-")
+    output = Path(f"runs/ablation/{slug}")
+    config.update(name=f"ablation-{slug}", output=str(output), augment=ABLATIONS[name])
+    config.pop("export", None)
+    path = output / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_ablation(names: list[str]) -> list[dict]:
+    """Train (unless trained) and score one prototype model per chain variant on ABLATION_STUDY's test library."""
+    rows = []
+    test_library = _config(ABLATION_STUDY)["data"]["test_library"]
+    for name in names:
+        config = ablation_config(name)
+        model = config.parent / "model.pt"
+        if not model.exists():
+            _run("training.train", "--config", str(config), "--resume")
+        result = evaluate(str(model), Path("data"), config.parent / "split.csv", cache=Path("data/cache"),
+                          progress=False, library=test_library)
+        summary = json.loads((config.parent / "summary.json").read_text())
+        row = {"ablation": name, "test": f"all of {test_library}", "OA": result["OA"], "AA": result["AA"],
+               "live 1s": result["streaming"]["after_1s"], "validation_oa": summary.get("best_validation_oa"),
+               "best_epoch": summary.get("best_epoch")}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    lines = ["| chain parts | validation OA (training libraries) | unseen library OA / AA | live after 1 s OA / AA |",
+             "|---|---|---|---|"]
+    for row in rows:
+        validation = "" if row["validation_oa"] is None else f"{row['validation_oa']:.1f}"
+        lines.append(f"| {row['ablation']} | {validation} | {row['OA']:.1f} / {row['AA']:.1f} | "
+                     f"{row['live 1s']['OA']:.1f} / {row['live 1s']['AA']:.1f} |")
+    return "\n".join(lines)
 
 
 def train_study(study: str, clusters: int, with_clustering: bool, with_baselines: bool) -> dict[str, Path]:
@@ -121,6 +175,7 @@ def score_study(study: str, models: dict[str, Path]) -> list[dict]:
                               progress=False, library=library)
             row[column] = {"OA": result["OA"], "AA": result["AA"]}
             if "streaming" in result:
+                row[f"{column} live 0.25s"] = result["streaming"]["after_0.25s"]
                 row[f"{column} live 1s"] = result["streaming"]["after_1s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -129,7 +184,8 @@ def score_study(study: str, models: dict[str, Path]) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     """The accuracy table (clip decision OA / AA) and, below it, each study's training time."""
-    columns = [c for c in ("prototypes", "prototypes live 1s", "cnn", "clustering", "autoencoder+kmeans")
+    columns = [c for c in ("prototypes", "prototypes live 0.25s", "prototypes live 1s", "cnn", "clustering",
+                           "autoencoder+kmeans")
                if any(c in row for row in rows)]
     lines = ["| study | test set | " + " | ".join(f"{c} OA / AA" for c in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
@@ -147,11 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=STUDIES, default=STUDIES, help="studies to run")
+    parser.add_argument("--ablation", nargs="*", choices=list(ABLATIONS), metavar="PART",
+                        help=f"train and score the recording-chain ablation on {ABLATION_STUDY} instead "
+                             f"(all of {', '.join(ABLATIONS)} when no PART is named)")
     parser.add_argument("--clusters", type=int, default=28, help="prototypes of the clustering twins")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--keep", type=Path, default=Path("benchmarks/results/accuracy"),
                         help="folder for the scored model files, accuracy.json and accuracy.md")
     args = parser.parse_args(argv)
+    if args.ablation is not None:
+        rows = run_ablation(args.ablation or list(ABLATIONS))
+        args.keep.mkdir(parents=True, exist_ok=True)
+        (args.keep / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
+        (args.keep / "ablation.md").write_text(ablation_markdown(rows) + "\n")
+        print(json.dumps(rows, indent=1) if args.json else ablation_markdown(rows))
+        return 0
     rows, studies = [], {}
     for study in args.only:
         lookahead = study.endswith("lookahead")

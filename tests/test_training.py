@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from engine.export import load_model
 from second_attempt import retry_once_if_disturbed
 from training.config import load_config
 from training.evaluate import evaluate
@@ -44,9 +45,11 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _config(folder: Path, dataset: Path, **train) -> Path:
-    config = {"name": "tiny", "data": {"roots": [str(dataset)], "cache": str(folder / "cache")},
+def _config(folder: Path, dataset: Path, data: dict | None = None, augment: dict | None = None, **train) -> Path:
+    config = {"name": "tiny", "data": {"roots": [str(dataset)], "cache": str(folder / "cache"), **(data or {})},
               "train": {**TINY_TRAIN, **train}, "output": str(folder / "run")}
+    if augment is not None:
+        config["augment"] = augment
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -201,3 +204,33 @@ def test_baselines_train_on_the_same_split_and_evaluate_with_the_same_command(da
         result = evaluate(str(run / name), dataset, run / "split.csv", cache=tmp_path / "cache", progress=False)
         assert result["kind"] == kind and result["clips"] >= 6
         assert 0.0 <= result["OA"] <= 100.0 and len(result["confusion"]) == 3
+
+
+def test_validation_keeps_the_best_epoch_and_the_chain_trains(dataset, tmp_path):
+    """Held-out training notes choose the exported epoch; a recording chain runs inside training."""
+    chain = {"level_db": 24, "tilt_db_per_octave": 3, "resonances": 2, "lowpass_probability": 0.3,
+             "reverb_probability": 0.5, "noise_probability": 0.5}
+    config = _config(tmp_path, dataset, data={"validation_fraction": 0.2}, augment=chain, epochs=6)
+    assert train_main(["--config", str(config), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["validation_clips"] >= 3 and summary["augment"]["level_db"] == 24
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    scores = {int(r.split(",")[0]): float(r.split(",")[-1]) for r in rows if r.split(",")[-1]}
+    assert set(scores) == {2, 4, 6}  # every second epoch and the last
+    assert summary["best_validation_oa"] == max(scores.values())
+    assert summary["best_epoch"] == min(e for e, oa in scores.items() if oa == max(scores.values()))
+    split = load_split(load_config(config))
+    held = {item.path for item in split["validation"]}
+    assert held and not held & {item.path for item in split["train"]}  # never trained on
+    best = torch.load(run / "best.pt", weights_only=True)["prototypes"]
+    assert torch.equal(load_model(run / "model.pt").module.prototypes.detach(), best)
+
+
+def test_augment_section_errors_name_the_key(dataset, tmp_path, capsys):
+    config = _config(tmp_path, dataset, augment={"reverb_probability": 2})
+    assert train_main(["--config", str(config), "--no-progress"]) == 2
+    assert "augment.reverb_probability" in capsys.readouterr().err
+    config = _config(tmp_path, dataset, augment={"echo": 1})
+    assert train_main(["--config", str(config), "--no-progress"]) == 2
+    assert "unknown key(s) in 'augment': echo" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.mel import LOG_SCALE, power_to_x, x_to_power
+from training.chain import RecordingChain
 from training.features import crop_batch
 
 Clips = Sequence[np.ndarray]
@@ -141,16 +142,18 @@ def _length_batches(clips: Clips, min_frames: int,
 
 def _fit(model: nn.Module, clips: Clips, loss_fn: Callable[[torch.Tensor, np.ndarray], torch.Tensor], *,
          epochs: int, crop_frames: int, batch_size: int, lr: float, gain_offset: float, seed: int,
-         device: str, progress: bool, desc: str) -> None:
+         device: str, progress: bool, desc: str, chain: RecordingChain | None = None) -> None:
     """Shared training loop: one random crop per clip per epoch, AdamW, cosine-decayed learning rate.
 
     ``loss_fn(crops, clip_indices)`` runs the model on a batch of crops ``(B, T, F)`` and returns its
     loss.  The caller seeds torch before building ``model`` (its initial weights are part of the run);
-    ``seed`` seeds the crops and augmentation here.
+    ``seed`` seeds the crops and augmentation here.  ``chain`` draws a recording chain per crop, as the
+    prototype trainer does, so both models learn from the same kind of sound.
     """
     if epochs < 1 or crop_frames < 1 or batch_size < 1:
         raise ValueError("epochs, crop_frames and batch_size must be positive")
     rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(clips) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
@@ -164,7 +167,10 @@ def _fit(model: nn.Module, clips: Clips, loss_fn: Callable[[torch.Tensor, np.nda
             x = crop_batch([clips[i] for i in idx], crop_frames, rng)
             if gain_offset > 0:
                 x = random_gain(x, gain_offset, rng)
-            loss = loss_fn(torch.from_numpy(x).to(device), idx)
+            crops = torch.from_numpy(x)
+            if chain is not None:
+                crops = chain(crops, generator)
+            loss = loss_fn(crops.to(device), idx)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -290,7 +296,7 @@ class CnnClassifier:
 def train_cnn(train_clips: Clips, train_labels: Sequence[int] | np.ndarray, class_names: Sequence[str], *,
               epochs: int, crop_frames: int = 64, batch_size: int = 64, lr: float = 1e-3,
               gain_offset: float = 0.0, seed: int = 0, device: str = "cpu",
-              progress: bool = True) -> CnnClassifier:
+              progress: bool = True, chain: RecordingChain | None = None) -> CnnClassifier:
     """Train the direct CNN with cross-entropy on random crops for a fixed number of epochs.
 
     ``gain_offset > 0`` augments each crop with a random level change of up to that many x units
@@ -304,7 +310,7 @@ def train_cnn(train_clips: Clips, train_labels: Sequence[int] | np.ndarray, clas
     loss = nn.CrossEntropyLoss()
     _fit(net, train_clips, lambda x, idx: loss(net(x), labels[idx].to(device)), epochs=epochs,
          crop_frames=crop_frames, batch_size=batch_size, lr=lr, gain_offset=gain_offset, seed=seed,
-         device=device, progress=progress, desc="CNN baseline")
+         device=device, progress=progress, desc="CNN baseline", chain=chain)
     return CnnClassifier(net, class_names, n_mels, crop_frames, device)
 
 
@@ -416,7 +422,8 @@ def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | n
                              class_names: Sequence[str], *, n_clusters: int | None = None, epochs: int,
                              crop_frames: int = 64, batch_size: int = 64, lr: float = 1e-3,
                              latent_channels: int = 8, gain_offset: float = 0.0, seed: int = 0,
-                             device: str = "cpu", progress: bool = True) -> AutoencoderKMeans:
+                             device: str = "cpu", progress: bool = True,
+                             chain: RecordingChain | None = None) -> AutoencoderKMeans:
     """Train the autoencoder (MSE on random crops), k-means its training latents, map clusters to classes.
 
     Labels are used only for the majority map, as the clustering protocol prescribes (DESIGN section 1);
@@ -432,7 +439,7 @@ def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | n
     crop_frames = -(-crop_frames // 4) * 4  # the decoder restores 4x pooled time exactly
     _fit(net, train_clips, lambda x, idx: nn.functional.mse_loss(net(x), x), epochs=epochs,
          crop_frames=crop_frames, batch_size=batch_size, lr=lr, gain_offset=gain_offset, seed=seed,
-         device=device, progress=progress, desc="autoencoder baseline")
+         device=device, progress=progress, desc="autoencoder baseline", chain=chain)
     latents = _clip_latents(net, train_clips, device)
     kmeans = KMeans(n_clusters, n_init=10, random_state=seed).fit(latents.astype(np.float64))
     centroids = kmeans.cluster_centers_.astype(np.float32)

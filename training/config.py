@@ -9,8 +9,10 @@
       test_library: null              # with split: library
       split_file: runs/orchestra/split.csv
       cache: data/cache               # log-mel feature cache
+      validation_fraction: 0.1        # held-out training notes that pick the best epoch (0: last epoch)
     analysis: {sample_rate: 44100, n_fft: 2048, hop: 512, n_mels: 128}
     train: {mode: supervised, prototypes_per_class: 2, epochs: 60, ...}   # training.trainer.TrainSettings
+    augment: {level_db: 24, reverb_probability: 0.5, ...}  # the recording chain, training.chain.ChainSettings
     output: runs/orchestra            # checkpoint, log.csv, model.pt, summary.json
     export: presets/orchestra.pt      # optional: where the engine model file also goes
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from engine.config import AnalysisConfig
+from training.chain import ChainSettings
 from training.trainer import TrainSettings
 
 
@@ -43,6 +46,7 @@ class DataSettings:
     cache: Path = Path("data/cache")
     n_speakers: int = 128
     seed: int = 0
+    validation_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class RunConfig:
     analysis: AnalysisConfig
     train: TrainSettings
     output: Path
+    augment: ChainSettings = field(default_factory=ChainSettings)
     export: Path | None = None
     source: Path = field(default=Path("."))
 
@@ -77,7 +82,7 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of settings")
-    unknown = sorted(set(raw) - {"name", "data", "analysis", "train", "output", "export"})
+    unknown = sorted(set(raw) - {"name", "data", "analysis", "train", "augment", "output", "export"})
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s): {', '.join(unknown)}")
     try:
@@ -95,14 +100,18 @@ def load_config(path: str | Path) -> RunConfig:
         if data_settings.split == "library" and not data_settings.test_library:
             raise ConfigError(f"{path}: data.split 'library' needs data.test_library")
         analysis = AnalysisConfig(**_section(raw, "analysis", AnalysisConfig, path))
+        if not 0.0 <= data_settings.validation_fraction < 1.0:
+            raise ConfigError(f"{path}: data.validation_fraction must be at least 0 and below 1, "
+                              f"got {data_settings.validation_fraction}")
         train = TrainSettings(**_section(raw, "train", TrainSettings, path))
+        augment = ChainSettings(**_section(raw, "augment", ChainSettings, path))
     except (TypeError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(f"{path}: {error}") from None
     name = str(raw.get("name", path.stem))
     return RunConfig(
-        name=name, data=data_settings, analysis=analysis, train=train,
+        name=name, data=data_settings, analysis=analysis, train=train, augment=augment,
         output=Path(raw.get("output", f"runs/{name}")),
         export=Path(raw["export"]) if raw.get("export") else None, source=path,
     )

@@ -28,16 +28,21 @@ import torch.distributed as dist
 from engine.errors import ProtophoneError
 from training.config import ConfigError, RunConfig, load_config
 from training.exporting import export_model
+from training.chain import RecordingChain
 from training.features import ClipSet, load_clips
 from training.layouts import DatasetError, Item, scan
 from training.splits import Split, SplitError, leave_library_out, load_or_create_split, split_items
-from training.trainer import Trainer
+from training.trainer import Trainer, Validation
 
 T = TypeVar("T")
 
 
 def load_split(config: RunConfig) -> Split:
-    """Scan every dataset root and reuse (or draw and write) the run's split."""
+    """Scan every dataset root and reuse (or draw and write) the run's split.
+
+    With ``data.validation_fraction`` the training side is split once more, per class, into ``train``
+    and ``validation`` (seeded, so every run of the config holds out the same notes).
+    """
     items: list[Item] = []
     for root in config.data.roots:
         items.extend(scan(root, config.data.layout, n_speakers=config.data.n_speakers))
@@ -46,12 +51,16 @@ def load_split(config: RunConfig) -> Split:
         make = lambda found: leave_library_out(found, config.data.test_library)  # noqa: E731
     else:
         make = lambda found: split_items(found, config.data.test_fraction, config.data.seed)  # noqa: E731
-    return load_or_create_split(split_file, items, make)
+    split = load_or_create_split(split_file, items, make)
+    if config.data.validation_fraction > 0:
+        held = split_items(split["train"], config.data.validation_fraction, config.data.seed)
+        split = {**split, "train": held["train"], "validation": held["test"]}
+    return split
 
 
-def training_clips(config: RunConfig, split: Split, progress: bool) -> ClipSet:
+def training_clips(config: RunConfig, split: Split, progress: bool, side: str = "train") -> ClipSet:
     jobs = 1 if dist.is_initialized() else min(2, os.cpu_count() or 1)
-    return load_clips(split["train"], config.analysis, config.data.cache, progress=progress, jobs=jobs)
+    return load_clips(split[side], config.analysis, config.data.cache, progress=progress, jobs=jobs)
 
 
 def rank_zero_first(make: Callable[[], T]) -> T:
@@ -75,8 +84,14 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
     clips = rank_zero_first(lambda: training_clips(config, split, progress))
     class_names = sorted(set(clips.labels))
     labels = np.array([class_names.index(label) for label in clips.labels])
+    validation = None
+    if "validation" in split:
+        held = rank_zero_first(lambda: training_clips(config, split, progress, side="validation"))
+        validation = Validation(held.features, np.array([class_names.index(label) for label in held.labels]),
+                                config.analysis)
+    chain = RecordingChain(config.augment, config.analysis) if config.augment.active else None
     trainer = Trainer(config.train, config.analysis.band_centres_hz, clips.features, labels, len(class_names),
-                      config.output)
+                      config.output, chain=chain, validation=validation)
     if trainer.checkpoint_path.exists():
         if not resume:
             raise ConfigError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, "
@@ -87,8 +102,13 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
         trainer.initialise()
     trainer.wrap_for_distributed()
     trainer.fit(progress=progress)
+    trainer.keep_best()
     summary = {"name": config.name, "epochs": trainer.state.epoch, "final_stage": trainer.stage_name,
                "train_clips": len(clips.features), "skipped_files": [str(p) for p, _ in clips.skipped],
+               "validation_clips": 0 if validation is None else len(validation.clips),
+               "best_epoch": trainer.state.best_epoch if validation is not None else trainer.state.epoch,
+               "best_validation_oa": trainer.state.best_validation_oa if validation is not None else None,
+               "augment": asdict(config.augment),
                "classes": class_names, "seconds": time.perf_counter() - started,
                "processes": trainer.world, "settings": asdict(config.train)}
     if trainer.rank == 0:

@@ -6,7 +6,7 @@
 Reads the config's data section and split file (drawing the split if the prototype run has not yet) and
 writes ``cnn.pt`` (direct CNN classifier) and ``autoencoder-kmeans.pt`` into the config's output folder.
 Both get the same level augmentation as the prototype model (``--gain-offset``, x units; 0 for the
-plain paper baselines).
+plain paper baselines) and the config's recording chain (its ``augment`` section).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 
 from engine.errors import ProtophoneError
 from training.baselines import train_autoencoder_kmeans, train_cnn
+from training.chain import RecordingChain
 from training.config import ConfigError, load_config
 from training.layouts import DatasetError
 from training.splits import SplitError
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = sorted(set(clips.labels))
     labels = np.array([names.index(label) for label in clips.labels])
-    common = dict(gain_offset=args.gain_offset, seed=config.train.seed, progress=not args.no_progress)
+    chain = RecordingChain(config.augment, config.analysis) if config.augment.active else None
+    common = dict(gain_offset=args.gain_offset, seed=config.train.seed, progress=not args.no_progress, chain=chain)
     config.output.mkdir(parents=True, exist_ok=True)
     timings = {}
     if args.only in (None, "cnn"):

@@ -13,6 +13,11 @@ stage the cross-entropy term stays flat (``tau`` near its initial value) for mos
 
 Every random draw of epoch ``e`` comes from generators seeded with ``(seed, e, rank)``, so a run resumed
 from the checkpoint of epoch ``e - 1`` continues exactly as if it had never stopped.
+
+With validation clips (held-out notes of the training libraries, never a test library), every epoch ends
+by scoring them with the engine's clip decision, and the weights of the best epoch so far are kept in
+``best.pt``: the run's model is the best epoch's, not the last one's.  The training loss does not rank
+runs by accuracy (measured: two seeds with final losses 0.066 and 0.059 scored 82.7 and 85.3 % OA).
 """
 
 from __future__ import annotations
@@ -31,14 +36,18 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from engine.config import AnalysisConfig
+from engine.frontend import frame_level_db
+from engine.identify import DEFAULT_GATE_DB, ClassMap, SoundingGate
 from engine.model import PrototypeModel, check_lookahead
+from training.chain import RecordingChain
 from training.features import crop_batch
 from training.objective import augment, clip_errors, clustering_loss, initial_prototypes, supervised_loss
 
 STAGES = ("prototypes", "gain", "pitch", "shelves", "temperature", "finetune")
 #: Which transformation parameters (engine.model.PARAMETER_NAMES order) each stage switches on.
 STAGE_ENABLES = {"gain": (1,), "pitch": (0,), "shelves": (2, 3, 4, 5)}
-LOG_COLUMNS = ["epoch", "stage", "loss", "seconds", "reassigned"]
+LOG_COLUMNS = ["epoch", "stage", "loss", "seconds", "reassigned", "validation_oa"]
 
 
 @dataclass
@@ -85,6 +94,20 @@ class TrainSettings:
         return tuple(s for s in STAGES if s != "temperature" or learns_temperature_late)
 
 
+@dataclass(frozen=True)
+class Validation:
+    """Held-out clips of the training libraries that choose the epoch to keep, and how they are decided."""
+
+    clips: list[np.ndarray]
+    labels: np.ndarray
+    analysis: AnalysisConfig
+    gate_db: float = DEFAULT_GATE_DB
+    #: The first 0.56 s (44.1 kHz / 512) of each clip, every second epoch and at the last: the model's
+    #: batch forward renders every prototype at every frame, about 1 s per 64 such clips on 2 cores.
+    max_frames: int = 48
+    every: int = 2
+
+
 @dataclass
 class TrainState:
     """Everything besides weights and optimiser that a resumed run needs."""
@@ -95,6 +118,37 @@ class TrainState:
     stale_epochs: int = 0
     stage_epochs: int = 0
     warmup: dict[str, int] = field(default_factory=lambda: {"predictor": -1, "theta": -1})
+    best_validation_oa: float = -1.0
+    best_epoch: int = 0
+
+
+def validation_accuracy(model: PrototypeModel, class_map: ClassMap, validation: Validation,
+                        batch_size: int = 64) -> float:
+    """OA (%) of the engine's clip decision (lowest mean class error over the sounding frames) on the
+    first ``validation.max_frames`` frames of each clip.
+
+    Clips are zero-padded at the start to a common length and run in batches: zero is silence, which the
+    causal predictor sees as a stream's reset state and the gate leaves out, so padding changes nothing.
+    """
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(validation.clips), batch_size):
+        clips = [clip[: validation.max_frames] for clip in validation.clips[start:start + batch_size]]
+        length = max(len(clip) for clip in clips)
+        batch = np.zeros((len(clips), length, clips[0].shape[1]), dtype=np.float32)
+        for row, clip in enumerate(clips):
+            batch[row, length - len(clip):] = clip
+        with torch.no_grad():
+            _, errors = model(torch.from_numpy(batch))
+        gate = SoundingGate(validation.analysis.frame_rate, validation.gate_db, shape=(len(clips),))
+        active = gate(frame_level_db(batch, validation.analysis))
+        for row, label in enumerate(validation.labels[start:start + batch_size]):
+            if active[row].any():
+                class_errors = class_map.class_errors(errors[row].numpy().astype(np.float64)[active[row]])
+                correct += int(np.argmin(class_errors.mean(axis=0)) == label)
+    model.train(was_training)
+    return 100.0 * correct / max(1, len(validation.clips))
 
 
 def prototype_classes_for(settings: TrainSettings, n_classes: int) -> np.ndarray:
@@ -115,8 +169,12 @@ class Trainer:
         labels: np.ndarray,
         n_classes: int,
         out_dir: Path,
+        chain: RecordingChain | None = None,
+        validation: Validation | None = None,
     ) -> None:
         self.settings = settings
+        self.chain = chain
+        self.validation = validation
         self.clips = clips
         self.labels = np.asarray(labels)
         self.out_dir = Path(out_dir)
@@ -132,6 +190,10 @@ class Trainer:
         if settings.mode == "supervised":
             membership[self.prototype_classes, np.arange(len(self.prototype_classes))] = True
         self.membership = torch.from_numpy(membership)
+        if validation is not None and settings.mode != "supervised":
+            raise ValueError("validation chooses epochs by class decisions: it needs train.mode 'supervised'")
+        self.class_map = None if validation is None else ClassMap(
+            tuple(str(c) for c in range(n_classes)), tuple(self.prototype_classes.tolist()))
         self.optimizer = torch.optim.AdamW([
             {"name": "prototypes", "params": [self.model.prototypes], "weight_decay": 0.0},
             {"name": "predictor", "params": list(self.model.predictor.parameters()),
@@ -164,6 +226,10 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / "checkpoint.pt"
 
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
     def save_checkpoint(self) -> None:
         """Atomic: a kill during the write leaves the previous checkpoint intact."""
         if self.rank:
@@ -174,11 +240,19 @@ class Trainer:
             "state": asdict(self.state),
             "settings": asdict(self.settings),
         }
+        self._save_atomically(payload, self.checkpoint_path)
+
+    def _save_atomically(self, payload: dict, path: Path) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=self.out_dir, suffix=".tmp")
         os.close(handle)
         torch.save(payload, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        os.replace(tmp, path)
+
+    def keep_best(self) -> None:
+        """Load the weights of the best validated epoch (a no-op without validation)."""
+        if self.validation is not None and self.best_path.exists():
+            self.model.load_state_dict(torch.load(self.best_path, map_location="cpu", weights_only=True))
 
     def load_checkpoint(self) -> None:
         payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
@@ -197,9 +271,11 @@ class Trainer:
             reassigned = self._reassign(wins) if self.settings.mode == "clustering" else 0
             self._advance_curriculum(loss)
             self.state.epoch += 1
+            validation_oa = self._validate()
             self.save_checkpoint()
             row = {"epoch": self.state.epoch, "stage": stage, "loss": loss,
-                   "seconds": time.perf_counter() - started, "reassigned": reassigned}
+                   "seconds": time.perf_counter() - started, "reassigned": reassigned,
+                   "validation_oa": validation_oa}
             self._log(row)
             if on_epoch is not None:
                 on_epoch(row)
@@ -222,6 +298,8 @@ class Trainer:
             chosen = rng.integers(len(self.clips), size=settings.batch_size)
             crops = torch.from_numpy(crop_batch([self.clips[i] for i in chosen], settings.crop_frames, rng))
             with torch.no_grad():
+                if self.chain is not None:
+                    crops = self.chain(crops, generator)
                 crops = augment(self.model, crops, generator, settings.stretch, settings.offset, settings.noise)
             errors = clip_errors(self.forward_model, crops, settings.scored_frames)
             if settings.mode == "supervised":
@@ -252,6 +330,25 @@ class Trainer:
         tensor = torch.from_numpy(values)
         dist.all_reduce(tensor)
         return tensor.numpy()
+
+    # -------------------------------------------------------------------------------------- validation
+    def _validate(self) -> float | str:
+        """Clip-decision OA (%) on the validation clips; keeps the best epoch's weights.  '' without them."""
+        validation = self.validation
+        last = self.state.epoch == self.settings.epochs
+        if validation is None or (self.state.epoch % validation.every and not last):
+            return ""
+        oa = torch.zeros(1, dtype=torch.float64)
+        if self.rank == 0:
+            assert self.class_map is not None
+            oa[0] = validation_accuracy(self.model, self.class_map, validation)
+        if self.world > 1:
+            dist.broadcast(oa, 0)  # every rank keeps the same state, so a resume is the same on each
+        if float(oa) > self.state.best_validation_oa:
+            self.state.best_validation_oa, self.state.best_epoch = float(oa), self.state.epoch
+            if self.rank == 0:
+                self._save_atomically(self.model.state_dict(), self.best_path)
+        return float(oa)
 
     # -------------------------------------------------------------------------------------- curriculum
     def _advance_curriculum(self, loss: float) -> None:
