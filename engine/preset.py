@@ -11,6 +11,8 @@ Example (``presets/violin.yaml``)::
     gain_db: 0.0
     gate_db: -50.0               # frames quieter than this (dB re full-scale sine) are ignored
     time_constant_s: 0.25        # smoothing of the live identification
+    hold_s: 0.3                  # the live readout names nothing after this long without sound
+    min_confidence: 0.3          # ... nor while the leading class's probability is below this
     phase: rtpghi                # rtpghi (default) | input: phase of the transferred sound
     candidate: winner            # winner (default) | target: whose parameters drive the target prototype
     carrier: input               # input (default): your partials under the target's envelope | prototype
@@ -21,14 +23,15 @@ Files are read with ``yaml.safe_load`` and checked key by key; a bad file names 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+import tempfile
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
 from engine.carrier import CARRIERS, check_transposable
 from engine.errors import PresetError
-from engine.identify import DEFAULT_GATE_DB, DEFAULT_TIME_CONSTANT_S
+from engine.identify import DEFAULT_GATE_DB, DEFAULT_HOLD_S, DEFAULT_MIN_CONFIDENCE, DEFAULT_TIME_CONSTANT_S
 from engine.synth import PHASE_METHODS
 from engine.transfer import CANDIDATES
 
@@ -51,6 +54,8 @@ class Preset:
     gain_db: float = 0.0
     gate_db: float = DEFAULT_GATE_DB
     time_constant_s: float = DEFAULT_TIME_CONSTANT_S
+    hold_s: float = DEFAULT_HOLD_S
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     phase: str = "rtpghi"
     candidate: str = "winner"
     carrier: str = "input"
@@ -111,6 +116,8 @@ def _parse_preset(path: Path) -> Preset:
             gain_db=float(data.get("gain_db", 0.0)),
             gate_db=float(data.get("gate_db", DEFAULT_GATE_DB)),
             time_constant_s=float(data.get("time_constant_s", DEFAULT_TIME_CONSTANT_S)),
+            hold_s=float(data.get("hold_s", DEFAULT_HOLD_S)),
+            min_confidence=float(data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)),
             phase=str(data.get("phase", "rtpghi")),
             candidate=str(data.get("candidate", "winner")),
             carrier=str(data.get("carrier", "input")),
@@ -120,6 +127,9 @@ def _parse_preset(path: Path) -> Preset:
     for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES), ("carrier", CARRIERS)):
         if getattr(preset, key) not in allowed:
             raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
+    if not (preset.hold_s >= 0 and 0 <= preset.min_confidence < 1):
+        raise PresetError(f"preset {path}: hold_s must be >= 0 s and min_confidence at least 0 and below 1, "
+                          f"got {preset.hold_s} and {preset.min_confidence}")
     try:
         check_transposable(preset.carrier, preset.phase, preset.transpose)
     except ValueError as error:
@@ -127,3 +137,26 @@ def _parse_preset(path: Path) -> Preset:
     if preset.mode == "transfer" and preset.target is None:
         raise PresetError(f"preset {path}: mode 'transfer' needs a target class (key 'target')")
     return preset
+
+
+def save_preset(preset: Preset, path: str | Path) -> Path:
+    """Write ``preset`` as YAML at ``path`` (atomically), its model named relative to the file where it
+    lies beside or below it; :func:`load_preset` reads back the same settings."""
+    path = Path(path)
+    settings = {key: value for key, value in asdict(preset).items() if key not in ("name", "model")}
+    model = preset.model.resolve()
+    try:
+        model_name = model.relative_to(path.parent.resolve()).as_posix()
+    except ValueError:
+        model_name = str(model)
+    text = yaml.safe_dump({"description": settings.pop("description"), "model": model_name, **settings},
+                          sort_keys=False, allow_unicode=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

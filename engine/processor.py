@@ -118,8 +118,10 @@ class Processor:
         self.class_map = ClassMap(self.metadata.class_names, self.metadata.prototype_classes)
         with torch.no_grad():
             temperature = float(model.module.temperature())
+        preset = self.preset
         self._identifier = StreamingIdentifier(
-            self.class_map, temperature, self.analysis.frame_rate, self.preset.time_constant_s, self.preset.gate_db
+            self.class_map, temperature, self.analysis.frame_rate, preset.time_constant_s, preset.gate_db,
+            hold_s=preset.hold_s, min_confidence=preset.min_confidence,
         )
         self._synth = StreamingSynth(self.analysis, self.preset.phase, carrier=self.preset.carrier)
         self._renderer: TransferRenderer | None = None

@@ -55,10 +55,17 @@ def setting(view: View) -> str:
     return f"{view.mode} → {view.target}" if view.mode == "transfer" else view.mode
 
 
+def heard(identification: Identification) -> str:
+    """The readout in words: the class (marked when held through a pause), or nothing confident and why."""
+    if identification.label is None:
+        return f"- ({identification.reason})" if identification.reason else "-"
+    return f"{identification.label} (held)" if identification.held else identification.label
+
+
 def plain_line(view: View) -> str:
     """One log line: time, label and top probabilities, levels, latency, load, problems."""
     top = " ".join(f"{name} {p:.2f}" for name, p in view.identification.top(3))
-    return (f"{view.elapsed_s:6.1f}s  {view.identification.label or '-':<12} [{top}]  "
+    return (f"{view.elapsed_s:6.1f}s  {heard(view.identification):<12} [{top}]  "
             f"in {view.input_db:6.1f} dB  out {view.output_db:6.1f} dB  latency {view.latency_ms:.1f} ms  "
             f"load {view.dsp_load:.2f}  xruns {view.xruns}  misses {view.deadline_misses}  {setting(view)}")
 
@@ -79,8 +86,7 @@ def render(view: View, top: int = 5) -> Group:
         (f"DSP load {view.dsp_load:.0%}", load_style),
         f"   xruns {view.xruns}   deadline misses {view.deadline_misses}   {view.elapsed_s:.0f} s",
     )
-    heard = Text(f"hearing: {view.identification.label or '(silence)'}", style="bold")
-    return Group(heard, classes, Text(""), meters, status)
+    return Group(Text(f"hearing: {heard(view.identification)}", style="bold"), classes, Text(""), meters, status)
 
 
 class Display:

@@ -112,6 +112,7 @@ def identification_record(second: int, snapshot: Identification, top: int = 5) -
     return {
         "second": second,
         "label": snapshot.label,
+        "reason": snapshot.reason,
         "probabilities": {name: round(p, 4) for name, p in snapshot.top(top)},
         "active_frames": snapshot.frames_seen,
     }

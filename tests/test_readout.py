@@ -1,0 +1,121 @@
+"""The live readout does not guess: silence, tails and doubt name no class; no flicker; fresh notes.
+
+Unit tests feed :class:`engine.identify.StreamingIdentifier` chosen errors and levels; the last test plays
+real tones, tails and silence through the :class:`engine.processor.Processor` with the tiny model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.identify import SILENCE, TAIL, UNCERTAIN, ClassMap, SoundingGate, StreamingIdentifier
+from engine.processor import Processor
+from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
+
+FRAME_RATE = 86.0
+CLASSES = ClassMap(("a", "b", "c"), (0, 1, 2))
+LOUD, QUIET = -10.0, -120.0
+
+
+def _errors(winner: int, frames: int, margin: float = 0.05) -> np.ndarray:
+    errors = np.full((frames, 3), 0.1 + margin)
+    errors[:, winner] = 0.1
+    return errors
+
+
+def _identifier(**options) -> StreamingIdentifier:
+    return StreamingIdentifier(CLASSES, temperature=200.0, frame_rate=FRAME_RATE, **options)
+
+
+def test_silence_after_a_note_names_nothing_and_the_next_note_starts_afresh():
+    identifier = _identifier()
+    assert identifier.update(_errors(0, 40), np.full(40, LOUD))[-1] == 0
+    pause = identifier.update(_errors(0, 60), np.full(60, QUIET))
+    hold = identifier.hold_frames
+    assert (pause[: hold - 1] == 0).all()  # held through a short gap
+    assert (pause[hold:] == -1).all()
+    snapshot = identifier.snapshot()
+    assert snapshot.label is None and snapshot.reason == SILENCE
+    # The next note is another class: fresh evidence names it at once, not after the old average fades.
+    assert identifier.update(_errors(1, 3), np.full(3, LOUD)).tolist() == [1, 1, 1]
+    assert identifier.clip_label() == "a"  # the clip decision still weighs all 43 sounding frames
+
+
+def test_a_held_label_is_marked_as_held():
+    identifier = _identifier()
+    identifier.update(_errors(2, 20), np.full(20, LOUD))
+    identifier.update(_errors(2, 2), np.full(2, QUIET))
+    snapshot = identifier.snapshot()
+    assert snapshot.label == "c" and snapshot.held
+
+
+def test_a_deep_tail_is_left_out_and_then_names_nothing():
+    identifier = _identifier()
+    identifier.update(_errors(0, 30), np.full(30, LOUD))
+    # A tail from 25 to 39 dB under the note: above the -50 dB gate, but more than tail_db under the peak.
+    decay = LOUD - 25.0 - 14.0 * np.arange(60) / 60
+    # It sounds like class b (as a room or a release might), but it is no evidence: b is never named.
+    readout = identifier.update(_errors(1, 60), decay)
+    assert 1 not in readout.tolist()
+    snapshot = identifier.snapshot()
+    assert snapshot.label is None and snapshot.reason == TAIL
+    assert identifier.clip_label() == "a"
+
+
+def test_doubt_names_nothing():
+    identifier = _identifier(min_confidence=0.6)  # three classes: a uniform posterior is 0.33
+    readout = identifier.update(_errors(0, 30, margin=1e-4), np.full(30, LOUD))
+    assert (readout == -1).all()
+    snapshot = identifier.snapshot()
+    assert snapshot.label is None and snapshot.reason == UNCERTAIN and snapshot.top(1)[0][0] == "a"
+
+
+def test_a_flickering_leader_does_not_flicker_the_readout():
+    identifier = _identifier(time_constant_s=0.01)  # the running error follows each frame
+    identifier.update(_errors(0, 20), np.full(20, LOUD))
+    alternating = np.concatenate([_errors(i % 2, 1) for i in range(40)])
+    assert (identifier.update(alternating, np.full(40, LOUD)) == 0).all()
+    # A class that leads for longer than switch_s takes over.
+    assert identifier.update(_errors(1, 20), np.full(20, LOUD))[-1] == 1
+
+
+def test_chunked_readout_equals_whole():
+    rng = np.random.default_rng(0)
+    errors = rng.uniform(0.05, 0.2, size=(300, 3))
+    levels = np.where(rng.random(300) < 0.3, QUIET, LOUD) + rng.normal(0, 20, 300)
+    whole = _identifier().update(errors, levels)
+    chunked_identifier = _identifier()
+    chunked = np.concatenate([chunked_identifier.update(errors[i:i + 7], levels[i:i + 7]) for i in range(0, 300, 7)])
+    assert np.array_equal(whole, chunked)
+
+
+def test_gate_follows_the_peak_with_a_release():
+    gate = SoundingGate(FRAME_RATE, gate_db=-50.0, tail_db=30.0)
+    levels = np.array([-10.0, -20.0, -39.0, -40.2, -60.0, -10.0])
+    # -40.2 dB is 30.2 dB under the first frame, but the peak fell 10 dB/s for three frames meanwhile.
+    assert gate(levels).tolist() == [True, True, True, True, False, True]
+    assert SoundingGate(FRAME_RATE, tail_db=30.0)(np.array([-10.0, -45.0])).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("bad", [{"min_confidence": 1.0}, {"hold_s": -1.0}])
+def test_bad_readout_settings_are_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        _identifier(**bad)
+
+
+def test_processor_readout_on_a_note_its_release_silence_and_the_next_note(tmp_path):
+    """Real tones through the engine: the class while it sounds, nothing after, the class again."""
+    rate = 44100
+    proc = Processor.from_preset(write_tiny_model(tmp_path / "identity.pt", head_std=0.0))
+    proc.prepare(rate, 256)
+    f0 = midi_to_hz(REFERENCE_MIDI)
+    note = tone("sawtooth", f0, 0.6, rate)
+    release = tone("sine", f0, 1.0, rate) * np.exp(-np.arange(rate) / rate * 60.0 / 8.7).astype(np.float32)
+    proc.process(note)
+    assert proc.identification.label == "sawtooth" and proc.identification.reason == ""
+    proc.process(release)  # another timbre's 60 dB/s release: once 20 dB down it is a tail
+    proc.process(np.zeros(rate // 2, np.float32))
+    assert proc.identification.label is None and proc.identification.reason in (SILENCE, TAIL)
+    proc.process(tone("square", f0, 0.5, rate))
+    assert proc.identification.label == "square"
