@@ -1,0 +1,103 @@
+"""Enrolment on an unseen library: OA on its notes before and after enrolling 30 s of its phrases per class.
+
+    python -m benchmarks.enrolment                       # the three leave-one-library-out rotations
+    python -m benchmarks.enrolment --seconds 10 --json
+
+For each rotation the model never heard the test library.  Its legato phrases (``data/<library>/phrases``,
+never among the scored notes) stand in for a performer's takes: up to ``--seconds`` of them per class are
+enrolled with :func:`training.enrol.enrol` (all classes at once), and every note of the library is scored
+before and after.  The models are the rotations' runs (``runs/<study>/model.pt``) where trained, else the
+kept ones in ``benchmarks/results/accuracy``.  Writes ``enrolment.json`` and ``enrolment.md`` to ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.accuracy import STUDIES, _config, split_file
+from engine.export import load_model
+from training.enrol import enrol, write_enrolled
+from training.evaluate import evaluate
+from training.features import load_clips
+from training.layouts import scan_phrases
+
+ROTATIONS = tuple(study for study in STUDIES if study.startswith("lolo-"))
+DATA = Path("data")
+CACHE = Path("data/cache")
+
+
+def rotation_model(study: str) -> Path:
+    trained = Path(_config(study)["output"]) / "model.pt"
+    return trained if trained.exists() else Path(f"benchmarks/results/accuracy/{study}/prototypes.pt")
+
+
+def takes_of(library: str, analysis, seconds: float) -> dict[str, list[np.ndarray]]:
+    """Up to ``seconds`` of phrases per class from the library, in file order, as log-mel frames."""
+    phrases = sorted(scan_phrases(DATA / library), key=lambda phrase: str(phrase.path))
+    clips = load_clips([phrase.item for phrase in phrases], analysis, CACHE, progress=False, jobs=2)
+    takes: dict[str, list[np.ndarray]] = {}
+    budget = seconds * analysis.frame_rate
+    for item, frames in zip(clips.items, clips.features):
+        taken = takes.setdefault(item.label, [])
+        used = sum(len(f) for f in taken)
+        if used < budget:
+            taken.append(frames[: int(budget - used)])
+    return takes
+
+
+def measure(study: str, seconds: float, out: Path) -> dict:
+    library = _config(study)["data"]["test_library"]
+    model_path = rotation_model(study)
+    model = load_model(model_path)
+    takes = takes_of(library, model.metadata.analysis, seconds)
+    started = time.perf_counter()
+    prototypes = enrol(model, takes)
+    adapt_s = time.perf_counter() - started
+    enrolled_path = out / f"{study}-enrolled.pt"
+    write_enrolled(model, prototypes, enrolled_path, {"phrases_of": library, "seconds_per_class": seconds})
+    scores = {name: evaluate(str(path), DATA, split_file(study), cache=CACHE, progress=False, library=library)
+              for name, path in (("before", model_path), ("after", enrolled_path))}
+    row = {"study": study, "library": library, "model": str(model_path), "seconds_per_class": seconds,
+           "enrolled_s": round(sum(len(c) for clips in takes.values() for c in clips)
+                               / model.metadata.analysis.frame_rate, 1),
+           "adapt_s": round(adapt_s, 1),
+           **{name: {"OA": r["OA"], "AA": r["AA"]} for name, r in scores.items()}}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| rotation | unseen library | enrolled (s, all classes) | adaptation s | OA / AA before | OA / AA after |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['study']} | {row['library']} | {row['enrolled_s']:.0f} | {row['adapt_s']:.1f} | "
+                     f"{row['before']['OA']:.1f} / {row['before']['AA']:.1f} | "
+                     f"{row['after']['OA']:.1f} / {row['after']['AA']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.enrolment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=ROTATIONS, default=ROTATIONS, help="rotations to measure")
+    parser.add_argument("--seconds", type=float, default=30.0, help="phrases enrolled per class (default 30)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--keep", type=Path, default=Path("benchmarks/results/enrolment"),
+                        help="folder for enrolment.json, enrolment.md and the enrolled model files")
+    args = parser.parse_args(argv)
+    args.keep.mkdir(parents=True, exist_ok=True)
+    rows = [measure(study, args.seconds, args.keep) for study in args.only]
+    (args.keep / "enrolment.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (args.keep / "enrolment.md").write_text(markdown(rows) + "\n")
+    print(json.dumps(rows, indent=1) if args.json else markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
