@@ -23,7 +23,8 @@ from tqdm import tqdm
 from training.dataset import DatasetReport, OutputError, check_writable, render_dataset, write_notes_csv
 from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
 from training.performance import VARIANTS, legato_phrase
-from training.render import Library, SoundFontError
+from training.render import Library, Renderer, SoundFontError
+from training.waveguide import WaveguideError, WaveguideLibrary
 from training.silence import trim_trailing_silence
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -59,6 +60,7 @@ examples:
   python -m training.data render --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out data/FluidR3_GM
   python -m training.data render --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2 --out /tmp/tiny \\
       --classes violin,flute --max-notes-per-class 4 --phrases-per-class 1
+  python -m training.data render --waveguide --out data/waveguide     # physical models (needs csound)
   python -m training.data demo --out presets/demo.flac
 """
 
@@ -78,11 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render a dataset folder from a SoundFont",
                                  description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    render.add_argument("--soundfont", required=True, type=Path,
+    source = render.add_mutually_exclusive_group(required=True)
+    source.add_argument("--soundfont", type=Path,
                         help=f"SoundFont 2 file, e.g. {DEFAULT_SOUNDFONT} or /usr/share/sounds/sf2/TimGM6mb.sf2")
+    source.add_argument("--waveguide", action="store_true",
+                        help="physical models instead of samples: Csound's waveguides (bowed strings, clarinet; "
+                        "needs csound)")
     render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
-                        "file stem, e.g. FluidR3_GM)")
+                        "file stem, e.g. FluidR3_GM, or 'waveguide')")
     render.add_argument("--seed", type=int, default=0, help="seed for variants' velocities, vibrato and "
                         "phrases; the same seed gives identical files (default 0)")
     render.add_argument("--classes", help="comma-separated subset of classes (default: all 14)")
@@ -109,12 +115,17 @@ def _bar(results: Iterable, total: int) -> Iterable:
 
 def run_render(args: argparse.Namespace) -> DatasetReport:
     instruments = select(args.classes.split(",") if args.classes else None)
-    library = Library(args.soundfont, args.sample_rate)
+    library: Renderer
+    if args.waveguide:
+        library, name = WaveguideLibrary(args.sample_rate), args.library or "waveguide"
+        if not args.classes:  # all the classes it has a model for
+            instruments = [inst for inst in instruments if library.has_program(inst.program)]
+    else:
+        library, name = Library(args.soundfont, args.sample_rate), args.library or args.soundfont.stem
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
-        raise SoundFontError(f"{args.soundfont} has no General MIDI program for: {', '.join(missing)} "
-                             "(leave them out with --classes)")
-    name = args.library or args.soundfont.stem
+        raise SoundFontError(f"{args.soundfont or 'the waveguide library'} has no instrument for: "
+                             f"{', '.join(missing)} (leave them out with --classes)")
     report = render_dataset(library, name, args.out, instruments, seed=args.seed,
                             max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
                             workers=args.jobs, progress=_bar)
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             run_render(args)
         else:
             run_demo(args)
-    except (SoundFontError, OutputError, UnknownClassError) as exc:
+    except (SoundFontError, WaveguideError, OutputError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

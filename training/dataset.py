@@ -26,7 +26,7 @@ import soundfile as sf
 
 from training.instruments import INSTRUMENTS, VELOCITIES, Instrument
 from training.performance import VARIANTS, Performance, PhraseNote, Variant, random_phrase, single_note
-from training.render import Library
+from training.render import Renderer
 from training.silence import is_silent, level_dbfs, trim_trailing_silence
 
 METADATA_COLUMNS = ["path", "class", "midi", "velocity", "variant", "library", "duration_s",
@@ -111,7 +111,7 @@ def _note_job(inst: Instrument, midi: int, velocity: int, variant: Variant,
     return NoteJob(inst, midi, velocity, variant.name, relpath, single_note(variant, midi, velocity, rng))
 
 
-def playable_keys(library: Library, inst: Instrument) -> list[int]:
+def playable_keys(library: Renderer, inst: Instrument) -> list[int]:
     """Keys in the instrument's range that the SoundFont actually sounds (probed at mf)."""
     variant = VARIANTS[0]
     rng = np.random.default_rng(0)  # a plain note draws nothing from it
@@ -150,7 +150,7 @@ def write_notes_csv(path: Path, notes: Iterable[PhraseNote]) -> None:
 
 @dataclass(frozen=True)
 class _Context:
-    library: Library
+    library: Renderer
     out_dir: Path
     library_name: str
 
@@ -217,7 +217,7 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def render_dataset(library: Library, library_name: str, out_dir: Path, instruments: list[Instrument],
+def render_dataset(library: Renderer, library_name: str, out_dir: Path, instruments: list[Instrument],
                    seed: int = 0, max_notes: int | None = None, phrases_per_class: int = 8,
                    workers: int = 1, progress: Callable[[Iterable, int], Iterable] | None = None,
                    ) -> DatasetReport:

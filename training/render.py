@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ctypes import c_int, c_void_p
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -40,6 +41,18 @@ _remove_sfont = fluidsynth.cfunc(
     "fluid_synth_remove_sfont", c_int, ("synth", c_void_p, 1), ("sfont", c_void_p, 1))
 _set_log_function = fluidsynth.cfunc(
     "fluid_set_log_function", c_void_p, ("level", c_int, 1), ("fun", c_void_p, 1), ("data", c_void_p, 1))
+
+
+class Renderer(Protocol):
+    """What plays a :class:`Performance` on a General MIDI program: a SoundFont (:class:`Library`) or a
+    physical model (:class:`training.waveguide.WaveguideLibrary`)."""
+
+    sample_rate: int
+    path: Path
+
+    def has_program(self, program: int) -> bool: ...
+
+    def render(self, program: int, performance: Performance) -> np.ndarray: ...
 
 
 class SoundFontError(Exception):
