@@ -45,6 +45,8 @@ CHAIN_PARTS = {
     "noise": {"noise_probability": 0.5},
 }
 ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.values() for k, v in part.items()}}
+#: Independent sources added to the training libraries (with the whole chain), rendered by training.data.
+SOURCES = {"csound": "data/csound", "stk": "data/stk"}
 
 
 def _config(study: str) -> dict:
@@ -68,6 +70,7 @@ def clustering_config(study: str, clusters: int) -> Path:
     config.update(name=f"{study}-clustering", output=f"{output}-clustering")
     config.pop("export", None)
     config["data"]["split_file"] = str(split_file(study))
+    config["data"].pop("validation_fraction", None)  # held-out notes choose by class decisions: supervised only
     config["train"].update(mode="clustering", n_prototypes=clusters)
     config["train"].pop("prototypes_per_class", None)
     path = Path(f"{output}-clustering") / "config.yaml"
@@ -77,11 +80,14 @@ def clustering_config(study: str, clusters: int) -> Path:
 
 
 def ablation_config(name: str) -> Path:
-    """ABLATION_STUDY's config with only the chain parts ``name`` stands for; written next to its run."""
+    """ABLATION_STUDY's config with only the chain parts ``name`` stands for, or with the whole chain and
+    the source ``name`` added to the training libraries; written next to its run."""
     config = _config(ABLATION_STUDY)
     slug = name.replace(" ", "-")
     output = Path(f"runs/ablation/{slug}")
-    config.update(name=f"ablation-{slug}", output=str(output), augment=ABLATIONS[name])
+    config.update(name=f"ablation-{slug}", output=str(output), augment=ABLATIONS.get(name, ABLATIONS["all"]))
+    if name in SOURCES:
+        config["data"]["roots"] = [*config["data"]["roots"], SOURCES[name]]
     config.pop("export", None)
     path = output / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +116,8 @@ def run_ablation(names: list[str]) -> list[dict]:
 
 
 def ablation_markdown(rows: list[dict]) -> str:
-    lines = ["| chain parts | validation OA (training libraries) | unseen library OA / AA | live after 1 s OA / AA |",
+    lines = ["| chain parts or source | validation OA (training libraries) | unseen library OA / AA | "
+             "live after 1 s OA / AA |",
              "|---|---|---|---|"]
     for row in rows:
         validation = "" if row["validation_oa"] is None else f"{row['validation_oa']:.1f}"
@@ -203,16 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=STUDIES, default=STUDIES, help="studies to run")
-    parser.add_argument("--ablation", nargs="*", choices=list(ABLATIONS), metavar="PART",
-                        help=f"train and score the recording-chain ablation on {ABLATION_STUDY} instead "
-                             f"(all of {', '.join(ABLATIONS)} when no PART is named)")
+    parser.add_argument("--ablation", nargs="*", choices=[*ABLATIONS, *SOURCES], metavar="PART",
+                        help=f"train and score the ablation on {ABLATION_STUDY} instead: chain parts alone, "
+                             f"or the whole chain with an added source (all of {', '.join([*ABLATIONS, *SOURCES])} "
+                             f"when no PART is named)")
     parser.add_argument("--clusters", type=int, default=28, help="prototypes of the clustering twins")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--keep", type=Path, default=Path("benchmarks/results/accuracy"),
                         help="folder for the scored model files, accuracy.json and accuracy.md")
     args = parser.parse_args(argv)
     if args.ablation is not None:
-        rows = run_ablation(args.ablation or list(ABLATIONS))
+        rows = run_ablation(args.ablation or [*ABLATIONS, *SOURCES])
         args.keep.mkdir(parents=True, exist_ok=True)
         (args.keep / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
         (args.keep / "ablation.md").write_text(ablation_markdown(rows) + "\n")

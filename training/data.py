@@ -24,7 +24,11 @@ from training.dataset import DatasetReport, OutputError, check_writable, render_
 from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
 from training.performance import VARIANTS, legato_phrase
 from training.render import Library, Renderer, SoundFontError
-from training.waveguide import WaveguideError, WaveguideLibrary
+from training.stk import StkError, StkLibrary
+from training.csound import CsoundError, CsoundLibrary
+
+#: Physically modelled libraries: the renderer and the library name it is written under by default.
+PHYSICAL = {"csound": (CsoundLibrary, "csound"), "stk": (StkLibrary, "stk")}
 from training.silence import trim_trailing_silence
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -60,7 +64,8 @@ examples:
   python -m training.data render --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out data/FluidR3_GM
   python -m training.data render --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2 --out /tmp/tiny \\
       --classes violin,flute --max-notes-per-class 4 --phrases-per-class 1
-  python -m training.data render --waveguide --out data/waveguide     # physical models (needs csound)
+  python -m training.data render --physical csound --out data/csound   # physical models (needs csound)
+  python -m training.data render --physical stk --out data/stk         # (needs stk)
   python -m training.data demo --out presets/demo.flac
 """
 
@@ -83,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = render.add_mutually_exclusive_group(required=True)
     source.add_argument("--soundfont", type=Path,
                         help=f"SoundFont 2 file, e.g. {DEFAULT_SOUNDFONT} or /usr/share/sounds/sf2/TimGM6mb.sf2")
-    source.add_argument("--waveguide", action="store_true",
-                        help="physical models instead of samples: Csound's waveguides (bowed strings, clarinet; "
-                        "needs csound)")
+    source.add_argument("--physical", choices=tuple(PHYSICAL),
+                        help="physical models instead of samples: csound (Csound's waveguides: bowed strings, "
+                        "clarinet) or stk (the Synthesis ToolKit: bowed strings, clarinet, flute, alto sax)")
     render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
-                        "file stem, e.g. FluidR3_GM, or 'waveguide')")
+                        "file stem, e.g. FluidR3_GM, or the --physical name)")
     render.add_argument("--seed", type=int, default=0, help="seed for variants' velocities, vibrato and "
                         "phrases; the same seed gives identical files (default 0)")
     render.add_argument("--classes", help="comma-separated subset of classes (default: all 14)")
@@ -116,15 +121,16 @@ def _bar(results: Iterable, total: int) -> Iterable:
 def run_render(args: argparse.Namespace) -> DatasetReport:
     instruments = select(args.classes.split(",") if args.classes else None)
     library: Renderer
-    if args.waveguide:
-        library, name = WaveguideLibrary(args.sample_rate), args.library or "waveguide"
+    if args.physical:
+        renderer, default_name = PHYSICAL[args.physical]
+        library, name = renderer(args.sample_rate), args.library or default_name
         if not args.classes:  # all the classes it has a model for
             instruments = [inst for inst in instruments if library.has_program(inst.program)]
     else:
         library, name = Library(args.soundfont, args.sample_rate), args.library or args.soundfont.stem
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
-        raise SoundFontError(f"{args.soundfont or 'the waveguide library'} has no instrument for: "
+        raise SoundFontError(f"{args.soundfont or args.physical} has no instrument for: "
                              f"{', '.join(missing)} (leave them out with --classes)")
     report = render_dataset(library, name, args.out, instruments, seed=args.seed,
                             max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             run_render(args)
         else:
             run_demo(args)
-    except (SoundFontError, WaveguideError, OutputError, UnknownClassError) as exc:
+    except (SoundFontError, CsoundError, StkError, OutputError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -168,3 +168,29 @@ def random_phrase(rng: np.random.Generator, keys: Sequence[int]) -> tuple[Perfor
     durations = [float(rng.choice(BEATS)) * beat_s for _ in melody]
     velocity = int(rng.integers(60, 111))
     return legato_phrase(melody, durations, velocity, rng)
+
+
+def notes_of(performance: Performance) -> list[tuple[float, float, int, int]]:
+    """``(start_s, duration_s, key, velocity)`` of each note, from its note-on to its note-off."""
+    sounding: dict[int, tuple[float, int]] = {}
+    notes = []
+    for event in performance.events:
+        if event.kind == "on":
+            sounding[event.a] = (event.time_s, event.b)
+        elif event.kind == "off" and event.a in sounding:
+            start, velocity = sounding.pop(event.a)
+            notes.append((start, event.time_s - start, event.a, velocity))
+    return notes
+
+
+def control_curves(performance: Performance) -> tuple[np.ndarray, np.ndarray]:
+    """Expression (0-1) and pitch-bend frequency ratio at every control period, held between events."""
+    n = int(np.ceil(performance.length_s / CONTROL_PERIOD_S)) + 2
+    expression, bend = np.ones(n), np.ones(n)
+    for event in sorted(performance.events, key=lambda e: e.time_s):
+        index = min(n - 1, int(round(event.time_s / CONTROL_PERIOD_S)))
+        if event.kind == "cc" and event.a == CC_EXPRESSION:
+            expression[index:] = event.b / 127.0
+        elif event.kind == "bend":
+            bend[index:] = 2.0 ** (event.a / 8192.0 * BEND_RANGE_CENTS / 1200.0)
+    return expression, bend

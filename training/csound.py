@@ -3,15 +3,15 @@
 Three General MIDI libraries are three recordings of each instrument; a model that learns from them alone
 learns their samples.  Waveguide models (Csound's ``wgbow`` and ``wgclar``) make their sound from a
 bow or a reed driving a delay-line string or bore, so they share no sample with any library
-(DESIGN section 6).  :class:`WaveguideLibrary` renders the same
+(DESIGN section 6).  :class:`CsoundLibrary` renders the same
 :class:`training.performance.Performance` (notes, velocity, CC11 expression, pitch bend) that
-:class:`training.render.Library` renders with FluidSynth, so ``training.data render --waveguide`` writes
+:class:`training.render.Library` renders with FluidSynth, so ``training.data render --physical csound`` writes
 the same dataset layout, expressive variants and phrases included.
 
 Five of the 14 classes have a waveguide here: the four bowed strings (one bowed string with a different
 body each: a few resonances at the instrument's typical body modes) and the clarinet, in tune within
 about 35 cents over their ranges.  The others have none: the library leaves them out (``has_program`` is
-False), and ``training.data render --waveguide`` renders the five.  Measured with Csound 6.18 and left
+False), and ``training.data render --physical csound`` renders the five.  Measured with Csound 6.18 and left
 out: ``wgbrass`` renders exact silence for every lip tension and pressure tried (0.05-0.95, 0.3-3000), and
 ``wgflute`` sounds 6-15 semitones off its asked pitch for every jet ratio tried (0.15-0.5), which would
 mislabel every note; the Synthesis ToolKit's ``Brass``, ``Flute`` and ``Saxofony`` are the next candidates.
@@ -29,12 +29,12 @@ import numpy as np
 import soundfile as sf
 
 from training.instruments import BY_NAME
-from training.performance import CC_EXPRESSION, CONTROL_PERIOD_S, BEND_RANGE_CENTS, Performance
+from training.performance import CONTROL_PERIOD_S, Performance, control_curves, notes_of
 
 KSMPS = 32
 
 
-class WaveguideError(Exception):
+class CsoundError(Exception):
     """Csound is missing or a render failed."""
 
 
@@ -100,15 +100,15 @@ endin
 INSTRUMENT_NUMBERS = {"bowed": 1, "clarinet": 2}
 
 
-class WaveguideLibrary:
+class CsoundLibrary:
     """Renders performances of the classes in :data:`VOICES` with the ``csound`` command line."""
 
     def __init__(self, sample_rate: int = 44100) -> None:
         self.csound = shutil.which("csound")
         if self.csound is None:
-            raise WaveguideError("csound is not installed (apt-get install csound); it renders the waveguide library")
+            raise CsoundError("csound is not installed (apt-get install csound); it renders the waveguide library")
         self.sample_rate = sample_rate
-        self.path = Path("csound-waveguides")  # what summary.json names as the source
+        self.path = Path("csound")  # what summary.json names as the source
 
     def has_program(self, program: int) -> bool:
         return program in PROGRAM_VOICES
@@ -117,7 +117,7 @@ class WaveguideLibrary:
         """Mono float32 audio of ``performance`` played by the waveguide voice of ``program``."""
         voice = PROGRAM_VOICES.get(program)
         if voice is None:
-            raise WaveguideError(f"no waveguide voice for General MIDI program {program}")
+            raise CsoundError(f"no waveguide voice for General MIDI program {program}")
         length = int(round(performance.length_s * self.sample_rate))
         with tempfile.TemporaryDirectory(prefix="waveguide-") as folder:
             csd, wav = Path(folder) / "render.csd", Path(folder) / "render.wav"
@@ -125,7 +125,7 @@ class WaveguideLibrary:
             result = subprocess.run([self.csound, "-d", "-m0", "-W", "-f", "-o", str(wav), str(csd)],
                                     capture_output=True, text=True)
             if result.returncode != 0 or not wav.is_file():
-                raise WaveguideError(f"csound failed ({result.returncode}): {result.stderr.strip()[-300:]}")
+                raise CsoundError(f"csound failed ({result.returncode}): {result.stderr.strip()[-300:]}")
             audio, _ = sf.read(str(wav), dtype="float32")
         audio = np.nan_to_num(np.asarray(audio, dtype=np.float32))
         out = np.zeros(length, dtype=np.float32)
@@ -144,32 +144,6 @@ class WaveguideLibrary:
         score.append(f"e {performance.length_s:.4f}")
         return (f"<CsoundSynthesizer>\n<CsOptions>\n</CsOptions>\n<CsInstruments>\n{orchestra}\n</CsInstruments>\n"
                 f"<CsScore>\n" + "\n".join(score) + "\n</CsScore>\n</CsoundSynthesizer>\n")
-
-
-def notes_of(performance: Performance) -> list[tuple[float, float, int, int]]:
-    """``(start_s, duration_s, key, velocity)`` of each note, from its note-on to its note-off."""
-    sounding: dict[int, tuple[float, int]] = {}
-    notes = []
-    for event in performance.events:
-        if event.kind == "on":
-            sounding[event.a] = (event.time_s, event.b)
-        elif event.kind == "off" and event.a in sounding:
-            start, velocity = sounding.pop(event.a)
-            notes.append((start, max(event.time_s - start, KSMPS / 44100), event.a, velocity))
-    return notes
-
-
-def control_curves(performance: Performance) -> tuple[np.ndarray, np.ndarray]:
-    """Expression (0-1) and pitch-bend frequency ratio at every control period, held between events."""
-    n = int(np.ceil(performance.length_s / CONTROL_PERIOD_S)) + 2
-    expression, bend = np.ones(n), np.ones(n)
-    for event in sorted(performance.events, key=lambda e: e.time_s):
-        index = min(n - 1, int(round(event.time_s / CONTROL_PERIOD_S)))
-        if event.kind == "cc" and event.a == CC_EXPRESSION:
-            expression[index:] = event.b / 127.0
-        elif event.kind == "bend":
-            bend[index:] = 2.0 ** (event.a / 8192.0 * BEND_RANGE_CENTS / 1200.0)
-    return expression, bend
 
 
 def _table(number: int, values: np.ndarray) -> str:
