@@ -45,7 +45,7 @@ _set_log_function = fluidsynth.cfunc(
 
 class Renderer(Protocol):
     """What plays a :class:`Performance` on a General MIDI program: a SoundFont (:class:`Library`) or a
-    physical model (:class:`training.waveguide.WaveguideLibrary`)."""
+    physical model (:class:`training.csound.CsoundLibrary`)."""
 
     sample_rate: int
     path: Path
