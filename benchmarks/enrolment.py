@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.accuracy import STUDIES, _config, split_file
+from engine.config import AnalysisConfig
 from engine.export import load_model
 from training.enrol import enrol, write_enrolled
 from training.evaluate import evaluate
@@ -37,10 +38,10 @@ def rotation_model(study: str) -> Path:
     return trained if trained.exists() else Path(f"benchmarks/results/accuracy/{study}/prototypes.pt")
 
 
-def takes_of(library: str, analysis, seconds: float) -> dict[str, list[np.ndarray]]:
-    """Up to ``seconds`` of phrases per class from the library, in file order, as log-mel frames."""
-    phrases = sorted(scan_phrases(DATA / library), key=lambda phrase: str(phrase.path))
-    clips = load_clips([phrase.item for phrase in phrases], analysis, CACHE, progress=False, jobs=2)
+def takes_of(root: Path, analysis: AnalysisConfig, seconds: float, cache: Path = CACHE) -> dict[str, list[np.ndarray]]:
+    """Up to ``seconds`` of the phrases under ``root`` per class, in file order, as log-mel frames."""
+    phrases = sorted(scan_phrases(root), key=lambda phrase: str(phrase.item.path))
+    clips = load_clips([phrase.item for phrase in phrases], analysis, cache, progress=False, jobs=2)
     takes: dict[str, list[np.ndarray]] = {}
     budget = seconds * analysis.frame_rate
     for item, frames in zip(clips.items, clips.features):
@@ -55,7 +56,7 @@ def measure(study: str, seconds: float, out: Path) -> dict:
     library = _config(study)["data"]["test_library"]
     model_path = rotation_model(study)
     model = load_model(model_path)
-    takes = takes_of(library, model.metadata.analysis, seconds)
+    takes = takes_of(DATA / library, model.metadata.analysis, seconds)
     started = time.perf_counter()
     prototypes = enrol(model, takes)
     adapt_s = time.perf_counter() - started

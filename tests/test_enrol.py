@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.enrolment import takes_of
+from engine.config import AnalysisConfig
 from engine.export import load_model
 from engine.preset import load_preset
 from engine.processor import Processor
@@ -96,3 +98,12 @@ def test_enrol_command_errors_are_one_line(tiny_model, unseen, tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "x.pt").exists()
+
+
+def test_the_benchmark_enrols_at_most_the_asked_seconds_of_each_class(unseen, tmp_path):
+    analysis = AnalysisConfig()
+    takes = takes_of(unseen, analysis, 2.0, cache=tmp_path / "cache")
+    assert set(takes) == set(CLASSES.split(","))
+    for clips in takes.values():
+        frames = sum(len(clip) for clip in clips)
+        assert 0 < frames <= int(2.0 * analysis.frame_rate) and frames >= int(2.0 * analysis.frame_rate) - 1
