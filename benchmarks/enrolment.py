@@ -46,9 +46,9 @@ def takes_of(root: Path, analysis: AnalysisConfig, seconds: float, cache: Path =
     budget = seconds * analysis.frame_rate
     for item, frames in zip(clips.items, clips.features):
         taken = takes.setdefault(item.label, [])
-        used = sum(len(f) for f in taken)
-        if used < budget:
-            taken.append(frames[: int(budget - used)])
+        left = int(budget - sum(len(f) for f in taken))
+        if left > 0:
+            taken.append(frames[:left])
     return takes
 
 

@@ -64,7 +64,7 @@ def enrolment_windows(model: LoadedModel, takes: dict[str, list[np.ndarray]], wi
     metadata = model.metadata
     frames, params, labels = [], [], []
     for label, clips in takes.items():
-        for clip in clips:
+        for clip in (clip for clip in clips if len(clip) >= window_frames):  # shorter: not one window
             with torch.no_grad():
                 clip_params, _ = model.module(torch.from_numpy(clip).to(model.device)[None])
             sounding = SoundingGate(metadata.analysis.frame_rate)(frame_level_db(clip, metadata.analysis))
