@@ -49,6 +49,9 @@ class EnrolSettings:
     steps: int = 150
     lr: float = 3e-3
     window_frames: int = 16
+    #: Windows per step, drawn afresh each step (seeded): a step costs the same for 10 s or 14 classes x 30 s.
+    batch_windows: int = 64
+    seed: int = 0
     ce_weight: float = 0.1
     #: Weight of ``mean (P - P_shipped)^2``: keeps a short take from dragging a prototype far.
     anchor: float = 0.1
@@ -96,12 +99,16 @@ def enrol(model: LoadedModel, takes: dict[str, list[np.ndarray]], settings: Enro
     indices = torch.nonzero(enrolled).flatten()
     with torch.no_grad():
         temperature = module.temperature()
-        fixed_errors = _window_errors(module, shipped, frames, params)  # the others' never change
+        fixed_errors = torch.cat([_window_errors(module, shipped, frames[i:i + 256], params[i:i + 256])
+                                  for i in range(0, len(labels), 256)])  # the others' never change
     moving = shipped[indices].clone().requires_grad_(True)
     optimiser = torch.optim.Adam([moving], lr=settings.lr)
+    generator = torch.Generator().manual_seed(settings.seed)
     for _ in range(settings.steps):
-        errors = fixed_errors.index_copy(1, indices, _window_errors(module, moving, frames, params[:, :, indices]))
-        loss = supervised_loss(errors, labels, temperature, membership, settings.ce_weight)
+        batch = torch.randperm(len(labels), generator=generator)[: settings.batch_windows]
+        moved = _window_errors(module, moving, frames[batch], params[batch][:, :, indices])
+        errors = fixed_errors[batch].index_copy(1, indices, moved)
+        loss = supervised_loss(errors, labels[batch], temperature, membership, settings.ce_weight)
         loss = loss + settings.anchor * (moving - shipped[indices]).pow(2).mean()
         optimiser.zero_grad()
         loss.backward()
