@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.accuracy import STUDIES, _config, split_file
+from benchmarks.accuracy import STUDIES, _config
 from engine.config import AnalysisConfig
 from engine.export import load_model
 from training.enrol import enrol, write_enrolled
@@ -62,7 +62,7 @@ def measure(study: str, seconds: float, out: Path) -> dict:
     adapt_s = time.perf_counter() - started
     enrolled_path = out / f"{study}-enrolled.pt"
     write_enrolled(model, prototypes, enrolled_path, {"phrases_of": library, "seconds_per_class": seconds})
-    scores = {name: evaluate(str(path), DATA, split_file(study), cache=CACHE, progress=False, library=library)
+    scores = {name: evaluate(str(path), DATA / library, cache=CACHE, progress=False)  # every note of it
               for name, path in (("before", model_path), ("after", enrolled_path))}
     row = {"study": study, "library": library, "model": str(model_path), "seconds_per_class": seconds,
            "enrolled_s": round(sum(len(c) for clips in takes.values() for c in clips)
