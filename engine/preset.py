@@ -22,6 +22,7 @@ Files are read with ``yaml.safe_load`` and checked key by key; a bad file names 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -127,9 +128,9 @@ def _parse_preset(path: Path) -> Preset:
     for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES), ("carrier", CARRIERS)):
         if getattr(preset, key) not in allowed:
             raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
-    if not (preset.hold_s >= 0 and 0 <= preset.min_confidence < 1):
-        raise PresetError(f"preset {path}: hold_s must be >= 0 s and min_confidence at least 0 and below 1, "
-                          f"got {preset.hold_s} and {preset.min_confidence}")
+    if not (preset.hold_s >= 0 and 0 <= preset.min_confidence < 1 and math.isfinite(preset.gate_db)):
+        raise PresetError(f"preset {path}: hold_s must be >= 0 s, min_confidence at least 0 and below 1 and "
+                          f"gate_db a finite level, got {preset.hold_s}, {preset.min_confidence}, {preset.gate_db}")
     try:
         check_transposable(preset.carrier, preset.phase, preset.transpose)
     except ValueError as error:

@@ -6,10 +6,14 @@ real tones, tails and silence through the :class:`engine.processor.Processor` wi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from engine.errors import PresetError
 from engine.identify import SILENCE, TAIL, UNCERTAIN, ClassMap, SoundingGate, StreamingIdentifier
+from engine.preset import load_preset, save_preset
 from engine.processor import Processor
 from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 
@@ -119,3 +123,20 @@ def test_processor_readout_on_a_note_its_release_silence_and_the_next_note(tmp_p
     assert proc.identification.label is None and proc.identification.reason in (SILENCE, TAIL)
     proc.process(tone("square", f0, 0.5, rate))
     assert proc.identification.label == "square"
+
+
+@pytest.mark.parametrize("line", ["min_confidence: 1.5", "hold_s: -1", "gate_db: .nan"])
+def test_bad_readout_settings_in_a_preset_are_one_line(tmp_path, line):
+    model = write_tiny_model(tmp_path / "tiny.pt")
+    preset = tmp_path / "bad.yaml"
+    preset.write_text(f"model: {model.name}\n{line}\n")
+    with pytest.raises(PresetError, match="hold_s must be >= 0 s, min_confidence"):
+        Processor.from_preset(str(preset))
+
+
+def test_a_saved_preset_loads_back_the_same(tmp_path):
+    model = write_tiny_model(tmp_path / "tiny.pt")
+    original = load_preset(model)
+    changed = replace(original, name="mine", hold_s=0.5, min_confidence=0.4, mode="transfer", target="sine")
+    save_preset(changed, tmp_path / "mine.yaml")
+    assert load_preset(tmp_path / "mine.yaml") == changed
