@@ -102,6 +102,30 @@ def release_portaudio() -> None:
 #: How long stopping a stream may take before the device is taken for gone (PortAudio's JACK host API
 #: waits for a process callback that a dead server never runs: measured, it hangs for minutes).
 STOP_TIMEOUT_S = 5.0
+EVENT_HISTORY = 256  # times kept per kind of event (xrun, deadline miss); the counts are unbounded
+
+
+class EventClock:
+    """Counts an event and keeps when the last ``EVENT_HISTORY`` of them happened, without allocating.
+
+    Times are ``time.monotonic()`` (the system-wide CLOCK_MONOTONIC), so that an event in the audio
+    callback can be lined up with what another program saw at the same moment: the server's own
+    xrun log, or a stall of the machine (see realtime/stallwitness.py).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._times = np.zeros(EVENT_HISTORY, dtype=np.float64)
+
+    def mark(self, at: float) -> None:
+        """Count one event that happened at ``at`` (``time.monotonic()``)."""
+        self._times[self.count % EVENT_HISTORY] = at
+        self.count += 1
+
+    def recent(self) -> tuple[float, ...]:
+        """The kept times, oldest first."""
+        kept = min(self.count, EVENT_HISTORY)
+        return tuple(np.roll(self._times, -self.count)[EVENT_HISTORY - kept :].tolist())
 
 # Streams whose stop hung.  They are kept referenced (their finaliser would hang too), and PortAudio
 # cannot be terminated any more: see :func:`portaudio_abandoned`.
@@ -206,7 +230,11 @@ class TimingStats:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run measured.  ``xruns`` counts callbacks with any under/overflow flag set."""
+    """What a run measured.  ``xruns`` counts callbacks with any under/overflow flag set.
+
+    ``xrun_clock_s`` and ``deadline_miss_clock_s`` say when those callbacks began (see
+    :class:`EventClock`).
+    """
 
     mode: Mode
     sample_rate: int
@@ -227,6 +255,8 @@ class RunReport:
     added_latency_samples: int
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    xrun_clock_s: tuple[float, ...] = ()
+    deadline_miss_clock_s: tuple[float, ...] = ()
 
     @property
     def block_ms(self) -> float:
@@ -400,7 +430,7 @@ class DuplexRunner:
     @property
     def overloaded_blocks(self) -> int:
         """Running count of :attr:`RunReport.overloaded_blocks`, cheap enough to poll for a display."""
-        return self._dry_blocks if self.mode == "worker" else self._deadline_misses
+        return self._dry_blocks if self.mode == "worker" else self._deadline_misses.count
 
     def report(self) -> RunReport:
         """Snapshot of the measurements so far (safe while running; counters may be one block apart)."""
@@ -412,9 +442,9 @@ class DuplexRunner:
             sample_rate=self.sample_rate,
             block_size=self.block_size,
             blocks=blocks,
-            xruns=self._xruns,
+            xruns=self._xruns.count,
             xrun_flags=dict(self._flag_counts),
-            deadline_misses=self._deadline_misses,
+            deadline_misses=self._deadline_misses.count,
             callback_time=TimingStats.from_seconds(self._callback_times[: min(blocks, cap)].copy()),
             worker_time=(
                 TimingStats.from_seconds(self._worker_times[: min(worker_blocks, cap)].copy())
@@ -428,6 +458,8 @@ class DuplexRunner:
             wrong_size_blocks=self._wrong_size_blocks,
             stream_latency_s=self._stream_latency,
             added_latency_samples=self._delay * self.block_size,
+            xrun_clock_s=self._xruns.recent(),
+            deadline_miss_clock_s=self._deadline_misses.recent(),
         )
 
     # ----------------------------------------------------------------------------- internals
@@ -435,9 +467,9 @@ class DuplexRunner:
     def _reset_counters(self) -> None:
         self._blocks = 0
         self._worker_blocks = 0
-        self._xruns = 0
+        self._xruns = EventClock()
         self._flag_counts = dict.fromkeys(_XRUN_FLAGS, 0)
-        self._deadline_misses = 0
+        self._deadline_misses = EventClock()
         self._worker_deadline_misses = 0
         self._dry_blocks = 0
         self._late_blocks = 0
@@ -470,7 +502,7 @@ class DuplexRunner:
 
     def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: object,
                   status: sd.CallbackFlags) -> None:
-        start = time.perf_counter()
+        start = time.monotonic()  # CLOCK_MONOTONIC, as fine-grained as perf_counter on Linux
         k = self._blocks
         if status:
             counted = False
@@ -478,7 +510,8 @@ class DuplexRunner:
                 if getattr(status, name):
                     self._flag_counts[name] += 1
                     counted = True
-            self._xruns += counted
+            if counted:
+                self._xruns.mark(start)
         if frames != self.block_size:  # only possible when unbuffered; no allocation to adapt it here
             self._wrong_size_blocks += 1
             outdata.fill(0.0)
@@ -494,9 +527,10 @@ class DuplexRunner:
             self._error = exc
             outdata.fill(0.0)
             raise sd.CallbackAbort from exc
-        elapsed = time.perf_counter() - start
+        elapsed = time.monotonic() - start
         self._callback_times[k % self._callback_times.size] = elapsed
-        self._deadline_misses += elapsed > self._budget_s
+        if elapsed > self._budget_s:
+            self._deadline_misses.mark(start)
         self._blocks = k + 1
 
     def _exchange_with_worker(self, indata: np.ndarray, k: int) -> None:

@@ -58,7 +58,7 @@ class JackPatch:
         self.loop = loop
         self.recording = np.zeros(record_samples, dtype=np.float32)
         self.armed = False
-        self.xruns = 0
+        self.xrun_clock_s: list[float] = []  # time.monotonic() of each xrun the server reported
         self._played = self._recorded = 0
         self.player.set_process_callback(self._play)
         self.recorder.set_process_callback(self._record)
@@ -94,8 +94,12 @@ class JackPatch:
             client.deactivate()
             client.close()
 
+    @property
+    def xruns(self) -> int:
+        return len(self.xrun_clock_s)
+
     def _xrun(self, delayed_usecs: float) -> None:
-        self.xruns += 1
+        self.xrun_clock_s.append(time.monotonic())  # JACK's notification thread, not the process callback
 
     def _play(self, frames: int) -> None:
         out = self.out_port.get_array()

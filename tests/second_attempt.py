@@ -3,10 +3,14 @@
 The CI machines are shared.  A stall of a few milliseconds of the whole VM makes the JACK server xrun
 for every client, however little the engine does (CI once saw one xrun with the engine's callback at
 0.1 ms of a 5.3 ms period), and a process can die from a signal that none of its code sent.  A test
-whose claim is "a clean run is possible" (no xruns over 20 s, DDP trains) therefore gets a second
-attempt when the first one was disturbed.  The disturbance is never hidden: it is emitted as a
-warning, so pytest's summary and the CI log carry it.  A second disturbed attempt is judged like any
-other result, so a defect that disturbs every run still fails.
+whose claim is "a clean run is possible" (a chirp through the server unharmed, DDP trains) therefore
+gets another attempt when one was disturbed.  The disturbance is never hidden: it is emitted as a
+warning, so pytest's summary and the CI log carry it.  The last attempt is judged like any other
+result, so a defect that disturbs every run still fails.
+
+Where the machine stalls more often than once per attempt (the CI kind did, from late 2026: a bare
+jackd xruns every few seconds there), an xrun is checked against a witness of the machine's stalls
+instead of counted: :func:`assert_xruns_are_the_machines`.
 """
 
 from __future__ import annotations
@@ -15,17 +19,47 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
+from realtime.stallwitness import Stall, StallWitness, unexplained_xruns
+
 Result = TypeVar("Result")
 
 
-def retry_once_if_disturbed(attempt: Callable[[], Result], disturbance: Callable[[Result], str | None]) -> Result:
-    """Run ``attempt``; when ``disturbance(result)`` names a disturbance, warn with it and run once more.
+def retry_if_disturbed(attempt: Callable[[], Result], disturbance: Callable[[Result], str | None],
+                       attempts: int = 2) -> Result:
+    """Run ``attempt`` up to ``attempts`` times while ``disturbance(result)`` names a disturbance,
+    warning with each one.
 
     Returns the last attempt's result; the caller asserts on it as usual.
     """
-    result = attempt()
-    reason = disturbance(result)
-    if reason:
-        warnings.warn(f"first attempt disturbed, retrying once: {reason}", stacklevel=2)
+    for number in range(1, attempts + 1):
         result = attempt()
-    return result
+        reason = disturbance(result)
+        if not reason or number == attempts:
+            return result
+        warnings.warn(f"attempt {number} of {attempts} disturbed, trying again: {reason}", stacklevel=2)
+    raise ValueError(f"attempts must be at least 1, got {attempts}")
+
+
+def assert_xruns_are_the_machines(xrun_clock_s: list[float], witness: StallWitness, period_s: float,
+                                  context: str, deadline_miss_clock_s: list[float] | tuple[float, ...] = ()) -> None:
+    """Every xrun (``time.monotonic()`` times) came right after a stall of the machine itself, or after
+    a deadline miss that the engine counted and reported (``deadline_miss_clock_s``, for tests of the
+    whole engine, whose speed is measured in benchmarks/live.py, not asserted here).
+
+    A stall that high-priority sleepers on the CPUs saw cannot be the engine's doing (see
+    realtime/stallwitness.py); any other xrun fails the test.  Accepted xruns are reported in a warning
+    that carries them, so the CI log shows every one.
+    """
+    # A callback that began at t and overran is noticed by the server one period later: from the xrun's
+    # point of view the engine lost that whole period.
+    late = [Stall(t, t + period_s) for t in deadline_miss_clock_s]
+    unexplained = unexplained_xruns(xrun_clock_s, witness.stalls + late, period_s)
+    stalls = [(round(s.start_s, 3), round(1e3 * s.length_s, 1)) for s in witness.stalls]
+    misses = [round(t, 3) for t in deadline_miss_clock_s]
+    assert not unexplained, (f"{len(unexplained)} of {len(xrun_clock_s)} xruns at {[round(t, 3) for t in unexplained]} "
+                             f"with no stall of the machine nor reported deadline miss to explain them; stalls "
+                             f"(start s, ms): {stalls}; deadline misses at {misses}; witness available: "
+                             f"{witness.available}\n{context}")
+    if xrun_clock_s:
+        warnings.warn(f"{len(xrun_clock_s)} xruns, each right after a stall of the machine (start s, ms: {stalls}) "
+                      f"or a deadline miss the engine reported (at {misses}); accepted\n{context}", stacklevel=2)

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from engine.export import load_model
-from second_attempt import retry_once_if_disturbed
+from second_attempt import retry_if_disturbed
 from training.config import load_config
 from training.evaluate import evaluate
 from training.train import load_split, main as train_main, training_clips
@@ -185,7 +185,7 @@ def test_torchrun_ddp_with_two_cpu_processes(dataset, tmp_path):
             return "torchrun: a rank was killed by a signal. " + _rank_errors(result.stderr)
         return None
 
-    result = retry_once_if_disturbed(attempt, killed_by_signal)
+    result = retry_if_disturbed(attempt, killed_by_signal)
     if result.returncode != 0:
         pytest.fail("torchrun failed; " + _rank_errors(result.stderr))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
