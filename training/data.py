@@ -26,6 +26,7 @@ from training.performance import VARIANTS, legato_phrase
 from training.render import Library, Renderer, SoundFontError
 from training.stk import StkError, StkLibrary
 from training.csound import CsoundError, CsoundLibrary
+from training.timidity import FREEPATS, PatchError, PatchLibrary
 
 #: Physically modelled libraries: the renderer and the library name it is written under by default.
 PHYSICAL = {"csound": (CsoundLibrary, "csound"), "stk": (StkLibrary, "stk")}
@@ -66,6 +67,7 @@ examples:
       --classes violin,flute --max-notes-per-class 4 --phrases-per-class 1
   python -m training.data render --physical csound --out data/csound   # physical models (needs csound)
   python -m training.data render --physical stk --out data/stk         # (needs stk)
+  python -m training.data render --patches /etc/timidity/freepats.cfg --out data/freepats  # (timidity, freepats)
   python -m training.data demo --out presets/demo.flac
 """
 
@@ -91,9 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--physical", choices=tuple(PHYSICAL),
                         help="physical models instead of samples: csound (Csound's waveguides: bowed strings, "
                         "clarinet) or stk (the Synthesis ToolKit: bowed strings, clarinet, flute, alto sax)")
+    source.add_argument("--patches", type=Path, metavar="CFG",
+                        help=f"a GUS patch set played by TiMidity++, by its configuration: {FREEPATS} "
+                        "(Freepats: 12 of the 14 classes, no viola or contrabass)")
     render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
-                        "file stem, e.g. FluidR3_GM, or the --physical name)")
+                        "file stem, e.g. FluidR3_GM, the --physical name, or the --patches file stem)")
     render.add_argument("--seed", type=int, default=0, help="seed for variants' velocities, vibrato and "
                         "phrases; the same seed gives identical files (default 0)")
     render.add_argument("--classes", help="comma-separated subset of classes (default: all 14)")
@@ -121,16 +126,19 @@ def _bar(results: Iterable, total: int) -> Iterable:
 def run_render(args: argparse.Namespace) -> DatasetReport:
     instruments = select(args.classes.split(",") if args.classes else None)
     library: Renderer
-    if args.physical:
-        renderer, default_name = PHYSICAL[args.physical]
-        library, name = renderer(args.sample_rate), args.library or default_name
-        if not args.classes:  # all the classes it has a model for
-            instruments = [inst for inst in instruments if library.has_program(inst.program)]
-    else:
+    if args.soundfont:
         library, name = Library(args.soundfont, args.sample_rate), args.library or args.soundfont.stem
+    else:  # a library that covers some of the classes: by default, all it has
+        if args.physical:
+            renderer, default_name = PHYSICAL[args.physical]
+            library, name = renderer(args.sample_rate), args.library or default_name
+        else:
+            library, name = PatchLibrary(args.patches, args.sample_rate), args.library or args.patches.stem
+        if not args.classes:
+            instruments = [inst for inst in instruments if library.has_program(inst.program)]
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
-        raise SoundFontError(f"{args.soundfont or args.physical} has no instrument for: "
+        raise SoundFontError(f"{args.soundfont or args.physical or args.patches} has no instrument for: "
                              f"{', '.join(missing)} (leave them out with --classes)")
     report = render_dataset(library, name, args.out, instruments, seed=args.seed,
                             max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             run_render(args)
         else:
             run_demo(args)
-    except (SoundFontError, CsoundError, StkError, OutputError, UnknownClassError) as exc:
+    except (SoundFontError, CsoundError, StkError, PatchError, OutputError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,12 +1,14 @@
 """Rebuild every shipped model from scratch: render the sample libraries, train, export to ``presets/``.
 
     python -m training.rebuild              # about 15 minutes on 2 CPU cores
-    python -m training.rebuild --data-only  # just render data/ (the accuracy benchmark needs it too)
+    python -m training.rebuild --data-only  # just render every library into data/ (the benchmarks need them)
 
-Renders the 14 instruments from the three General MIDI libraries that Debian packages
-(``fluid-soundfont-gm``, ``timgm6mb-soundfont``, ``csound-soundfont``) into ``data/`` (skipped where a
-library is already rendered), then trains each shipped config in a fresh run folder.  Each config's
-``export`` key names the model file in ``presets/`` that the presets point to.
+Renders the libraries the shipped configs train on into ``data/`` (skipped where a library is already
+rendered), then trains each shipped config in a fresh run folder.  Each config's ``export`` key names
+the model file in ``presets/`` that the presets point to.  ``--data-only`` renders every library the
+project knows: the three General MIDI SoundFonts that Debian packages (``fluid-soundfont-gm``,
+``timgm6mb-soundfont``, ``csound-soundfont``), the Freepats patch set (``freepats``, played by
+TiMidity++) and the two physically modelled libraries (Csound, the Synthesis ToolKit).
 """
 
 from __future__ import annotations
@@ -21,21 +23,33 @@ from pathlib import Path
 import yaml
 
 SOUNDFONTS = Path("/usr/share/sounds/sf2")
-LIBRARIES = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
+#: Every library, by its folder name under data/: how ``training.data render`` makes it.
+LIBRARIES = {
+    **{name: ["--soundfont", str(SOUNDFONTS / f"{name}.sf2")] for name in ("FluidR3_GM", "TimGM6mb", "sf_GMbank")},
+    "freepats": ["--patches", "/etc/timidity/freepats.cfg"],
+    "csound": ["--physical", "csound"],
+    "stk": ["--physical", "stk"],
+}
 #: In order: the low-latency model reuses the orchestra run's split file.
 SHIPPED_CONFIGS = (Path("training/configs/orchestra.yaml"), Path("training/configs/orchestra-lowlatency.yaml"))
 
 
-def render_libraries(data: Path) -> None:
-    for library in LIBRARIES:
+def render_libraries(data: Path, libraries: list[str]) -> None:
+    for library in libraries:
         if (data / library / "metadata.csv").is_file():
             print(f"{data / library}: already rendered")
             continue
-        soundfont = SOUNDFONTS / f"{library}.sf2"
-        if not soundfont.is_file():
-            raise SystemExit(f"error: {soundfont} is missing; run ./install.sh (it installs the soundfont packages)")
-        subprocess.run([sys.executable, "-m", "training.data", "render", "--soundfont", str(soundfont),
+        subprocess.run([sys.executable, "-m", "training.data", "render", *LIBRARIES[library],
                         "--out", str(data / library)], check=True)
+
+
+def trained_libraries(configs: tuple[Path, ...]) -> list[str]:
+    """The libraries the configs' ``data.roots`` name, in the order of LIBRARIES."""
+    roots = {Path(root).name for config in configs for root in yaml.safe_load(config.read_text())["data"]["roots"]}
+    unknown = roots - set(LIBRARIES)
+    if unknown:
+        raise SystemExit(f"error: a shipped config trains on {sorted(unknown)}, which training.rebuild cannot render")
+    return [name for name in LIBRARIES if name in roots]
 
 
 def train_fresh(config: Path) -> None:
@@ -53,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        render_libraries(args.data)
+        render_libraries(args.data, list(LIBRARIES) if args.data_only else trained_libraries(SHIPPED_CONFIGS))
         if not args.data_only:
             for config in SHIPPED_CONFIGS:
                 train_fresh(config)

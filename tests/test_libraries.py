@@ -1,6 +1,7 @@
-"""The physically modelled libraries (Csound's waveguides, the Synthesis ToolKit): every voice writes
-non-silent, in-tune audio, the render command writes labelled notes and phrases in the dataset layout,
-and a class without a model is refused in one line."""
+"""The libraries that are not SoundFonts: the physically modelled ones (Csound's waveguides, the Synthesis
+ToolKit) and a GUS patch set played by TiMidity++ (Freepats).  Every voice writes non-silent, in-tune
+audio, the render command writes labelled notes and phrases in the dataset layout, and a class the
+library lacks is refused in one line."""
 
 from __future__ import annotations
 
@@ -14,20 +15,26 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training import csound, stk
+from training import csound, stk, timidity
 from training.instruments import BY_NAME
 from training.performance import VARIANT_BY_NAME, random_phrase, single_note
 from training.silence import is_silent
 
-LIBRARIES = {"csound": (csound.CsoundLibrary, csound.VOICES, "csound"),
-             "stk": (stk.StkLibrary, stk.VOICES, "stk-demo")}
-VOICES = [(library, name) for library, (_, voices, _) in LIBRARIES.items() for name in sorted(voices)]
+FREEPATS_CLASSES = ("accordion", "alto_sax", "bassoon", "cello", "clarinet", "flute", "horn", "oboe", "trombone",
+                    "trumpet", "tuba", "violin")
+#: library -> (renderer, its classes, the program it needs, how the render command names it)
+LIBRARIES = {"csound": (csound.CsoundLibrary, tuple(csound.VOICES), "csound", ["--physical", "csound"]),
+             "stk": (stk.StkLibrary, tuple(stk.VOICES), "stk-demo", ["--physical", "stk"]),
+             "freepats": (timidity.PatchLibrary, FREEPATS_CLASSES, "timidity",
+                          ["--patches", str(timidity.FREEPATS)])}
+VOICES = [(library, name) for library, (_, voices, *_) in LIBRARIES.items() for name in sorted(voices)]
 
 
 def _needs(library: str) -> None:
     program = LIBRARIES[library][2]
-    if shutil.which(program) is None:
-        pytest.skip(f"{program.upper()} MISSING (./install.sh installs it): the {library} library is not tested")
+    if shutil.which(program) is None or (library == "freepats" and not timidity.FREEPATS.is_file()):
+        pytest.skip(f"{program.upper()} OR ITS DATA MISSING (./install.sh installs it): the {library} library is "
+                    "not tested")
 
 
 def _cents_off(audio: np.ndarray, midi: int, sample_rate: int = 44100) -> float:
@@ -66,7 +73,7 @@ def test_a_phrase_plays_every_note(library):
 def test_render_command_writes_labelled_notes_and_phrases(library, tmp_path):
     _needs(library)
     out = tmp_path / library
-    subprocess.run([sys.executable, "-m", "training.data", "render", "--physical", library, "--out", str(out),
+    subprocess.run([sys.executable, "-m", "training.data", "render", *LIBRARIES[library][3], "--out", str(out),
                     "--max-notes-per-class", "3", "--phrases-per-class", "1", "--jobs", "2"],
                    check=True, capture_output=True)
     with open(out / "metadata.csv", newline="") as handle:
@@ -86,3 +93,10 @@ def test_a_class_without_a_model_is_one_line(tmp_path):
                              "--classes", "tuba", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: csound has no instrument for: tuba (leave them out with --classes)"
+
+
+def test_the_patch_set_lists_only_its_melodic_bank(tmp_path):
+    config = tmp_path / "set.cfg"
+    config.write_text("dir /nowhere\ndrumset 0\n 35\tDrum/035_Kick.pat\nbank 0\n 40\tTone/040_Violin.pat amp=90\n"
+                      " 73\tTone/073_Flute.pat\nbank 1\n 41\tTone/041_Viola.pat\n")
+    assert timidity.melodic_programs(config) == {40, 73}
