@@ -48,7 +48,8 @@ CHAIN_PARTS = {
 }
 ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.values() for k, v in part.items()}}
 #: Independent sources added to the training libraries (with the whole chain), rendered by training.data.
-SOURCES = {"csound": "data/csound", "stk": "data/stk", "freepats": "data/freepats"}
+SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"]}
+SOURCES["all sources"] = [root for roots in SOURCES.values() for root in roots]
 
 
 def _config(study: str) -> dict:
@@ -89,7 +90,7 @@ def ablation_config(name: str) -> Path:
     output = Path(f"runs/ablation/{slug}")
     config.update(name=f"ablation-{slug}", output=str(output), augment=ABLATIONS.get(name, ABLATIONS["all"]))
     if name in SOURCES:
-        config["data"]["roots"] = [*config["data"]["roots"], SOURCES[name]]
+        config["data"]["roots"] = [*config["data"]["roots"], *SOURCES[name]]
     config.pop("export", None)
     path = output / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -208,3 +208,13 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--max-notes-per-class" in text and "contrabass" in text and "metadata.csv" in text
+
+
+def test_rebuild_renders_what_the_shipped_configs_train_on_and_refuses_what_it_cannot_render(tmp_path):
+    from training.rebuild import LIBRARIES, SHIPPED_CONFIGS, trained_libraries  # noqa: PLC0415
+
+    assert set(trained_libraries(SHIPPED_CONFIGS)) <= set(LIBRARIES)
+    config = tmp_path / "config.yaml"
+    config.write_text("data:\n  roots: [data/TimGM6mb, data/my-own-recordings]\n")
+    with pytest.raises(SystemExit, match=r"trains on \['my-own-recordings'\], which training.rebuild cannot render"):
+        trained_libraries((config,))
