@@ -93,10 +93,10 @@ def _wait_until_accepting(server: JackServer, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def realtime_permitted() -> bool:
-    """Whether this user may use SCHED_FIFO (root with CAP_SYS_NICE, or an rtprio limit), tried in a
-    child process so that this process's own scheduling is untouched."""
-    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+def realtime_permitted(priority: int = 1) -> bool:
+    """Whether this user may use SCHED_FIFO at ``priority`` (root with CAP_SYS_NICE, or an rtprio limit),
+    tried in a child process so that this process's own scheduling is untouched."""
+    probe = f"import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({priority}))"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 

@@ -9,8 +9,8 @@ The witness can.  It runs one sleeper per CPU, pinned there, at the highest real
 (SCHED_FIFO 99, above jackd and every audio thread).  Nothing this project runs can delay such a
 sleeper, so a wake-up that comes late is the machine's doing (the hypervisor, the kernel).  An xrun
 is *explained* when the machine lost a good part of a period to such stalls just before it
-(:func:`unexplained_xruns`).  Tests and benchmarks use it to keep their claim ("this engine does not
-xrun") while reporting the machine's interruptions, loudly, for what they are.
+(:func:`unexplained_xruns`).  The JACK tests use it to keep their claim ("the stream causes no xrun")
+while reporting the machine's interruptions, loudly, for what they are.
 
 Needs permission for real-time scheduling (root, or an rtprio limit); without it the witness sees
 nothing (``available`` is False), and every xrun counts as unexplained.
@@ -26,6 +26,8 @@ import sys
 import time
 from dataclasses import dataclass
 from types import TracebackType
+
+from realtime.jackserver import realtime_permitted
 
 #: The sleepers' nap.  Measured on the CI kind over 20 s runs of a bare jackd: 0.5 ms naps disturb the
 #: machine (10 xruns without the witness, 40 with it); 2 ms naps do not (3-5, against 10-13 without).
@@ -60,14 +62,14 @@ class StallWitness:
 
     def __init__(self, late_after_s: float = 0.001) -> None:
         self.late_after_s = late_after_s
-        self.available = _realtime_permitted()
+        self.available = realtime_permitted(WITNESS_PRIORITY)
         self.stalls: list[Stall] = []
         self._sleepers: list[subprocess.Popen] = []
 
     def start(self) -> StallWitness:
         if self.available:
             self._sleepers = [
-                subprocess.Popen([sys.executable, __file__, str(cpu), str(self.late_after_s), str(SLEEP_S)],
+                subprocess.Popen([sys.executable, "-m", __name__, str(cpu), str(self.late_after_s), str(SLEEP_S)],
                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
                 for cpu in sorted(os.sched_getaffinity(0))
             ]
@@ -76,7 +78,7 @@ class StallWitness:
         return self
 
     def stop(self) -> list[Stall]:
-        """End the sleepers and collect their stalls, merged across CPUs and sorted; idempotent."""
+        """End the sleepers and collect their stalls, every CPU's, sorted by start; idempotent."""
         sleepers, self._sleepers = self._sleepers, []
         found: list[Stall] = []
         for sleeper in sleepers:
@@ -125,11 +127,6 @@ def _union(stalls: list[Stall]) -> list[Stall]:
         else:
             merged.append(stall)
     return merged
-
-
-def _realtime_permitted() -> bool:
-    probe = f"import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({WITNESS_PRIORITY}))"
-    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 def _watch(cpu: int, late_after_s: float, nap_s: float) -> None:

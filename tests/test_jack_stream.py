@@ -2,9 +2,10 @@
 
 A second JACK client plays a chirp into the engine's input port and records its output port, so these
 tests check, through the real server and in real time, that audio comes back processed and aligned,
-that the engine causes no xrun (a run the shared machine disturbed gets one loud second attempt, and any
-xrun in it must follow a stall of the machine itself: see second_attempt.py), and that the stream closes cleanly.  The engine's processor is replaced by a test
-double (delay + gain) whose output is known exactly.
+that the stream causes no xrun (a chirp the shared machine disturbed is tried again, loudly, and any
+xrun must follow a stall of the machine itself: see second_attempt.py), and that the stream closes
+cleanly.  The engine's processor is replaced by a test double (delay + gain) whose output is known
+exactly.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import pytest
 
 from jack_server import JackServer
 from realtime.audio import (
+    EVENT_HISTORY,
     DeviceNotFoundError,
     DuplexRunner,
+    EventClock,
     RunReport,
     list_devices,
     refresh_portaudio,
@@ -203,7 +206,6 @@ class ChirpRun:
     signal: np.ndarray
     player: JackPlayer
     recorder: JackRecorder
-    jack_xruns: list[float]  # seconds after start at which the test client saw the server xrun
     xrun_clock_s: list[float]  # time.monotonic() of every xrun, the server's and the stream's
     witness: StallWitness
     stop_s: float
@@ -256,8 +258,8 @@ def _chirp_round_trip(server: JackServer, double: DelayGainProcessorDouble, mode
                f"{[round(t - started, 3) for t in recorder.xrun_times[len(jack_xruns):]]}; "
                f"server realtime: {server.realtime}")
     print(context)
-    return ChirpRun(report, signal, player, recorder, jack_xruns, server_xruns + list(report.xrun_clock_s), witness,
-                    stop_s, leftover, context)
+    return ChirpRun(report, signal, player, recorder, server_xruns + list(report.xrun_clock_s), witness, stop_s,
+                    leftover, context)
 
 
 @pytest.mark.parametrize(
@@ -321,6 +323,18 @@ def test_ctrl_c_closes_stream_and_reports_interrupted(portaudio_on_jack: JackSer
         assert engine_ports(probe) == ([], [])
     finally:
         probe.close()
+
+
+def test_event_clock_counts_every_event_and_keeps_the_latest_times_oldest_first() -> None:
+    clock = EventClock()
+    assert clock.count == 0 and clock.recent() == ()
+    clock.mark(1.0)
+    clock.mark(2.0)
+    assert clock.count == 2 and clock.recent() == (1.0, 2.0)
+    for t in range(3, EVENT_HISTORY + 11):  # past the ring's end: the oldest ten fall out
+        clock.mark(float(t))
+    assert clock.count == EVENT_HISTORY + 10
+    assert clock.recent() == tuple(float(t) for t in range(11, EVENT_HISTORY + 11))
 
 
 def test_block_ring_is_fifo_with_sequence_numbers_and_refuses_when_full() -> None:

@@ -128,14 +128,13 @@ def run_render(args: argparse.Namespace) -> DatasetReport:
     library: Renderer
     if args.soundfont:
         library, name = Library(args.soundfont, args.sample_rate), args.library or args.soundfont.stem
-    else:  # a library that covers some of the classes: by default, all it has
-        if args.physical:
-            renderer, default_name = PHYSICAL[args.physical]
-            library, name = renderer(args.sample_rate), args.library or default_name
-        else:
-            library, name = PatchLibrary(args.patches, args.sample_rate), args.library or args.patches.stem
-        if not args.classes:
-            instruments = [inst for inst in instruments if library.has_program(inst.program)]
+    elif args.physical:
+        renderer, default_name = PHYSICAL[args.physical]
+        library, name = renderer(args.sample_rate), args.library or default_name
+    else:
+        library, name = PatchLibrary(args.patches, args.sample_rate), args.library or args.patches.stem
+    if not (args.soundfont or args.classes):  # a library of some of the classes: by default, all it has
+        instruments = [inst for inst in instruments if library.has_program(inst.program)]
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
         raise SoundFontError(f"{args.soundfont or args.physical or args.patches} has no instrument for: "
