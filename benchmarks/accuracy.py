@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.atomic import replacing, write_text
 from training.evaluate import evaluate
 
 CONFIGS = Path("training/configs")
@@ -47,9 +48,11 @@ CHAIN_PARTS = {
     "noise": {"noise_probability": 0.5},
 }
 ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.values() for k, v in part.items()}}
-#: Independent sources added to the training libraries (with the whole chain), rendered by training.data.
-SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"]}
-SOURCES["all sources"] = [root for roots in SOURCES.values() for root in roots]
+#: Sources added to the training libraries (with the whole chain), rendered by training.data; none shares a
+#: recording with FluidR3_GM (Merlin shares 4-5 classes with TimGM6mb and sf_GMbank: benchmarks/results/independence).
+SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"], "Merlin": ["data/Merlin"]}
+SOURCES["csound + stk + freepats"] = SOURCES["csound"] + SOURCES["stk"] + SOURCES["freepats"]
+SOURCES["freepats + Merlin"] = SOURCES["freepats"] + SOURCES["Merlin"]
 
 
 def _config(study: str) -> dict:
@@ -77,8 +80,7 @@ def clustering_config(study: str, clusters: int) -> Path:
     config["train"].update(mode="clustering", n_prototypes=clusters)
     config["train"].pop("prototypes_per_class", None)
     path = Path(f"{output}-clustering") / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
+    write_text(path, yaml.safe_dump(config))
     return path
 
 
@@ -93,8 +95,7 @@ def ablation_config(name: str) -> Path:
         config["data"]["roots"] = [*config["data"]["roots"], *SOURCES[name]]
     config.pop("export", None)
     path = output / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
+    write_text(path, yaml.safe_dump(config))
     return path
 
 
@@ -116,7 +117,7 @@ def run_ablation(names: list[str]) -> list[dict]:
         row = {"ablation": name, "test": f"all of {test_library}", "OA": result["OA"], "AA": result["AA"],
                "live 1s": result["streaming"]["after_1s"], "validation_oa": summary.get("best_validation_oa"),
                "best_epoch": summary.get("best_epoch")}
-        scored.write_text(json.dumps(row) + "\n")
+        write_text(scored, json.dumps(row) + "\n")
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -171,11 +172,11 @@ def training_seconds(models: dict[str, Path]) -> dict[str, float]:
 def keep_results(folder: Path, studies: dict[str, dict[str, Path]], rows: list[dict]) -> None:
     """Copy every scored model to ``folder/<study>/<column>.pt`` beside the rows and the table."""
     for study, models in studies.items():
-        (folder / study).mkdir(parents=True, exist_ok=True)
         for column, model in models.items():
-            shutil.copyfile(model, folder / study / f"{column.replace('+', '-')}.pt")
-    (folder / "accuracy.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (folder / "accuracy.md").write_text(markdown(rows) + "\n")
+            with replacing(folder / study / f"{column.replace('+', '-')}.pt") as temporary:
+                shutil.copyfile(model, temporary)
+    write_text(folder / "accuracy.json", json.dumps(rows, indent=1) + "\n")
+    write_text(folder / "accuracy.md", markdown(rows) + "\n")
 
 
 def score_study(study: str, models: dict[str, Path]) -> list[dict]:
@@ -231,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in args.ablation or [*ABLATIONS, *SOURCES]:  # the table grows row by row: a cut run keeps it
             rows += run_ablation([name])
-            (args.keep / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
-            (args.keep / "ablation.md").write_text(ablation_markdown(rows) + "\n")
+            write_text(args.keep / "ablation.json", json.dumps(rows, indent=1) + "\n")
+            write_text(args.keep / "ablation.md", ablation_markdown(rows) + "\n")
         print(json.dumps(rows, indent=1) if args.json else ablation_markdown(rows))
         return 0
     rows, studies = [], {}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.accuracy import STUDIES, _config
+from engine.atomic import write_text
 from engine.config import AnalysisConfig
 from engine.export import load_model
 from training.enrol import enrol, write_enrolled
@@ -94,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.keep.mkdir(parents=True, exist_ok=True)
     rows = [measure(study, args.seconds, args.keep) for study in args.only]
-    (args.keep / "enrolment.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (args.keep / "enrolment.md").write_text(markdown(rows) + "\n")
+    write_text(args.keep / "enrolment.json", json.dumps(rows, indent=1) + "\n")
+    write_text(args.keep / "enrolment.md", markdown(rows) + "\n")
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
     return 0
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from engine.atomic import write_text
+
 VELOCITY = 80
 WINDOW_S = 0.5
 MAX_LAG_S = 0.05
@@ -89,11 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not a rendered library (no metadata.csv): {', '.join(missing)}")
     self_check = compare(args.folders[0], args.folders[0]) | {"libraries": [args.folders[0].name] * 2}
     rows = [self_check] + [compare(a, b) for a, b in combinations(args.folders, 2)]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    for name, text in (("independence.json", json.dumps(rows, indent=1) + "\n"), ("independence.md", markdown(rows) + "\n")):
-        temporary = RESULTS / f".{name}.tmp"
-        temporary.write_text(text)
-        temporary.replace(RESULTS / name)
+    write_text(RESULTS / "independence.json", json.dumps(rows, indent=1) + "\n")
+    write_text(RESULTS / "independence.md", markdown(rows) + "\n")
     print(markdown(rows))
     return 0
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from engine.atomic import replacing
 from engine.errors import AudioFileError
+
+
+class AudioFileWarning(UserWarning):
+    """An audio file that can be used, but not as its maker meant (e.g. cut short)."""
+
+
+#: libsndfile's note on a WAV/AIFF whose data chunk is shorter than its header says: "data : 288000 (should be 99956)".
+_TRUNCATED = re.compile(r"^(data|SSND)\s*:.*should be", re.MULTILINE)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -16,19 +28,56 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise AudioFileError(f"audio file not found: {path}")
     try:
-        audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as file:
+            audio, sample_rate = file.read(dtype="float32", always_2d=True), file.samplerate
+            header_note = file.extra_info
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioFileError(f"cannot read {path} as audio ({error}); use WAV, FLAC or OGG") from None
     if not len(audio):
         raise AudioFileError(f"{path} contains no samples")
+    if _TRUNCATED.search(header_note):
+        warnings.warn(f"{path} is truncated (its header promises more audio than the file holds); "
+                      f"using the {len(audio) / sample_rate:.1f} s that are there", AudioFileWarning, stacklevel=2)
     return audio.mean(axis=1), int(sample_rate)
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write float32 audio; the format follows the extension (WAV, FLAC, OGG)."""
+def matching_subtype(source: str | Path, destination: str | Path) -> str | None:
+    """``source``'s sample format (PCM_24, FLOAT, ...) when ``destination``'s format can hold it, else
+    None (that format's default): so a 24-bit or float take is not written back as 16-bit."""
+    try:
+        subtype = sf.info(str(source)).subtype
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return None
+    extension = Path(destination).suffix.lstrip(".").upper()
+    return subtype if extension in sf.available_formats() and sf.check_format(extension, subtype) else None
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write float32 audio whole or not at all (a failed write leaves any earlier file at ``path``); the
+    format follows the extension (WAV, FLAC, OGG), the sample format is ``subtype`` or the format's default."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), audio, sample_rate)
+        with replacing(path) as temporary:
+            sf.write(str(temporary), audio, sample_rate, subtype=subtype)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as error:
-        raise AudioFileError(f"cannot write {path} ({error}); check the folder and the extension") from None
+        raise AudioFileError(f"cannot write {path} ({error}{free_space(path)}); check the folder, the free space "
+                             "and the extension (any earlier file there is untouched)") from None
+
+
+def free_space(path: Path) -> str:
+    """``"; N MB free on its disk"`` for an error message, or nothing when the folder cannot be asked."""
+    try:
+        return f"; {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free on its disk"
+    except OSError:
+        return ""
+
+
+def clipped_samples(audio: np.ndarray, destination: str | Path | None, subtype: str | None = None) -> int:
+    """How many samples of ``audio`` a file at ``destination`` clips: those beyond full scale, unless the
+    file stores floats (float WAV keeps them; so does no file at all)."""
+    if destination is None:
+        return 0
+    subtype = subtype or sf.default_subtype(Path(destination).suffix.lstrip(".").upper())
+    if subtype in ("FLOAT", "DOUBLE"):
+        return 0
+    return int(np.count_nonzero(np.abs(audio) > 1.0))

@@ -15,3 +15,12 @@ class ModelFileError(ProtophoneError):
 
 class AudioFileError(ProtophoneError):
     """An audio file that cannot be read or written."""
+
+
+def one_line(error: Exception) -> str:
+    """A YAML (or other) error on one line: PyYAML's messages quote the bad line over several."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())

@@ -7,16 +7,16 @@ separated from its sample rate, framing, class names and prototype-to-class map.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
+import zipfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from engine.atomic import replacing
 from engine.config import AnalysisConfig
 from engine.errors import ModelFileError
 
@@ -47,6 +47,9 @@ class ModelMetadata:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "hop", "n_mels", "lookahead"):
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         n_classes = len(self.class_names)
         if not n_classes:
             raise ValueError("a model needs at least one class name")
@@ -54,6 +57,10 @@ class ModelMetadata:
             raise ValueError(f"prototype_classes must index class_names (0..{n_classes - 1})")
         if len(self.reference_pitch) != len(self.prototype_classes):
             raise ValueError("reference_pitch needs one entry per prototype")
+        if self.analysis.n_mels > self.analysis.n_bins:  # building the analysis also checks its own values
+            raise ValueError(f"n_mels ({self.n_mels}) must not exceed the {self.analysis.n_bins} bins of n_fft {self.n_fft}")
+        if self.lookahead < 0:
+            raise ValueError(f"lookahead must be a whole number of frames >= 0, got {self.lookahead!r}")
 
     @property
     def analysis(self) -> AnalysisConfig:
@@ -69,6 +76,10 @@ class ModelMetadata:
     @classmethod
     def from_json(cls, text: str) -> "ModelMetadata":
         data = json.loads(text)
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in data]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         for key in ("class_names", "prototype_classes", "reference_pitch"):
             data[key] = tuple(data[key])
         return cls(**data)
@@ -98,19 +109,11 @@ def save_model(model: torch.nn.Module, metadata: ModelMetadata, path: str | Path
     if getattr(model, "n_prototypes", metadata.n_prototypes) != metadata.n_prototypes:
         raise ValueError(f"model has {model.n_prototypes} prototypes, metadata describes {metadata.n_prototypes}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    with quiet_torchscript():
-        scripted = torch.jit.script(model.cpu())
-        handle, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(handle)
-        try:
-            torch.jit.save(scripted, tmp_name, _extra_files={METADATA_NAME: metadata.to_json()})
-            os.replace(tmp_name, path)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+    with quiet_torchscript(), replacing(path) as temporary:
+        torch.jit.save(torch.jit.script(model.cpu()), str(temporary),
+                       _extra_files={METADATA_NAME: metadata.to_json()})
     model.train(was_training)
     return path
 
@@ -123,6 +126,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ModelFileError(f"unsupported device {device.type!r}; use 'cpu' or 'cuda'")
     return device
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """A model file's metadata without loading its network (quick: for listings); ModelFileError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}"))
+            return ModelMetadata.from_json(archive.read(name).decode("utf-8"))
+    except (OSError, zipfile.BadZipFile, StopIteration, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path} is not a Protophone model file ({error.__class__.__name__})") from None
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelFileError(f"{path} has invalid metadata: {error}") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -146,7 +164,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         raise ModelFileError(f"{path} has invalid metadata: {error}") from None
     if metadata.format_version != FORMAT_VERSION:
         raise ModelFileError(f"{path} has model format {metadata.format_version}; this engine reads {FORMAT_VERSION}")
-    if int(module.n_prototypes) != metadata.n_prototypes or int(module.n_mels) != metadata.n_mels:
-        raise ModelFileError(f"{path}: the module and its metadata disagree on the number of prototypes or bands")
+    if (int(module.n_prototypes), int(module.n_mels), int(module.lookahead)) != (
+            metadata.n_prototypes, metadata.n_mels, metadata.lookahead):
+        raise ModelFileError(f"{path}: the module and its metadata disagree on the number of prototypes, bands "
+                             "or look-ahead frames; export it again from training")
     module.eval()
     return LoadedModel(module, metadata, device)

@@ -22,17 +22,17 @@ Files are read with ``yaml.safe_load`` and checked key by key; a bad file names 
 
 from __future__ import annotations
 
-import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
+from engine.atomic import write_text
 from engine.carrier import CARRIERS, check_transposable
-from engine.errors import PresetError
+from engine.errors import PresetError, one_line
 from engine.identify import DEFAULT_GATE_DB, DEFAULT_HOLD_S, DEFAULT_MIN_CONFIDENCE, DEFAULT_TIME_CONSTANT_S
+from engine.parameters import PARAMETERS
 from engine.synth import PHASE_METHODS
 from engine.transfer import CANDIDATES
 
@@ -84,6 +84,9 @@ def load_preset(name_or_path: str | Path) -> Preset:
             raise PresetError(f"model file not found: {path}")
         return Preset(name=path.stem, model=path)
     if path.suffix not in PRESET_SUFFIXES:
+        if len(path.parts) != 1 or str(name_or_path).startswith("."):  # a name never leaves presets_dir()
+            raise PresetError(f"{str(name_or_path)!r} is neither a preset name (see --list-presets) nor a preset "
+                              f"file ending in {' or '.join(PRESET_SUFFIXES)}")
         candidates = [presets_dir() / f"{name_or_path}{suffix}" for suffix in PRESET_SUFFIXES]
         path = next((c for c in candidates if c.is_file()), path)
     if not path.is_file():
@@ -96,7 +99,7 @@ def _parse_preset(path: Path) -> Preset:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
-        raise PresetError(f"preset {path} is not valid YAML: {error}") from None
+        raise PresetError(f"preset {path} is not valid YAML: {one_line(error)}") from None
     if not isinstance(data, dict):
         raise PresetError(f"preset {path} must be a mapping of settings, got {type(data).__name__}")
     known = {f.name for f in fields(Preset)} - {"name"}
@@ -106,31 +109,23 @@ def _parse_preset(path: Path) -> Preset:
     if "model" not in data:
         raise PresetError(f"preset {path} must name its model file (key 'model')")
     try:
-        preset = Preset(
-            name=path.stem,
-            model=(path.parent / str(data["model"])).resolve(),
-            description=str(data.get("description", "")),
-            mode=str(data.get("mode", "identify")),
-            target=None if data.get("target") is None else str(data["target"]),
-            mix=float(data.get("mix", 1.0)),
-            transpose=float(data.get("transpose", 0.0)),
-            gain_db=float(data.get("gain_db", 0.0)),
-            gate_db=float(data.get("gate_db", DEFAULT_GATE_DB)),
-            time_constant_s=float(data.get("time_constant_s", DEFAULT_TIME_CONSTANT_S)),
-            hold_s=float(data.get("hold_s", DEFAULT_HOLD_S)),
-            min_confidence=float(data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)),
-            phase=str(data.get("phase", "rtpghi")),
-            candidate=str(data.get("candidate", "winner")),
-            carrier=str(data.get("carrier", "input")),
-        )
-    except (TypeError, ValueError) as error:
-        raise PresetError(f"preset {path}: a setting has the wrong type ({error})") from None
+        numbers = {name: parameter.check(data.get(name, parameter.default)) for name, parameter in PARAMETERS.items()}
+    except ValueError as error:
+        raise PresetError(f"preset {path}: {error}") from None
+    preset = Preset(
+        name=path.stem,
+        model=(path.parent / str(data["model"])).resolve(),
+        description=str(data.get("description", "")),
+        mode=str(data.get("mode", "identify")),
+        target=None if data.get("target") is None else str(data["target"]),
+        phase=str(data.get("phase", "rtpghi")),
+        candidate=str(data.get("candidate", "winner")),
+        carrier=str(data.get("carrier", "input")),
+        **numbers,
+    )
     for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES), ("carrier", CARRIERS)):
         if getattr(preset, key) not in allowed:
             raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
-    if not (preset.hold_s >= 0 and 0 <= preset.min_confidence < 1 and math.isfinite(preset.gate_db)):
-        raise PresetError(f"preset {path}: hold_s must be >= 0 s, min_confidence at least 0 and below 1 and "
-                          f"gate_db a finite level, got {preset.hold_s}, {preset.min_confidence}, {preset.gate_db}")
     try:
         check_transposable(preset.carrier, preset.phase, preset.transpose)
     except ValueError as error:
@@ -152,12 +147,5 @@ def save_preset(preset: Preset, path: str | Path) -> Path:
         model_name = str(model)
     text = yaml.safe_dump({"description": settings.pop("description"), "model": model_name, **settings},
                           sort_keys=False, allow_unicode=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
     return path

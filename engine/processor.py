@@ -17,7 +17,10 @@ the host can compensate one fixed latency in every mode.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -26,14 +29,16 @@ import numpy as np
 import soxr
 import torch
 
-from engine.audiofile import read_audio, write_audio
+from engine.atomic import check_output
+from engine.audiofile import clipped_samples, matching_subtype, read_audio, write_audio
 from engine.carrier import CARRIERS, check_transposable
 from engine.config import AnalysisConfig
-from engine.errors import PresetError
+from engine.errors import AudioFileError, PresetError, ProtophoneError
 from engine.export import LoadedModel, load_model
 from engine.fifo import SampleFifo
 from engine.frontend import LogMelFrontEnd, frame_level_db
 from engine.identify import ClassMap, Identification, StreamingIdentifier
+from engine.parameters import PARAMETERS
 from engine.preset import MODES, Preset, load_preset
 from engine.stft import StreamingISTFT
 from engine.synth import StreamingSynth
@@ -44,8 +49,14 @@ MAX_SAMPLE_RATE = 384000
 MAX_BLOCK_SIZE = 1 << 16
 #: Input beyond +-this (a 24 dB overload) is clamped and counted: it is a broken source, not music.
 MAX_ABS_SAMPLE = 16.0
+#: More channels than this is taken for a channels-first block, ``(channels, n)``, and refused.
+MAX_CHANNELS = 64
 #: Host samples of silence run through the chain in ``prepare`` to size the wet FIFO.
 SIZING_SECONDS = 3.0
+
+
+class ConcurrentUseError(ProtophoneError, RuntimeError):
+    """Two threads inside one Processor at once: its streaming state would be corrupted."""
 
 
 @dataclass
@@ -130,13 +141,11 @@ class Processor:
         self.mix = 1.0
         self.transpose = 0.0
         self.gain_db = 0.0
-        self.set(
-            mode=self.preset.mode,
-            target=self.preset.target,
-            mix=self.preset.mix,
-            transpose=self.preset.transpose,
-            gain_db=self.preset.gain_db,
-        )
+        try:
+            self.set(mode=preset.mode, target=preset.target, mix=preset.mix, transpose=preset.transpose,
+                     gain_db=preset.gain_db)
+        except ValueError as error:  # e.g. a target the model does not know
+            raise PresetError(f"preset {preset.name}: {error}") from None
         self.stats = StreamStats()
         #: Optional observer of every decided chunk: ``tap(frames, params, errors, decisions)`` (tests,
         #: evaluation of streaming decisions).  Called from the processing thread; keep it cheap.
@@ -144,6 +153,7 @@ class Processor:
         self.sample_rate = 0
         self.block_size = 0
         self._latency = 0
+        self._busy = threading.Lock()  # held while prepare, reset or process runs: see _exclusive
 
     @classmethod
     def from_preset(cls, name_or_path: str | Path, device: str = "cpu", carrier: str | None = None) -> "Processor":
@@ -175,6 +185,10 @@ class Processor:
 
     def prepare(self, sample_rate: int, block_size: int) -> None:
         """Set the host rate and the largest block size; builds the chain and measures its latency."""
+        with self._exclusive("prepare"):
+            self._prepare(sample_rate, block_size)
+
+    def _prepare(self, sample_rate: int, block_size: int) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
             raise ValueError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
         if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
@@ -193,10 +207,14 @@ class Processor:
         self._chain = self._new_chain()
         self._frame_delay = FrameDelay(self.metadata.lookahead)
         self._spectra_delay = FrameDelay(self.metadata.lookahead)
-        self.reset()
+        self._reset()
 
     def reset(self) -> None:
         """Forget all audio: model state, buffers, identification.  Settings stay."""
+        with self._exclusive("reset"):
+            self._reset()
+
+    def _reset(self) -> None:
         self._require_prepared()
         with torch.no_grad():
             self.model.module.reset()
@@ -224,19 +242,15 @@ class Processor:
                 raise ValueError(f"transfer mode needs a target: one of {', '.join(self.metadata.class_names)}")
         if target is not None and target not in self.metadata.class_names:
             raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(self.metadata.class_names)}")
-        if mix is not None and not 0.0 <= float(mix) <= 1.0:
-            raise ValueError(f"mix must be between 0 (dry) and 1 (wet), got {mix}")
-        if transpose is not None and not -48.0 <= float(transpose) <= 48.0:
-            raise ValueError(f"transpose must be within +-48 semitones, got {transpose}")
+        mix, transpose, gain_db = (None if value is None else PARAMETERS[name].check(value)
+                                   for name, value in (("mix", mix), ("transpose", transpose), ("gain_db", gain_db)))
         if transpose is not None:
-            check_transposable(self._synth.carrier, self._synth.phase, float(transpose))
-        if gain_db is not None and not -96.0 <= float(gain_db) <= 24.0:
-            raise ValueError(f"gain_db must be -96..24 dB, got {gain_db}")
+            check_transposable(self._synth.carrier, self._synth.phase, transpose)
         self.mode = mode if mode is not None else self.mode
         self.target = target if target is not None else self.target
-        self.mix = float(mix) if mix is not None else self.mix
-        self.transpose = float(transpose) if transpose is not None else self.transpose
-        self.gain_db = float(gain_db) if gain_db is not None else self.gain_db
+        self.mix = mix if mix is not None else self.mix
+        self.transpose = transpose if transpose is not None else self.transpose
+        self.gain_db = gain_db if gain_db is not None else self.gain_db
         if self.target is not None and (target is not None or transpose is not None):
             # the input carrier moves the input's partials; the prototype carrier moves the prototype
             carried = self._synth.carrier == "input"
@@ -248,24 +262,33 @@ class Processor:
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one block: ``(n,)`` or ``(n, channels)`` → ``(n,)`` float32, stateful.
 
-        Blocks longer than the prepared size are processed in prepared-size pieces.
+        Blocks longer than the prepared size are processed in prepared-size pieces.  One thread at a time:
+        a call while another thread is inside this Processor raises :class:`ConcurrentUseError`.
         """
-        self._require_prepared()
-        mono = self._sanitise(block)
-        out = np.empty(len(mono), dtype=np.float32)
-        for start in range(0, len(mono), self.block_size):
-            piece = mono[start : start + self.block_size]
-            out[start : start + len(piece)] = self._process_piece(piece)
-        return out
+        with self._exclusive("process"):
+            self._require_prepared()
+            mono = self._sanitise(block)
+            out = np.empty(len(mono), dtype=np.float32)
+            for start in range(0, len(mono), self.block_size):
+                piece = mono[start : start + self.block_size]
+                out[start : start + len(piece)] = self._process_piece(piece)
+            return out
 
     def process_file(self, in_path: str | Path, out_path: str | Path | None = None) -> dict:
         """Run a whole file through the streaming path; the output is aligned with the input.
 
         The stream is reset first and flushed with silence after, and the first
         ``latency_samples`` output samples are dropped, so output sample ``i`` belongs to input sample ``i``.
-        Returns a summary (identification, latency, timing).
+        ``out_path`` is checked before any work and never replaces ``in_path``; it keeps the input's sample
+        format where its own format allows (a 24-bit take stays 24-bit). Returns a summary (identification,
+        latency, timing, and ``clipped_samples``: output samples beyond full scale that the file clipped).
         """
+        if out_path is not None:
+            check_output(out_path, [in_path])
         audio, sample_rate = read_audio(in_path)
+        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise AudioFileError(f"{in_path} is sampled at {sample_rate} Hz; Protophone plays {MIN_SAMPLE_RATE}.."
+                                 f"{MAX_SAMPLE_RATE} Hz: resample it first")
         if self.sample_rate != sample_rate or not self.block_size:
             self.prepare(sample_rate, self.block_size or 512)
         self.reset()
@@ -275,8 +298,9 @@ class Processor:
         flushed = np.concatenate([audio, np.zeros(tail, dtype=np.float32)])
         output = self.process(flushed)[self._latency : self._latency + len(audio)]
         elapsed = time.perf_counter() - started
+        subtype = None if out_path is None else matching_subtype(in_path, out_path)
         if out_path is not None:
-            write_audio(out_path, output, sample_rate)
+            write_audio(out_path, output, sample_rate, subtype)
         snapshot = self.identification
         duration = len(audio) / sample_rate
         return {
@@ -293,10 +317,23 @@ class Processor:
             "probabilities": snapshot.probabilities,
             "active_frames": snapshot.frames_seen,
             "nonfinite_samples": self.stats.nonfinite_samples,
+            "clipped_samples": clipped_samples(output, out_path, subtype),
             "realtime_factor": elapsed / duration if duration else 0.0,
         }
 
     # --------------------------------------------------------------------------------------- internals
+    @contextmanager
+    def _exclusive(self, method: str) -> Iterator[None]:
+        """Refuse a second thread instead of letting it corrupt the stream state: never waits, so the audio
+        thread cannot block on it."""
+        if not self._busy.acquire(blocking=False):
+            raise ConcurrentUseError(f"Processor.{method} was called while another thread was using the same "
+                                     "Processor; give each thread its own Processor")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
     def _require_prepared(self) -> None:
         if not self.sample_rate:
             raise RuntimeError("call prepare(sample_rate, block_size) before processing")
@@ -307,6 +344,9 @@ class Processor:
         if array.ndim == 2:
             if array.shape[1] == 0:
                 raise ValueError("block has zero channels; expected shape (n,) or (n, channels)")
+            if array.shape[1] > MAX_CHANNELS:
+                raise ValueError(f"block of shape {array.shape} has more than {MAX_CHANNELS} channels: is it "
+                                 "channels-first? pass (n, channels), e.g. block.T")
         elif array.ndim != 1:
             raise ValueError(f"block must have shape (n,) or (n, channels), got {array.shape}")
         if np.issubdtype(array.dtype, np.integer):

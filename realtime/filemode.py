@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from engine.audiofile import read_audio, write_audio
-from engine.processor import Processor
+from engine.audiofile import clipped_samples, matching_subtype, read_audio, write_audio
+from engine.errors import AudioFileError
+from engine.processor import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
+from realtime.cli_errors import AudioDeviceError
 from realtime.display import Display, View
 from realtime.livemode import (ProcessingChoice, hop_at_rate, open_runner, perform, plan_processing, resolve_devices,
                                stream_summary)
@@ -90,8 +92,12 @@ class FileSource:
 def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
     """Stream the file; write the aligned output; return the run's summary (see ``realtime.live``)."""
     audio, rate = read_audio(settings.input_path)
+    subtype = None if settings.output_path is None else matching_subtype(settings.input_path, settings.output_path)
     devices = resolve_devices(settings.input_device, settings.output_device) if settings.play else None
     host_rate = settings.sample_rate or (int(devices[0].default_samplerate) if devices else rate)
+    if not MIN_SAMPLE_RATE <= host_rate <= MAX_SAMPLE_RATE:
+        raise AudioFileError(f"{settings.input_path} is sampled at {rate} Hz, outside the {MIN_SAMPLE_RATE}.."
+                             f"{MAX_SAMPLE_RATE} Hz Protophone plays; add --sample-rate 48000 to resample it")
     if host_rate != rate:
         audio = soxr.resample(audio, rate, host_rate).astype(np.float32)
     metered = MeteredProcessor(proc)
@@ -105,17 +111,24 @@ def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
         plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, host_rate),
                                settings.worker_delay_blocks)
         runner = open_runner(source, host_rate, settings.block_size, devices[0].index, devices[1].index, plan)
-        performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
+        try:
+            performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
+        except AudioDeviceError as error:  # the device went away: keep what was played, as live mode does
+            if settings.output_path is None:
+                raise
+            write_audio(settings.output_path, source.output(), host_rate, subtype)
+            raise AudioDeviceError(f"{error}; the output so far is in {settings.output_path}") from None
         summary = stream_summary(proc, metered, performance)
     elapsed = time.perf_counter() - started
     if settings.output_path is not None:
-        write_audio(settings.output_path, source.output(), host_rate)
+        write_audio(settings.output_path, source.output(), host_rate, subtype)
     return {
         "source": "file",
         "input": str(settings.input_path),
         "output": None if settings.output_path is None else str(settings.output_path),
         "duration_s": source.heard / host_rate,
         "realtime_factor": elapsed * host_rate / max(source.position, 1),
+        "clipped_samples": clipped_samples(source.output(), settings.output_path, subtype),
         **summary,
     }
 

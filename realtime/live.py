@@ -27,13 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from engine.errors import ProtophoneError
+from engine.atomic import check_output
+from engine.errors import PresetError, ProtophoneError
+from engine.export import read_metadata
 from engine.preset import available_presets, load_preset, presets_dir
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from realtime.cli_errors import audio_module
@@ -137,7 +141,11 @@ def list_presets() -> str:
     lines = []
     for name in names:
         try:
-            description = load_preset(name).description or "(no description)"
+            preset = load_preset(name)
+            classes = read_metadata(preset.model).class_names
+            if preset.target is not None and preset.target not in classes:
+                raise PresetError(f"its target {preset.target!r} is not one of its model's classes")
+            description = preset.description or "(no description)"
         except ProtophoneError as error:
             description = f"(unusable: {error})"
         lines.append(f"{name:<16} {description}")
@@ -177,6 +185,8 @@ def check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> dict:
     """Build the engine and run it in file or live mode; the display goes to stderr under --json."""
     check_options(args)
+    if args.output is not None:  # before the model loads: a bad output path costs no work
+        check_output(args.output, [input_file(args.input)] if args.input is not None else [])
     proc = load_processor(args)
     block_size = args.block_size or proc.analysis.hop
     stream = sys.stderr if args.json else sys.stdout
@@ -222,6 +232,8 @@ def human_summary(summary: dict) -> str:
             + overload_text(summary)
             + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"
             + (f"; output {summary['output']}" if summary["output"] else "")
+            + (f" ({summary['clipped_samples']} samples clipped at full scale: lower --mix or the preset's "
+               "gain_db)" if summary.get("clipped_samples") else "")
             + (" (interrupted)" if summary["interrupted"] else ""))
 
 
@@ -239,7 +251,22 @@ def main(argv: list[str] | None = None) -> int:
         print("protophone: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(json.dumps(summary, indent=1) if args.json else human_summary(summary))
-    return 0  # a run stopped with Ctrl-C is a normal end: the figures and the file are complete
+    if summary.get("recording_error"):
+        print(f"protophone: recording stopped: {summary['recording_error']}; what was recorded until then is in "
+              f"{summary['output']} (free some space or record to another disk)", file=sys.stderr)
+        return EXIT_ERROR
+    return 0  # a run stopped with Ctrl-C (or SIGTERM, SIGHUP) is a normal end: the figures and the file are complete
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+                 line: str | None = None) -> None:
+    """A warning as one line a player can act on, not Python's file-and-line form."""
+    print(f"protophone: warning: {message}", file=sys.stderr)
+
+
+def interrupt(signal_number: int, frame: object) -> None:
+    """SIGTERM and SIGHUP end a run as Ctrl-C does: the recording finished, the summary printed."""
+    raise KeyboardInterrupt
 
 
 def exit_process(status: int) -> None:
@@ -254,4 +281,7 @@ def exit_process(status: int) -> None:
 
 
 if __name__ == "__main__":
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, interrupt)
+    warnings.showwarning = show_warning
     exit_process(main())

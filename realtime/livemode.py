@@ -184,8 +184,9 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
     metered.on_output = None if recorder is None else recorder.push
     duration_s = settings.duration_s
 
-    def finished(elapsed_s: float) -> bool:
-        return duration_s is not None and elapsed_s >= duration_s
+    def finished(elapsed_s: float) -> bool:  # a recording that cannot go on ends the run, its part kept
+        timed_out = duration_s is not None and elapsed_s >= duration_s
+        return timed_out or (recorder is not None and recorder.error is not None)
 
     performance = perform(proc, metered, runner, display, finished, recorder)
     report = performance.report
@@ -196,6 +197,7 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
         "output": None if recorder is None else str(recorder.path),
         "duration_s": report.blocks * report.block_ms / 1e3,
         "recorder_dropped_blocks": 0 if recorder is None else recorder.dropped_blocks,
+        "recording_error": None if recorder is None else recorder.error,
         **stream_summary(proc, metered, performance),
     }
 

@@ -211,7 +211,7 @@ def test_unknown_preset_lists_the_available_ones(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "text,message",
     [("model: [unclosed", "not valid YAML"), ("- a list", "mapping"), ("mode: identify", "model"),
-     ("model: m.pt\nvolume: 11", "unknown setting"), ("model: m.pt\nmix: loud", "wrong type"),
+     ("model: m.pt\nvolume: 11", "unknown setting"), ("model: m.pt\nmix: loud", "mix must be a number"),
      ("model: m.pt\nmode: karaoke", "mode must be"), ("model: m.pt\ncarrier: kazoo", "carrier must be"),
      ("model: m.pt\ncarrier: input\nphase: input\ntranspose: 12", "needs phase 'rtpghi'")],
 )

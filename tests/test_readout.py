@@ -125,12 +125,14 @@ def test_processor_readout_on_a_note_its_release_silence_and_the_next_note(tmp_p
     assert proc.identification.label == "square"
 
 
-@pytest.mark.parametrize("line", ["min_confidence: 1.5", "hold_s: -1", "gate_db: .nan"])
-def test_bad_readout_settings_in_a_preset_are_one_line(tmp_path, line):
+@pytest.mark.parametrize(("line", "message"), [("min_confidence: 1.5", "min_confidence .* must be from 0 to 0.99"),
+                                                ("hold_s: -1", "hold_s .* must be from 0 to 10 s"),
+                                                ("gate_db: .nan", "gate_db .* must be from -120 to 0 dB")])
+def test_bad_readout_settings_in_a_preset_are_one_line(tmp_path, line, message):
     model = write_tiny_model(tmp_path / "tiny.pt")
     preset = tmp_path / "bad.yaml"
     preset.write_text(f"model: {model.name}\n{line}\n")
-    with pytest.raises(PresetError, match="hold_s must be >= 0 s, min_confidence"):
+    with pytest.raises(PresetError, match=message):
         Processor.from_preset(str(preset))
 
 

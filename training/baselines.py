@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 from tqdm import tqdm
 
+from engine.atomic import replacing
 from engine.mel import LOG_SCALE, power_to_x, x_to_power
 from training.chain import RecordingChain
 from training.features import crop_batch
@@ -183,8 +184,8 @@ def _fit(model: nn.Module, clips: Clips, loss_fn: Callable[[torch.Tensor, np.nda
 # --- saving and loading ----------------------------------------------------------------------------
 
 def _save(path: str | Path, payload: dict[str, Any]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    with replacing(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def _load(path: str | Path, fmt: str, device: str) -> dict[str, Any]:

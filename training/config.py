@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from engine.config import AnalysisConfig
+from engine.errors import one_line
 from training.chain import ChainSettings
 from training.trainer import TrainSettings
 
@@ -69,7 +70,28 @@ def _section(raw: dict, key: str, cls: type, path: Path) -> dict:
     unknown = sorted(set(section) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) in '{key}': {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for setting in fields(cls):
+        if setting.name in section and not _fits(section[setting.name], setting.default):
+            raise ConfigError(f"{path}: {key}.{setting.name} must be {_KINDS[type(setting.default)]}, got "
+                              f"{section[setting.name]!r}")
     return section
+
+
+#: How a setting's default's type is named in an error; settings whose default is of another type (None,
+#: a path) are checked by their own class.
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a word", tuple: "a list"}
+
+
+def _fits(value: object, default: object) -> bool:
+    """Whether ``value`` has the kind of ``default`` (a whole number passes for a number; a bool for neither)."""
+    kind = type(default)
+    if kind not in _KINDS:
+        return True
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, list if kind is tuple else kind)
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -79,7 +101,7 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        raise ConfigError(f"{path} is not valid YAML: {one_line(error)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of settings")
     unknown = sorted(set(raw) - {"name", "data", "analysis", "train", "augment", "output", "export"})

@@ -20,12 +20,13 @@ from typing import Iterable
 import soundfile as sf
 from tqdm import tqdm
 
+from engine.atomic import replacing
+from training.csound import CsoundError, CsoundLibrary
 from training.dataset import DatasetReport, OutputError, check_writable, render_dataset, write_notes_csv
 from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
 from training.performance import VARIANTS, legato_phrase
 from training.render import Library, Renderer, SoundFontError
 from training.stk import StkError, StkLibrary
-from training.csound import CsoundError, CsoundLibrary
 from training.timidity import FREEPATS, PatchError, PatchLibrary
 
 #: Physically modelled libraries: the renderer and the library name it is written under by default.
@@ -171,7 +172,8 @@ def run_demo(args: argparse.Namespace) -> None:
     beat_s = 60.0 / DEMO_BPM
     performance, notes = legato_phrase(DEMO_MELODY, [b * beat_s for b in DEMO_BEATS], DEMO_VELOCITY)
     audio = trim_trailing_silence(library.render(BY_NAME[DEMO_INSTRUMENT].program, performance), 44100)
-    sf.write(out, audio, 44100, format="FLAC", subtype="PCM_16")
+    with replacing(out) as temporary:
+        sf.write(temporary, audio, 44100, format="FLAC", subtype="PCM_16")
     notes_path = out.with_suffix(".notes.csv")
     write_notes_csv(notes_path, notes)
     print(f"wrote {out} ({len(audio) / 44100:.2f} s, {out.stat().st_size / 1024:.0f} KiB) and {notes_path}")

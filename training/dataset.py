@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import soundfile as sf
 
+from engine.atomic import replacing, write_text
 from training.instruments import INSTRUMENTS, VELOCITIES, Instrument
 from training.performance import VARIANTS, Performance, PhraseNote, Variant, random_phrase, single_note
 from training.render import Renderer
@@ -141,7 +142,7 @@ def check_writable(out_dir: Path) -> None:
 
 
 def write_notes_csv(path: Path, notes: Iterable[PhraseNote]) -> None:
-    with open(path, "w", newline="") as f:
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["onset_s", "offset_s", "midi"])
         for n in notes:
@@ -173,8 +174,8 @@ def _run_job(job: NoteJob | PhraseJob) -> tuple[NoteJob | PhraseJob, dict | None
         return job, None, _dropped_row(job, ctx.library_name, peak_db, rms_db)
     audio = trim_trailing_silence(audio, sample_rate)
     path = ctx.out_dir / job.relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, sample_rate, subtype="PCM_16")
+    with replacing(path) as temporary:
+        sf.write(temporary, audio, sample_rate, subtype="PCM_16")
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     row = {"path": job.relpath, "class": job.instrument.name, "library": ctx.library_name,
            "duration_s": f"{len(audio) / sample_rate:.4f}", "peak_dbfs": f"{peak_db:.2f}",
@@ -211,7 +212,7 @@ def _results(jobs: list, n_workers: int) -> Iterator[tuple]:
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -265,5 +266,5 @@ def render_dataset(library: Renderer, library_name: str, out_dir: Path, instrume
     summary = {"library": library_name, "soundfont": str(library.path), "sample_rate": library.sample_rate,
                "seed": seed, "max_notes_per_class": max_notes, "phrases_per_class": phrases_per_class,
                "classes": {name: asdict(c) | {"mean_rms": c.mean_rms} for name, c in report.classes.items()}}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return report

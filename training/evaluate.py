@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_text
 from engine.config import AnalysisConfig
 from engine.errors import ModelFileError, ProtophoneError
 from engine.export import load_model
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(json.dumps(result, indent=1))
+        write_text(args.out / "metrics.json", json.dumps(result, indent=1))
         draw_confusion(result, args.out / "confusion.png")
     if args.json:
         print(json.dumps(result, indent=1))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import soxr
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from engine.atomic import replacing
 from engine.audiofile import read_audio
 from engine.config import AnalysisConfig
 from engine.errors import AudioFileError
@@ -40,9 +39,12 @@ class SkippedFileWarning(UserWarning):
 def audio_features(path: Path, config: AnalysisConfig) -> np.ndarray:
     """Log-mel frames ``(T, n_mels)`` float32 of a file: mono, resampled to the model rate (soxr HQ).
 
-    Raises :class:`engine.errors.AudioFileError` when the file cannot be read.
+    Raises :class:`engine.errors.AudioFileError` when the file cannot be read or holds NaN/infinite samples.
     """
     audio, sample_rate = read_audio(path)
+    broken = int(np.count_nonzero(~np.isfinite(audio)))
+    if broken:
+        raise AudioFileError(f"{path} holds {broken} NaN or infinite samples (a corrupt file)")
     if sample_rate != config.sample_rate:
         audio = soxr.resample(audio, sample_rate, config.sample_rate, quality=RESAMPLE_QUALITY)
     return log_mel(audio, config)
@@ -79,7 +81,9 @@ class FeatureCache:
             raise AudioFileError(f"audio file not found: {item.path} ({exc.strerror or exc})") from None
         if cached.is_file():
             try:
-                return np.load(cached)
+                features = np.load(cached)
+                if np.isfinite(features).all():  # entries of NaN audio cached by older versions are recomputed
+                    return features
             except (OSError, ValueError, EOFError):  # a damaged entry: recompute and overwrite it
                 pass
         features = audio_features(item.path, self.config)
@@ -88,15 +92,8 @@ class FeatureCache:
 
     @staticmethod
     def _store(target: Path, features: np.ndarray) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as f:
-                np.save(f, features)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with replacing(target) as temporary, temporary.open("wb") as f:
+            np.save(f, features)
 
 
 @dataclass

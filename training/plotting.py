@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.atomic import replacing
+
 
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display needed), imported only when a picture is drawn."""
@@ -18,5 +20,6 @@ def pyplot():
 def save(figure, path: Path, dpi: int = 100) -> None:
     """Lay out, write and close a figure."""
     figure.tight_layout()
-    figure.savefig(path, dpi=dpi)
+    with replacing(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
     pyplot().close(figure)

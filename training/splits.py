@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine.atomic import replacing
 from training.layouts import Item
 
 Split = dict[str, list[Item]]
@@ -69,16 +70,13 @@ def _relative(path: Path, root: Path) -> str:
 def write_split(path: str | Path, split: Split, root: str | Path) -> None:
     """Write the split as CSV (split, path relative to root, label, library, midi, variant), atomically."""
     path, root = Path(path), Path(root).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", newline="") as f:
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(SPLIT_COLUMNS)
         for name, items in split.items():
             for item in items:
                 writer.writerow([name, _relative(item.path, root), item.label, item.library,
                                  "" if item.midi is None else item.midi, item.variant])
-    os.replace(temporary, path)
 
 
 def read_split(path: str | Path, root: str | Path) -> Split:

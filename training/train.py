@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from engine.atomic import replacing, write_text
 from engine.errors import ProtophoneError
+from training.chain import RecordingChain
 from training.config import ConfigError, RunConfig, load_config
 from training.exporting import export_model
-from training.chain import RecordingChain
 from training.features import ClipSet, load_clips
 from training.layouts import DatasetError, Item, scan
 from training.splits import Split, SplitError, leave_library_out, load_or_create_split, split_items
@@ -119,9 +120,9 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
                      [item.midi for item in clips.items], model_path,
                      extra={"name": config.name, "mode": config.train.mode, "config": str(config.source)})
         if config.export:
-            config.export.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(model_path, config.export)
-        (config.output / "summary.json").write_text(json.dumps(summary, indent=1))
+            with replacing(config.export) as temporary:
+                shutil.copyfile(model_path, temporary)
+        write_text(config.output / "summary.json", json.dumps(summary, indent=1))
     if dist.is_initialized():
         dist.barrier()  # every rank leaves together, after rank 0 has written the model
     return summary

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import write_text
 from engine.errors import ProtophoneError
 from training.baselines import train_autoencoder_kmeans, train_cnn
 from training.chain import RecordingChain
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         model = train_autoencoder_kmeans(clips.features, labels, names, epochs=args.ae_epochs, **common)
         model.save(config.output / "autoencoder-kmeans.pt")
         timings["autoencoder_seconds"] = time.perf_counter() - started
-    (config.output / "baselines.json").write_text(json.dumps({**timings, **vars(args), "config": str(args.config)},
+    write_text(config.output / "baselines.json", json.dumps({**timings, **vars(args), "config": str(args.config)},
                                                              indent=1, default=str))
     print(f"baselines for {config.name} written to {config.output}: "
           + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

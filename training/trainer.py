@@ -23,8 +23,7 @@ runs by accuracy (measured: two seeds with final losses 0.066 and 0.059 scored 8
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +35,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from engine.atomic import replacing
 from engine.config import AnalysisConfig
+from engine.errors import ProtophoneError
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB, ClassMap, SoundingGate
 from engine.model import PrototypeModel, check_lookahead
@@ -48,6 +49,19 @@ STAGES = ("prototypes", "gain", "pitch", "shelves", "temperature", "finetune")
 #: Which transformation parameters (engine.model.PARAMETER_NAMES order) each stage switches on.
 STAGE_ENABLES = {"gain": (1,), "pitch": (0,), "shelves": (2, 3, 4, 5)}
 LOG_COLUMNS = ["epoch", "stage", "loss", "seconds", "reassigned", "validation_oa"]
+
+
+class CheckpointError(ProtophoneError):
+    """A checkpoint that cannot be resumed: damaged, or written under other settings."""
+
+
+#: The smallest value of each counted or non-negative training setting.
+SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1, "epochs": 1, "batch_size": 1,
+                     "crop_frames": 1, "scored_frames": 1, "batches_per_epoch": 0, "weight_decay": 0, "patience": 0,
+                     "max_stage_epochs": 0, "min_improvement": 0, "warmup_batches": 0, "stretch": 0, "offset": 0,
+                     "noise": 0, "reassign_share": 0, "ce_weight": 0}
+#: Settings that must be above zero: rates.
+POSITIVE_SETTINGS = ("lr", "theta_lr", "warmup_start")
 
 
 @dataclass
@@ -85,6 +99,12 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.mode not in ("supervised", "clustering"):
             raise ValueError(f"train.mode must be 'supervised' or 'clustering', got {self.mode!r}")
+        for name, least in SMALLEST_SETTINGS.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"train.{name} must be at least {least}, got {getattr(self, name)}")
+        for name in POSITIVE_SETTINGS:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train.{name} must be above 0, got {getattr(self, name)}")
         self.dilations = tuple(int(d) for d in self.dilations)
         check_lookahead(self.lookahead, self.dilations, name="train.lookahead")
 
@@ -243,11 +263,14 @@ class Trainer:
         self._save_atomically(payload, self.checkpoint_path)
 
     def _save_atomically(self, payload: dict, path: Path) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=self.out_dir, suffix=".tmp")
-        os.close(handle)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        """Write ``payload`` whole or not at all: a full disk leaves the previous file and a one-line error."""
+        try:
+            with replacing(path) as temporary:
+                torch.save(payload, temporary)
+        except (OSError, RuntimeError) as error:  # torch reports a short write as RuntimeError
+            reason = error.strerror if isinstance(error, OSError) else "only part of it could be written"
+            raise CheckpointError(f"cannot write {path} ({reason}; is the disk full?); free some space, then "
+                                  "continue with --resume") from None
 
     def keep_best(self) -> None:
         """Load the weights of the best validated epoch (a no-op without validation)."""
@@ -255,7 +278,19 @@ class Trainer:
             self.model.load_state_dict(torch.load(self.best_path, map_location="cpu", weights_only=True))
 
     def load_checkpoint(self) -> None:
-        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        """Continue from the checkpoint: only one written by a run with these very settings."""
+        start_over = f"train without --resume into a new output folder, or delete {self.out_dir}"
+        try:
+            payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+            saved = payload["settings"]
+        except Exception as error:  # torch raises many types for a damaged file
+            raise CheckpointError(f"the checkpoint {self.checkpoint_path} cannot be read "
+                                  f"({error.__class__.__name__}); {start_over}") from None
+        current, saved = (json.loads(json.dumps(settings)) for settings in (asdict(self.settings), saved))  # tuples
+        changed = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
+        if changed:
+            raise CheckpointError(f"the config changed since {self.checkpoint_path} was written (train."
+                                  f"{', train.'.join(changed)}); undo the change, or {start_over}")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.state = TrainState(**payload["state"])
@@ -440,7 +475,7 @@ class Trainer:
             return
         with path.open(newline="") as handle:
             rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= self.state.epoch]
-        with path.open("w", newline="") as handle:
+        with replacing(path) as temporary, temporary.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
