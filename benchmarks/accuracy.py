@@ -26,6 +26,7 @@ import json
 import shutil
 import subprocess
 import sys
+from itertools import product
 from pathlib import Path
 
 import yaml
@@ -84,13 +85,14 @@ def clustering_config(study: str, clusters: int) -> Path:
     return path
 
 
-def ablation_config(name: str) -> Path:
+def ablation_config(name: str, seed: int = 0) -> Path:
     """ABLATION_STUDY's config with only the chain parts ``name`` stands for, or with the whole chain and
-    the source ``name`` added to the training libraries; written next to its run."""
+    the source ``name`` added to the training libraries, trained from ``seed``; written next to its run."""
     config = _config(ABLATION_STUDY)
-    slug = name.replace(" ", "-")
+    slug = name.replace(" ", "-") + (f"-seed{seed}" if seed else "")
     output = Path(f"runs/ablation/{slug}")
     config.update(name=f"ablation-{slug}", output=str(output), augment=ABLATIONS.get(name, ABLATIONS["all"]))
+    config["train"]["seed"] = seed
     if name in SOURCES:
         config["data"]["roots"] = [*config["data"]["roots"], *SOURCES[name]]
     config.pop("export", None)
@@ -99,12 +101,12 @@ def ablation_config(name: str) -> Path:
     return path
 
 
-def run_ablation(names: list[str]) -> list[dict]:
+def run_ablation(names: list[str], seed: int = 0) -> list[dict]:
     """Train (unless trained) and score one prototype model per chain variant on ABLATION_STUDY's test library."""
     rows = []
     test_library = _config(ABLATION_STUDY)["data"]["test_library"]
     for name in names:
-        config = ablation_config(name)
+        config = ablation_config(name, seed)
         model, scored = config.parent / "model.pt", config.parent / "row.json"
         if scored.exists() and scored.stat().st_mtime > model.stat().st_mtime:  # scored since trained
             rows.append(json.loads(scored.read_text()))
@@ -114,7 +116,7 @@ def run_ablation(names: list[str]) -> list[dict]:
         result = evaluate(str(model), Path("data"), config.parent / "split.csv", cache=Path("data/cache"),
                           progress=False, library=test_library)
         summary = json.loads((config.parent / "summary.json").read_text())
-        row = {"ablation": name, "test": f"all of {test_library}", "OA": result["OA"], "AA": result["AA"],
+        row = {"ablation": name, "seed": seed, "test": f"all of {test_library}", "OA": result["OA"], "AA": result["AA"],
                "live 1s": result["streaming"]["after_1s"], "validation_oa": summary.get("best_validation_oa"),
                "best_epoch": summary.get("best_epoch")}
         write_text(scored, json.dumps(row) + "\n")
@@ -123,14 +125,29 @@ def run_ablation(names: list[str]) -> list[dict]:
     return rows
 
 
+def scored_ablations() -> list[dict]:
+    """Every ablation run scored so far (this and earlier invocations), in the order of the variants, then
+    of the seeds: the table shows all of them, not only what one command trained."""
+    order = [*ABLATIONS, *SOURCES]
+    rows = [json.loads(path.read_text()) for path in Path("runs/ablation").glob("*/row.json")]
+    rows = [row for row in rows if row["ablation"] in order]
+    return sorted(rows, key=lambda row: (order.index(row["ablation"]), row.get("seed", 0)))
+
+
 def ablation_markdown(rows: list[dict]) -> str:
-    lines = ["| chain parts or source | validation OA (training libraries) | unseen library OA / AA | "
+    """One line per trained model, then, for a variant trained from several seeds, its mean and range."""
+    lines = ["| chain parts or source | seed | validation OA (training libraries) | unseen library OA / AA | "
              "live after 1 s OA / AA |",
-             "|---|---|---|---|"]
+             "|---|---|---|---|---|"]
     for row in rows:
         validation = "" if row["validation_oa"] is None else f"{row['validation_oa']:.1f}"
-        lines.append(f"| {row['ablation']} | {validation} | {row['OA']:.1f} / {row['AA']:.1f} | "
+        lines.append(f"| {row['ablation']} | {row.get('seed', 0)} | {validation} | {row['OA']:.1f} / {row['AA']:.1f} | "
                      f"{row['live 1s']['OA']:.1f} / {row['live 1s']['AA']:.1f} |")
+    for name in dict.fromkeys(row["ablation"] for row in rows):
+        scores = [row["OA"] for row in rows if row["ablation"] == name]
+        if len(scores) > 1:
+            lines.append(f"| **{name}, mean of {len(scores)} seeds** | | | **{sum(scores) / len(scores):.1f}** "
+                         f"({min(scores):.1f}-{max(scores):.1f}) | |")
     return "\n".join(lines)
 
 
@@ -222,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"train and score the ablation on {ABLATION_STUDY} instead: chain parts alone, "
                              f"or the whole chain with an added source (all of {', '.join([*ABLATIONS, *SOURCES])} "
                              f"when no PART is named)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                        help="with --ablation: train each variant from each of these seeds (default 0): the "
+                             "spread between seeds is the noise any difference between rows must beat")
     parser.add_argument("--clusters", type=int, default=28, help="prototypes of the clustering twins")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--keep", type=Path, default=Path("benchmarks/results/accuracy"),
@@ -229,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ablation is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for name in args.ablation or [*ABLATIONS, *SOURCES]:  # the table grows row by row: a cut run keeps it
-            rows += run_ablation([name])
+        for name, seed in product(args.ablation or [*ABLATIONS, *SOURCES], args.seeds):
+            run_ablation([name], seed)
+            rows = scored_ablations()  # the table grows row by row: a cut run keeps it
             write_text(args.keep / "ablation.json", json.dumps(rows, indent=1) + "\n")
             write_text(args.keep / "ablation.md", ablation_markdown(rows) + "\n")
         print(json.dumps(rows, indent=1) if args.json else ablation_markdown(rows))

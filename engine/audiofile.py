@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +24,39 @@ class AudioFileWarning(UserWarning):
 _TRUNCATED = re.compile(r"^(data|SSND)\s*:.*should be", re.MULTILINE)
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read any soundfile-supported file as float32 mono; a clear :class:`AudioFileError` otherwise."""
+@contextmanager
+def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
+    """A sound file open for reading block by block, with clear :class:`AudioFileError` for a missing,
+    unreadable or empty file, and an :class:`AudioFileWarning` for one cut short."""
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"audio file not found: {path}")
     try:
-        with sf.SoundFile(str(path)) as file:
-            audio, sample_rate = file.read(dtype="float32", always_2d=True), file.samplerate
-            header_note = file.extra_info
+        file = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioFileError(f"cannot read {path} as audio ({error}); use WAV, FLAC or OGG") from None
-    if not len(audio):
-        raise AudioFileError(f"{path} contains no samples")
-    if _TRUNCATED.search(header_note):
-        warnings.warn(f"{path} is truncated (its header promises more audio than the file holds); "
-                      f"using the {len(audio) / sample_rate:.1f} s that are there", AudioFileWarning, stacklevel=2)
-    return audio.mean(axis=1), int(sample_rate)
+    with file:
+        if not file.frames:
+            raise AudioFileError(f"{path} contains no samples")
+        if _TRUNCATED.search(file.extra_info):
+            warnings.warn(f"{path} is truncated (its header promises more audio than the file holds); "
+                          f"using the {file.frames / file.samplerate:.1f} s that are there", AudioFileWarning,
+                          stacklevel=3)
+        yield file
+
+
+def read_mono(file: sf.SoundFile, frames: int = -1) -> np.ndarray:
+    """The next ``frames`` (all that are left: -1) of an open file as float32 mono (channels averaged)."""
+    try:
+        return file.read(frames, dtype="float32", always_2d=True).mean(axis=1)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioFileError(f"cannot read {file.name} past {file.tell()} samples ({error})") from None
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read any soundfile-supported file as float32 mono; a clear :class:`AudioFileError` otherwise."""
+    with open_audio(path) as file:
+        return read_mono(file), int(file.samplerate)
 
 
 def matching_subtype(source: str | Path, destination: str | Path) -> str | None:

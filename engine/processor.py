@@ -30,12 +30,13 @@ import soxr
 import torch
 
 from engine.atomic import check_output
-from engine.audiofile import clipped_samples, matching_subtype, read_audio, write_audio
+from engine.audiofile import matching_subtype, open_audio
 from engine.carrier import CARRIERS, check_transposable
 from engine.config import AnalysisConfig
 from engine.errors import AudioFileError, PresetError, ProtophoneError
 from engine.export import LoadedModel, load_model
 from engine.fifo import SampleFifo
+from engine.filestream import stream_file
 from engine.frontend import LogMelFrontEnd, frame_level_db
 from engine.identify import ClassMap, Identification, StreamingIdentifier
 from engine.parameters import PARAMETERS
@@ -168,6 +169,12 @@ class Processor:
 
     # ------------------------------------------------------------------------------------ host interface
     @property
+    def flush_samples(self) -> int:
+        """Silence that brings a file's last sample out, and completes the frames that cover its last hop."""
+        self._require_prepared()
+        return self._latency + math.ceil(self.analysis.n_fft * self.sample_rate / self.analysis.sample_rate)
+
+    @property
     def latency_samples(self) -> int:
         """Input-to-output delay at the host rate, measured in :meth:`prepare` with an impulse."""
         self._require_prepared()
@@ -285,24 +292,21 @@ class Processor:
         """
         if out_path is not None:
             check_output(out_path, [in_path])
-        audio, sample_rate = read_audio(in_path)
-        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-            raise AudioFileError(f"{in_path} is sampled at {sample_rate} Hz; Protophone plays {MIN_SAMPLE_RATE}.."
-                                 f"{MAX_SAMPLE_RATE} Hz: resample it first")
-        if self.sample_rate != sample_rate or not self.block_size:
-            self.prepare(sample_rate, self.block_size or 512)
-        self.reset()
-        started = time.perf_counter()
-        # enough silence to bring out the last sample and to complete the frames that cover the last hop
-        tail = self._latency + math.ceil(self.analysis.n_fft * sample_rate / self.analysis.sample_rate)
-        flushed = np.concatenate([audio, np.zeros(tail, dtype=np.float32)])
-        output = self.process(flushed)[self._latency : self._latency + len(audio)]
-        elapsed = time.perf_counter() - started
         subtype = None if out_path is None else matching_subtype(in_path, out_path)
-        if out_path is not None:
-            write_audio(out_path, output, sample_rate, subtype)
+        with open_audio(in_path) as file:
+            sample_rate = file.samplerate
+            if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+                raise AudioFileError(f"{in_path} is sampled at {sample_rate} Hz; Protophone plays "
+                                     f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz: resample it first")
+            if self.sample_rate != sample_rate or not self.block_size:
+                self.prepare(sample_rate, self.block_size or 512)
+            self.reset()
+            started = time.perf_counter()
+            run = stream_file(self.process, file, sample_rate, self.block_size, self._latency, self.flush_samples,
+                              None if out_path is None else Path(out_path), subtype)
+        elapsed = time.perf_counter() - started
         snapshot = self.identification
-        duration = len(audio) / sample_rate
+        duration = run.heard / sample_rate
         return {
             "input": str(in_path),
             "output": None if out_path is None else str(out_path),
@@ -317,7 +321,7 @@ class Processor:
             "probabilities": snapshot.probabilities,
             "active_frames": snapshot.frames_seen,
             "nonfinite_samples": self.stats.nonfinite_samples,
-            "clipped_samples": clipped_samples(output, out_path, subtype),
+            "clipped_samples": run.clipped_samples,
             "realtime_factor": elapsed / duration if duration else 0.0,
         }
 

@@ -1,11 +1,12 @@
 """File mode: a sound file through the same block-by-block streaming path as a live performance.
 
 The file is cut into host-sized blocks and fed to the metered engine, as fast as possible or paced at
-real time (``pace``).  With ``play`` the file stands in for the input of a duplex device: the engine runs
-in the device's callback exactly as in live mode (:func:`realtime.livemode.perform`) and the output is
-heard.  As in ``Processor.process_file``, the input is followed by ``latency_samples`` of silence and the
-first ``latency_samples`` of output are dropped, so the written file is as long as the input and aligned
-with it.  No sound card (and no PortAudio) is needed unless ``play``.
+real time (``pace``), read and written block by block as ``Processor.process_file`` does
+(:func:`engine.filestream.stream_file`): an hour of audio needs the memory of a few blocks.  With ``play``
+the file stands in for the input of a duplex device: the engine runs in the device's callback exactly as
+in live mode (:func:`realtime.livemode.perform`) and the output is heard; then the file is held in memory,
+because the callback may not read the disk.  Either way the output is aligned with the input and as long
+as it.  No sound card (and no PortAudio) is needed unless ``play``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from engine.audiofile import clipped_samples, matching_subtype, read_audio, write_audio
+from engine.audiofile import clipped_samples, matching_subtype, open_audio, read_audio, write_audio
 from engine.errors import AudioFileError
+from engine.filestream import FileRun, stream_file
 from engine.processor import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from realtime.cli_errors import AudioDeviceError
 from realtime.display import Display, View
@@ -91,79 +93,98 @@ class FileSource:
 
 def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
     """Stream the file; write the aligned output; return the run's summary (see ``realtime.live``)."""
-    audio, rate = read_audio(settings.input_path)
     subtype = None if settings.output_path is None else matching_subtype(settings.input_path, settings.output_path)
-    devices = resolve_devices(settings.input_device, settings.output_device) if settings.play else None
-    host_rate = settings.sample_rate or (int(devices[0].default_samplerate) if devices else rate)
-    if not MIN_SAMPLE_RATE <= host_rate <= MAX_SAMPLE_RATE:
-        raise AudioFileError(f"{settings.input_path} is sampled at {rate} Hz, outside the {MIN_SAMPLE_RATE}.."
-                             f"{MAX_SAMPLE_RATE} Hz Protophone plays; add --sample-rate 48000 to resample it")
-    if host_rate != rate:
-        audio = soxr.resample(audio, rate, host_rate).astype(np.float32)
-    metered = MeteredProcessor(proc)
-    metered.prepare(host_rate, settings.block_size)  # latency_samples is known once prepared
-    source = FileSource(metered, audio, proc.latency_samples, settings.block_size)
+    run = play_file if settings.play else stream_from_disk
     started = time.perf_counter()
-    if devices is None:
-        with audio_thread_policy():
-            summary = run_blocks(proc, source, host_rate, settings, display)
-    else:
-        plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, host_rate),
-                               settings.worker_delay_blocks)
-        runner = open_runner(source, host_rate, settings.block_size, devices[0].index, devices[1].index, plan)
-        try:
-            performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
-        except AudioDeviceError as error:  # the device went away: keep what was played, as live mode does
-            if settings.output_path is None:
-                raise
-            write_audio(settings.output_path, source.output(), host_rate, subtype)
-            raise AudioDeviceError(f"{error}; the output so far is in {settings.output_path}") from None
-        summary = stream_summary(proc, metered, performance)
+    summary = run(proc, settings, subtype, display)
     elapsed = time.perf_counter() - started
-    if settings.output_path is not None:
-        write_audio(settings.output_path, source.output(), host_rate, subtype)
     return {
         "source": "file",
         "input": str(settings.input_path),
         "output": None if settings.output_path is None else str(settings.output_path),
-        "duration_s": source.heard / host_rate,
-        "realtime_factor": elapsed * host_rate / max(source.position, 1),
-        "clipped_samples": clipped_samples(source.output(), settings.output_path, subtype),
+        "realtime_factor": elapsed * summary["sample_rate"] / max(summary.pop("samples_processed"), 1),
         **summary,
     }
 
 
-def run_blocks(proc: Processor, source: FileSource, rate: int, settings: FileSettings, display: Display) -> dict:
-    """The file through the engine in a plain loop (no device): as fast as possible, or paced."""
-    metered, block = source.metered, settings.block_size
-    latency_ms = 1e3 * source.latency / rate
-    seconds = SecondLog(rate)
-    silence = np.zeros(block, dtype=np.float32)
-    update_every = max(1, round(UPDATE_S * rate / block))
-    started = time.perf_counter()
-    interrupted = False
-    try:
-        index = 0
-        while not source.done:
-            source.process(silence)
-            seconds.observe(source.heard, lambda: proc.identification)
+def host_rate_for(settings: FileSettings, file_rate: int, device_rate: int | None = None) -> int:
+    """``--sample-rate``, else the device's (with ``play``), else the file's own; refused outside the engine's."""
+    rate = settings.sample_rate or device_rate or file_rate
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioFileError(f"{settings.input_path} is sampled at {file_rate} Hz, outside the {MIN_SAMPLE_RATE}.."
+                             f"{MAX_SAMPLE_RATE} Hz Protophone plays; add --sample-rate 48000 to resample it")
+    return rate
+
+
+def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | None, display: Display) -> dict:
+    """The file through the engine with no device, disk to disk in constant memory (engine.filestream): as
+    fast as possible, or paced at real time."""
+    with open_audio(settings.input_path) as file:
+        rate = host_rate_for(settings, file.samplerate)
+        metered = MeteredProcessor(proc)
+        metered.prepare(rate, settings.block_size)
+        latency_ms = 1e3 * proc.latency_samples / rate
+        seconds = SecondLog(rate)
+        update_every = max(1, round(UPDATE_S * rate / settings.block_size))
+        started = time.perf_counter()
+        processed = 0
+
+        def after_block(run: FileRun) -> None:
+            nonlocal processed
+            processed += settings.block_size
+            seconds.observe(run.heard, lambda: proc.identification)
             if settings.pace:
-                time.sleep(max(0.0, started + source.position / rate - time.perf_counter()))
-            if index % update_every == 0:
+                time.sleep(max(0.0, started + processed / rate - time.perf_counter()))
+            if processed // settings.block_size % update_every == 1:
                 levels = metered.take_levels()
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                    latency_ms, levels.dsp_load, 0, metered.deadline_misses, source.heard / rate))
-            index += 1
-    except KeyboardInterrupt:  # Ctrl-C: keep what was processed, still a valid file
-        interrupted = True
+                                    latency_ms, levels.dsp_load, 0, metered.deadline_misses, run.heard / rate))
+
+        with audio_thread_policy():
+            run = stream_file(metered.process, file, rate, settings.block_size, proc.latency_samples,
+                              proc.flush_samples, settings.output_path, subtype, after_block)
     return {
+        "duration_s": run.heard / rate,
+        "samples_processed": processed,
+        "clipped_samples": run.clipped_samples,
         "sample_rate": rate,
-        "block_size": block,
+        "block_size": settings.block_size,
         "latency": {"engine_ms": latency_ms, "total_ms": latency_ms},
         "xruns": 0,
         "deadline_misses": metered.deadline_misses,
         "processing": metered.timing(),
         "per_second": seconds.entries,
         "clip_label": proc.clip_label,
-        "interrupted": interrupted,
+        "interrupted": run.interrupted,
+    }
+
+
+def play_file(proc: Processor, settings: FileSettings, subtype: str | None, display: Display) -> dict:
+    """The file as a duplex device's input, heard on its output.  The audio callback must not read the disk,
+    so the file is held in memory (:class:`FileSource`) and the output written at the end."""
+    audio, file_rate = read_audio(settings.input_path)
+    devices = resolve_devices(settings.input_device, settings.output_device)
+    rate = host_rate_for(settings, file_rate, int(devices[0].default_samplerate))
+    if rate != file_rate:
+        audio = soxr.resample(audio, file_rate, rate).astype(np.float32)
+    metered = MeteredProcessor(proc)
+    metered.prepare(rate, settings.block_size)  # latency_samples is known once prepared
+    source = FileSource(metered, audio, proc.latency_samples, settings.block_size)
+    plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, rate),
+                           settings.worker_delay_blocks)
+    runner = open_runner(source, rate, settings.block_size, devices[0].index, devices[1].index, plan)
+    try:
+        performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
+    except AudioDeviceError as error:  # the device went away: keep what was played, as live mode does
+        if settings.output_path is None:
+            raise
+        write_audio(settings.output_path, source.output(), rate, subtype)
+        raise AudioDeviceError(f"{error}; the output so far is in {settings.output_path}") from None
+    if settings.output_path is not None:
+        write_audio(settings.output_path, source.output(), rate, subtype)
+    return {
+        "duration_s": source.heard / rate,
+        "samples_processed": source.position,
+        "clipped_samples": clipped_samples(source.output(), settings.output_path, subtype),
+        **stream_summary(proc, metered, performance),
     }

@@ -94,7 +94,8 @@ def test_file_mode_end_to_end(presets: Path, tmp_path: Path) -> None:
     for key in ("label", "probabilities", "per_second", "latency", "xruns", "deadline_misses", "processing",
                 "mode", "target", "clip_label"):
         assert key in summary, key
-    assert summary["label"] == summary["clip_label"] == "sawtooth"
+    assert summary["clip_label"] == "sawtooth"
+    assert summary["label"] in ("sawtooth", None)  # the phrase ends in a rest: the readout may have let go
     assert (summary["mode"], summary["target"]) == ("transfer", "square")
     assert [entry["second"] for entry in summary["per_second"]] == [1, 2, 3]
     assert all(entry["label"] == "sawtooth" for entry in summary["per_second"])
