@@ -75,9 +75,9 @@ def refuse_overwriting(output: str | Path, inputs: list[str | Path]) -> None:
                                  "(Protophone never replaces its input)")
 
 
-def check_output(output: str | Path, inputs: list[str | Path] = ()) -> Path:
-    """``output`` as a path, after checking (before any work) that it names none of ``inputs``, is not a
-    folder, and lies in a folder that exists or can be made and that this process may write to."""
+def check_output(output: str | Path, inputs: list[str | Path] = ()) -> None:
+    """Check, before any work, that ``output`` names none of ``inputs``, is not a folder, and lies in a
+    folder that exists or can be made and that this process may write to (else :class:`OutputPathError`)."""
     output = Path(output)
     refuse_overwriting(output, list(inputs))
     if output.is_dir():
@@ -85,4 +85,3 @@ def check_output(output: str | Path, inputs: list[str | Path] = ()) -> Path:
     folder = next((parent for parent in output.absolute().parents if parent.exists()), Path("/"))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(f"cannot write {output}: {folder} is not a writable folder; choose another output")
-    return output

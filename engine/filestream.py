@@ -31,9 +31,7 @@ READ_FRAMES = 1 << 15
 class FileRun:
     """What :func:`stream_file` did."""
 
-    sample_rate: int  # the host rate the engine ran at
     heard: int = 0  # input samples (at the host rate) processed, the tail of silence not counted
-    written: int = 0  # output samples in the file
     clipped_samples: int = 0  # output samples beyond full scale that the file's sample format clipped
     interrupted: bool = False  # stopped early by Ctrl-C (or SIGTERM where that raises KeyboardInterrupt)
 
@@ -76,8 +74,8 @@ class HostRateBlocks:
 
 
 class AlignedWriter:
-    """Output blocks into a temporary file beside ``path``, the first ``latency`` samples dropped and at
-    most ``limit()`` samples kept; ``publish`` renames it onto ``path``, ``abandon`` removes it."""
+    """Output blocks into a temporary file beside ``path``, the first ``latency`` samples dropped and none
+    past ``write``'s ``limit``; ``publish`` renames it onto ``path``, ``abandon`` removes it."""
 
     def __init__(self, path: Path, sample_rate: int, subtype: str | None, latency: int) -> None:
         self.path = path
@@ -92,12 +90,11 @@ class AlignedWriter:
             self._temporary.unlink(missing_ok=True)
             raise AudioFileError(f"cannot write {path} ({error}); check the folder and the extension") from None
 
-    def write(self, block: np.ndarray, limit: int | None) -> None:
+    def write(self, block: np.ndarray, limit: int) -> None:
+        """Append ``block``, keeping the file at most ``limit`` samples long (the input's length so far)."""
         skip = min(self._to_skip, len(block))
         self._to_skip -= skip
-        block = block[skip:]
-        if limit is not None:
-            block = block[: max(0, limit - self.written)]
+        block = block[skip : skip + max(0, limit - self.written)]
         if not len(block):
             return
         try:
@@ -131,7 +128,7 @@ def stream_file(process: Callable[[np.ndarray], np.ndarray], file: sf.SoundFile,
     block by block; write the aligned output to ``out_path`` if given.  ``after_block`` sees the run after
     each block (display, pacing); a KeyboardInterrupt there or in ``process`` ends the run early, keeping
     what was processed."""
-    run = FileRun(host_rate)
+    run = FileRun()
     blocks = HostRateBlocks(file, host_rate, block_size, tail)
     writer = None if out_path is None else AlignedWriter(Path(out_path), host_rate, subtype, latency)
     try:
@@ -150,5 +147,5 @@ def stream_file(process: Callable[[np.ndarray], np.ndarray], file: sf.SoundFile,
         raise
     if writer is not None:
         writer.publish()
-        run.written, run.clipped_samples = writer.written, writer.clipped
+        run.clipped_samples = writer.clipped
     return run

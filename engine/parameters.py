@@ -1,5 +1,4 @@
-"""The engine's numeric settings, each declared once: its bounds, default, unit and whether it can change
-while audio plays.
+"""The engine's numeric settings, each declared once: its bounds, default, unit and meaning.
 
 Preset files, ``Processor.set`` and the command lines all check values against this one table, so a
 value that one of them accepts the others accept too, and every refusal names the bounds in one line.
@@ -23,7 +22,6 @@ class Parameter:
     high: float
     unit: str
     meaning: str
-    live: bool  # Processor.set may change it between blocks
     above_low: bool = False
 
     @property
@@ -45,13 +43,12 @@ class Parameter:
 
 
 PARAMETERS = {p.name: p for p in (
-    Parameter("mix", 1.0, 0.0, 1.0, "", "0 = dry input only, 1 = transferred sound only", live=True),
-    Parameter("transpose", 0.0, -48.0, 48.0, "semitones", "pitch shift of the transferred sound", live=True),
-    Parameter("gain_db", 0.0, -96.0, 24.0, "dB", "output gain", live=True),
-    Parameter("gate_db", DEFAULT_GATE_DB, -120.0, 0.0, "dB", "frames quieter than this are ignored", live=False),
+    Parameter("mix", 1.0, 0.0, 1.0, "", "0 = dry input only, 1 = transferred sound only"),
+    Parameter("transpose", 0.0, -48.0, 48.0, "semitones", "pitch shift of the transferred sound"),
+    Parameter("gain_db", 0.0, -96.0, 24.0, "dB", "output gain"),
+    Parameter("gate_db", DEFAULT_GATE_DB, -120.0, 0.0, "dB", "frames quieter than this are ignored"),
     Parameter("time_constant_s", DEFAULT_TIME_CONSTANT_S, 0.0, 10.0, "s", "smoothing of the live identification",
-              live=False, above_low=True),
-    Parameter("hold_s", DEFAULT_HOLD_S, 0.0, 10.0, "s", "silence before the readout names nothing", live=False),
-    Parameter("min_confidence", DEFAULT_MIN_CONFIDENCE, 0.0, 0.99, "", "probability the readout needs to name a class",
-              live=False),
+              above_low=True),
+    Parameter("hold_s", DEFAULT_HOLD_S, 0.0, 10.0, "s", "silence before the readout names nothing"),
+    Parameter("min_confidence", DEFAULT_MIN_CONFIDENCE, 0.0, 0.99, "", "probability the readout needs to name a class"),
 )}

@@ -336,11 +336,11 @@ RECORDER = textwrap.dedent("""
 def test_a_recording_survives_a_full_disk_and_a_kill(tmp_path):
     take = tmp_path / "take.wav"
     full = _child(["-c", RECORDER, str(take), "1000", "close"], limit_bytes=200_000)
-    error, frames = full.stdout.split()[-4:-1], int(full.stdout.split()[-1])
     assert full.returncode == 0, full.stderr
-    assert "after" in full.stdout and 0 < frames < 1000 * 480, full.stdout
+    frames = int(full.stdout.split()[-1])  # printed: "<error> <frames written>"
+    assert " after " in full.stdout and 0 < frames < 1000 * 480, full.stdout
     assert sf.info(take).frames == frames and np.allclose(sf.read(take)[0], 0.25)
-    assert hidden_files(tmp_path) == [] and error
+    assert hidden_files(tmp_path) == []
     killed = _child(["-c", RECORDER, str(tmp_path / "killed.wav"), "500", "kill"])
     assert killed.returncode == -signal.SIGKILL
     partial = [path for path in tmp_path.glob(".killed.*.partial.wav")]
@@ -405,8 +405,7 @@ def test_nan_audio_is_named_skipped_and_never_cached(notes, tmp_path, capsys):
     with pytest.warns(UserWarning, match=f"{poisoned.name}: .* NaN or infinite samples"):
         status = train.main(["--config", str(training_config(tmp_path, [data])), "--no-progress"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert status == 0 and any(poisoned.name in path for path in summary["skipped_files"]) or \
-        any(poisoned.name in path for path in summary.get("skipped_test_files", []))
+    assert status == 0 and any(poisoned.name in path for path in summary["skipped_files"])
     assert all(np.isfinite(np.load(entry)).all() for entry in (tmp_path / "cache").rglob("*.npy"))
 
 
