@@ -227,7 +227,8 @@ def overload_text(summary: dict) -> str:
 def human_summary(summary: dict) -> str:
     processing = summary["processing"]
     return (f"{summary['source']}: {summary['duration_s']:.1f} s at {summary['sample_rate']} Hz, block "
-            f"{summary['block_size']}; heard {summary['label'] or 'nothing'} (clip: {summary['clip_label'] or '-'}); "
+            f"{summary['block_size']}; heard {summary['clip_label'] or 'nothing'} over the whole {summary['source']} "
+            f"(readout at the end: {summary['label'] or 'nothing confident'}); "
             f"latency {summary['latency']['total_ms']:.1f} ms; xruns {summary['xruns']}, "
             + overload_text(summary)
             + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"

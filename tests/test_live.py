@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def test_demo_input_and_help(presets: Path, tmp_path: Path) -> None:
     run = cli(presets, "--preset", "tiny", "--mode", "identify", "--input", "demo", "--output", str(out))
     assert run.returncode == 0, run.stderr
     assert "file: 6.9 s" in run.stdout and sf.info(out).frames == sf.info(REPO / "presets/demo.flac").frames
+    assert re.search(r"heard (sine|sawtooth|square) over the whole file \(readout at the end: ", run.stdout), run.stdout
     help_text = cli(presets, "--help").stdout
     assert "--preset violin --input demo --output out.wav" in help_text and "--list-devices" in help_text
 
