@@ -35,6 +35,7 @@ from engine.identify import DEFAULT_GATE_DB, DEFAULT_HOLD_S, DEFAULT_MIN_CONFIDE
 from engine.parameters import PARAMETERS
 from engine.synth import PHASE_METHODS
 from engine.transfer import CANDIDATES
+from presets import shipped_folder
 
 MODES = ("identify", "transfer")
 MODEL_SUFFIXES = (".pt", ".ts")
@@ -63,9 +64,9 @@ class Preset:
 
 
 def presets_dir() -> Path:
-    """Where named presets live: ``$PROTOPHONE_PRESETS`` or the repository's ``presets/``."""
+    """Where named presets live: ``$PROTOPHONE_PRESETS`` or the installed ``presets`` package."""
     override = os.environ.get("PROTOPHONE_PRESETS")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "presets"
+    return Path(override) if override else shipped_folder()
 
 
 def available_presets() -> list[str]:

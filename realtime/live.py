@@ -40,12 +40,13 @@ from engine.errors import PresetError, ProtophoneError
 from engine.export import read_metadata
 from engine.preset import available_presets, load_preset, presets_dir
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
+from presets import demo_file
 from realtime.cli_errors import audio_module
 from realtime.display import Display
 from realtime.filemode import FileSettings, run_file
 from realtime.livemode import LiveSettings, run_live
 
-DEMO_FILE = Path(__file__).resolve().parent.parent / "presets" / "demo.flac"
+DEMO_FILE = demo_file()
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="shift the transferred sound, -48..48 semitones (default: the preset's)")
     what.add_argument("--carrier", choices=("input", "prototype"),
                       help="transfer: input = your own partials under the target's spectral envelope (keeps your "
-                           "melody); prototype = the target's prototype itself, as in the paper (default: the preset's)")
+                           "melody); prototype = the target's prototype itself, as in the paper "
+                           "(default: the preset's)")
     what.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: cpu)")
 
     audio = parser.add_argument_group("audio")
