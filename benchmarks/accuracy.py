@@ -54,6 +54,9 @@ ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.val
 SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"], "Merlin": ["data/Merlin"]}
 SOURCES["csound + stk + freepats"] = SOURCES["csound"] + SOURCES["stk"] + SOURCES["freepats"]
 SOURCES["freepats + Merlin"] = SOURCES["freepats"] + SOURCES["Merlin"]
+#: Changes to the training recipe (the ``train`` section), each with the whole chain.
+RECIPES = {"dynamic range 60 dB": {"dynamic_range_db": 60.0}, "dynamic range 40 dB": {"dynamic_range_db": 40.0}}
+VARIANTS = [*ABLATIONS, *SOURCES, *RECIPES]
 
 
 def _config(study: str) -> dict:
@@ -87,7 +90,8 @@ def clustering_config(study: str, clusters: int) -> Path:
 
 def ablation_config(name: str, seed: int = 0) -> Path:
     """ABLATION_STUDY's config with only the chain parts ``name`` stands for, or with the whole chain and
-    the source ``name`` added to the training libraries, trained from ``seed``; written next to its run."""
+    the source ``name`` added to the training libraries or the recipe change ``name``, trained from ``seed``;
+    written next to its run."""
     config = _config(ABLATION_STUDY)
     slug = name.replace(" ", "-") + (f"-seed{seed}" if seed else "")
     output = Path(f"runs/ablation/{slug}")
@@ -95,6 +99,7 @@ def ablation_config(name: str, seed: int = 0) -> Path:
     config["train"]["seed"] = seed
     if name in SOURCES:
         config["data"]["roots"] = [*config["data"]["roots"], *SOURCES[name]]
+    config["train"].update(RECIPES.get(name, {}))
     config.pop("export", None)
     path = output / "config.yaml"
     write_text(path, yaml.safe_dump(config))
@@ -128,7 +133,7 @@ def run_ablation(names: list[str], seed: int = 0) -> list[dict]:
 def scored_ablations() -> list[dict]:
     """Every ablation run scored so far (this and earlier invocations), in the order of the variants, then
     of the seeds: the table shows all of them, not only what one command trained."""
-    order = [*ABLATIONS, *SOURCES]
+    order = VARIANTS
     rows = [json.loads(path.read_text()) for path in Path("runs/ablation").glob("*/row.json")]
     rows = [row for row in rows if row["ablation"] in order]
     return sorted(rows, key=lambda row: (order.index(row["ablation"]), row.get("seed", 0)))
@@ -136,8 +141,8 @@ def scored_ablations() -> list[dict]:
 
 def ablation_markdown(rows: list[dict]) -> str:
     """One line per trained model, then, for a variant trained from several seeds, its mean and range."""
-    lines = ["| chain parts or source | seed | validation OA (training libraries) | unseen library OA / AA | "
-             "live after 1 s OA / AA |",
+    lines = [("| chain parts or source | seed | validation OA (training libraries) | unseen library OA / AA | "
+              "live after 1 s OA / AA |"),
              "|---|---|---|---|---|"]
     for row in rows:
         validation = "" if row["validation_oa"] is None else f"{row['validation_oa']:.1f}"
@@ -235,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=STUDIES, default=STUDIES, help="studies to run")
-    parser.add_argument("--ablation", nargs="*", choices=[*ABLATIONS, *SOURCES], metavar="PART",
+    parser.add_argument("--ablation", nargs="*", choices=VARIANTS, metavar="PART",
                         help=f"train and score the ablation on {ABLATION_STUDY} instead: chain parts alone, "
-                             f"or the whole chain with an added source (all of {', '.join([*ABLATIONS, *SOURCES])} "
-                             f"when no PART is named)")
+                             f"or the whole chain with an added source or a recipe change (all of "
+                             f"{', '.join(VARIANTS)} when no PART is named)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                         help="with --ablation: train each variant from each of these seeds (default 0): the "
                              "spread between seeds is the noise any difference between rows must beat")
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ablation is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        for name, seed in product(args.ablation or [*ABLATIONS, *SOURCES], args.seeds):
+        for name, seed in product(args.ablation or VARIANTS, args.seeds):
             run_ablation([name], seed)
             rows = scored_ablations()  # the table grows row by row: a cut run keeps it
             write_text(args.keep / "ablation.json", json.dumps(rows, indent=1) + "\n")

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.mel import LOG_SCALE
+
 PARAMETER_NAMES = ("pitch", "gain", "low_freq", "low_gain", "high_freq", "high_gain")
 PARAMETER_BOUNDS = (1.0, 0.5, 0.25, 0.25, 0.25, 0.25)
 N_PARAMETERS = len(PARAMETER_NAMES)
@@ -156,6 +158,7 @@ class PrototypeModel(nn.Module):
         channels: int = 128,
         kernel_size: int = PREDICTOR_KERNEL_SIZE,
         dilations: tuple[int, ...] = (1, 2, 4, 8),
+        dynamic_range_db: float = 0.0,
     ) -> None:
         super().__init__()
         if pitch_mode not in ("hz", "linear"):
@@ -166,6 +169,9 @@ class PrototypeModel(nn.Module):
         self.n_mels = n_mels
         self.lookahead = lookahead
         self.linear_pitch = pitch_mode == "linear"
+        if dynamic_range_db < 0.0:
+            raise ValueError(f"dynamic_range_db must be 0 (off) or more, got {dynamic_range_db}")
+        self.dynamic_range = float(dynamic_range_db) / (10.0 * LOG_SCALE)  # in x units (1 unit = 170 dB)
         self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
         self.theta = nn.Parameter(torch.tensor(-4.0))
         self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations)
@@ -182,6 +188,19 @@ class PrototypeModel(nn.Module):
         self.register_buffer("band_centres_700", 700.0 + self.band_centres)
         self.register_buffer("pending", torch.zeros(lookahead, n_mels), persistent=False)
         self.register_buffer("frames_seen", torch.zeros((), dtype=torch.long), persistent=False)
+
+    @torch.jit.export
+    def floored(self, frames: Tensor) -> Tensor:
+        """Frames with every band raised to at least ``dynamic_range_db`` below the frame's loudest band.
+
+        In log units a band 100 dB down weighs as much as a harmonic: without a floor the errors, and
+        the decision, hang on how quiet a library's quiet bands are (its noise floor, its band limit),
+        which says everything about the recording and nothing about the instrument.  Silence is left as
+        it is (its loudest band is itself near the log floor).  Off (0) in models trained without it.
+        """
+        if self.dynamic_range <= 0.0:
+            return frames
+        return torch.maximum(frames, frames.amax(-1, keepdim=True) - self.dynamic_range)
 
     # ----------------------------------------------------------------------------------------------- render
     @torch.jit.export
@@ -247,6 +266,7 @@ class PrototypeModel(nn.Module):
         the last that many frames: training renders those while the earlier ones serve as the predictor's
         context, which makes a batch several times cheaper (rendering, not the predictor, dominates).
         """
+        frames = self.floored(frames)
         padded = F.pad(frames, (0, 0, 0, self.lookahead))
         params = self.bound(self.predictor(padded)[:, self.lookahead :])
         if scored_frames > 0:
@@ -267,6 +287,7 @@ class PrototypeModel(nn.Module):
         if n == 0:
             empty = frames.new_zeros(0, self.n_prototypes, self.bounds.shape[0])
             return empty, frames.new_zeros(0, self.n_prototypes)
+        frames = self.floored(frames)
         params = self.bound(self.predictor.step(frames.unsqueeze(0))[0])
         history = torch.cat([self.pending, frames], dim=0)
         targets = history[:n]

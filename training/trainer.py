@@ -25,9 +25,9 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class CheckpointError(ProtophoneError):
 SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1, "epochs": 1, "batch_size": 1,
                      "crop_frames": 1, "scored_frames": 1, "batches_per_epoch": 0, "weight_decay": 0, "patience": 0,
                      "max_stage_epochs": 0, "min_improvement": 0, "warmup_batches": 0, "stretch": 0, "offset": 0,
-                     "noise": 0, "reassign_share": 0, "ce_weight": 0}
+                     "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0}
 #: Settings that must be above zero: rates.
 POSITIVE_SETTINGS = ("lr", "theta_lr", "warmup_start")
 
@@ -75,6 +75,7 @@ class TrainSettings:
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     lookahead: int = 0
     pitch_mode: str = "hz"
+    dynamic_range_db: float = 0.0  # 0: no floor (engine.model.PrototypeModel.floored)
     epochs: int = 60
     batch_size: int = 64
     crop_frames: int = 48
@@ -204,7 +205,7 @@ class Trainer:
         torch.manual_seed(settings.seed)  # before the model: the predictor's initial weights are part of the run
         self.model = PrototypeModel(
             len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
-            settings.channels, dilations=settings.dilations,
+            settings.channels, dilations=settings.dilations, dynamic_range_db=settings.dynamic_range_db,
         )
         membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
         if settings.mode == "supervised":
@@ -229,12 +230,19 @@ class Trainer:
     def initialise(self) -> None:
         """k-means++ prototypes from time-averaged clips, identical on every rank."""
         rng = np.random.default_rng([self.settings.seed, 0xC1])
-        means = np.stack([clip.mean(axis=0) for clip in self.clips])
+        means = np.stack([self._as_compared(clip).mean(axis=0) for clip in self.clips])
         labels = self.labels if self.settings.mode == "supervised" else None
         prototypes = initial_prototypes(means, labels, self.prototype_classes, rng)
         with torch.no_grad():
             self.model.prototypes.copy_(torch.from_numpy(prototypes))
         self._apply_stage()
+
+    def _as_compared(self, clip: np.ndarray) -> np.ndarray:
+        """A clip in the units the model compares prototypes with: floored, when the model floors."""
+        if not self.settings.dynamic_range_db:
+            return clip
+        with torch.no_grad():
+            return self.model.floored(torch.from_numpy(clip)).numpy()
 
     def wrap_for_distributed(self) -> None:
         if self.world > 1:
@@ -283,7 +291,7 @@ class Trainer:
         try:
             payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
             saved = payload["settings"]
-        except Exception as error:  # torch raises many types for a damaged file
+        except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
             raise CheckpointError(f"the checkpoint {self.checkpoint_path} cannot be read "
                                   f"({error.__class__.__name__}); {start_over}") from None
         current, saved = (json.loads(json.dumps(settings)) for settings in (asdict(self.settings), saved))  # tuples
@@ -443,10 +451,11 @@ class Trainer:
         head = self.model.predictor.head
         width = head.weight.shape[0] // len(wins)
         with torch.no_grad():
-            for target, source in zip(starved, sources):
+            for target, source in zip(starved, sources, strict=True):
                 self.model.prototypes[target] = self.model.prototypes[source] + 0.01 * torch.randn(
                     self.model.n_mels, generator=torch.Generator().manual_seed(int(target)))
-                rows_t, rows_s = slice(target * width, (target + 1) * width), slice(source * width, (source + 1) * width)
+                rows_t = slice(target * width, (target + 1) * width)
+                rows_s = slice(source * width, (source + 1) * width)
                 head.weight[rows_t] = head.weight[rows_s]
                 head.bias[rows_t] = head.bias[rows_s]
                 for parameter, rows in ((self.model.prototypes, (target, source)), (head.weight, (rows_t, rows_s)),
