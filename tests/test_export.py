@@ -6,15 +6,15 @@ import warnings
 
 import pytest
 import torch
+from tiny_model import build_tiny_model
 
 from engine.errors import ModelFileError
 from engine.export import load_model, save_model
-from tiny_model import build_tiny_model
 
 
-@pytest.mark.parametrize("lookahead", [0, 2])
-def test_scripted_model_equals_eager_after_round_trip(tmp_path, lookahead):
-    model, metadata = build_tiny_model(lookahead=lookahead)
+@pytest.mark.parametrize(("lookahead", "dynamic_range_db"), [(0, 0.0), (2, 0.0), (2, 60.0)])
+def test_scripted_model_equals_eager_after_round_trip(tmp_path, lookahead, dynamic_range_db):
+    model, metadata = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db)
     path = save_model(model, metadata, tmp_path / "tiny.pt")
     loaded = load_model(path)
     assert loaded.metadata == metadata
@@ -26,7 +26,7 @@ def test_scripted_model_equals_eager_after_round_trip(tmp_path, lookahead):
         model.reset()
         eager_step = model.step(frames[0, :25])
         scripted_step = loaded.module.step(frames[0, :25])
-    for a, b in zip(eager + eager_step, scripted + scripted_step):
+    for a, b in zip(eager + eager_step, scripted + scripted_step, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     with torch.no_grad():
         assert float(loaded.module.temperature()) == pytest.approx(float(model.temperature()))

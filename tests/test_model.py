@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_model import build_tiny_model, tone
 
 from engine.config import AnalysisConfig
 from engine.frontend import log_mel
 from engine.model import PARAMETER_BOUNDS, PrototypeModel, parameter_count
-from tiny_model import build_tiny_model, tone
 
 CONFIG = AnalysisConfig()
 
@@ -92,10 +92,11 @@ def test_predicted_parameters_respect_their_bounds():
     assert (params.abs().amax(dim=(0, 1, 2)) > 0.5 * bounds).all(), "large weights should reach the bounds"
 
 
+@pytest.mark.parametrize("dynamic_range_db", [0.0, 60.0])
 @pytest.mark.parametrize("lookahead", [0, 3])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_streaming_step_equals_whole_clip(lookahead, chunk):
-    model, _ = build_tiny_model(lookahead=lookahead)
+def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db):
+    model, _ = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db)
     frames = torch.rand(1, 150, CONFIG.n_mels) * 0.7
     with torch.no_grad():
         batch_params, batch_errors = model(frames)
@@ -152,3 +153,27 @@ def test_scoring_a_window_equals_slicing_the_whole_clip(lookahead):
     end = 30 - lookahead
     torch.testing.assert_close(window_params, params[:, end - 8 : end])
     torch.testing.assert_close(window_errors, errors[:, end - 8 : end])
+
+
+def test_floor_raises_only_bands_beyond_the_dynamic_range_and_leaves_silence():
+    model = PrototypeModel(1, CONFIG.band_centres_hz, dynamic_range_db=60.0)
+    unit_db = 170.0  # one unit of x
+    frame = torch.tensor([[0.6, 0.6 - 30 / unit_db, 0.6 - 90 / unit_db, 0.0]])
+    floored = model.floored(frame)
+    torch.testing.assert_close(floored, torch.tensor([[0.6, 0.6 - 30 / unit_db, 0.6 - 60 / unit_db, 0.6 - 60 / unit_db]]))
+    silence = torch.zeros(2, 4)
+    assert torch.equal(model.floored(silence), silence)
+    assert torch.equal(PrototypeModel(1, CONFIG.band_centres_hz).floored(frame), frame)  # off by default
+    with pytest.raises(ValueError, match="dynamic_range_db"):
+        PrototypeModel(1, CONFIG.band_centres_hz, dynamic_range_db=-1.0)
+
+
+def test_floored_model_compares_floored_frames():
+    """Whatever a frame holds below the floor, the errors are those of the floored frame."""
+    model, _ = build_tiny_model(dynamic_range_db=40.0)
+    frames = torch.rand(1, 30, CONFIG.n_mels) * 0.7
+    deeper = frames.clone()
+    quiet = deeper < deeper.amax(-1, keepdim=True) - 40.0 / 170.0
+    deeper[quiet] = 0.0  # far below the floor: the same frame to a floored model
+    with torch.no_grad():
+        torch.testing.assert_close(model(deeper)[1], model(frames)[1], rtol=0, atol=1e-6)

@@ -41,13 +41,16 @@ def tone(timbre: str, frequency: float, seconds: float, sample_rate: int, amplit
 
 
 def build_tiny_model(
-    lookahead: int = 0, head_std: float = 0.05, seed: int = 0, config: AnalysisConfig | None = None
+    lookahead: int = 0, head_std: float = 0.05, seed: int = 0, config: AnalysisConfig | None = None,
+    dynamic_range_db: float = 0.0,
 ) -> tuple[PrototypeModel, ModelMetadata]:
     """An eager model with one prototype per synthetic timbre, and its metadata."""
     config = config or AnalysisConfig()
     torch.manual_seed(seed)
-    model = PrototypeModel(len(TIMBRES), config.band_centres_hz, lookahead=lookahead, channels=32)
-    prototypes = [log_mel(tone(t, midi_to_hz(REFERENCE_MIDI), 1.0, config.sample_rate), config).mean(0) for t in TIMBRES]
+    model = PrototypeModel(len(TIMBRES), config.band_centres_hz, lookahead=lookahead, channels=32,
+                           dynamic_range_db=dynamic_range_db)
+    reference_hz = midi_to_hz(REFERENCE_MIDI)
+    prototypes = [log_mel(tone(t, reference_hz, 1.0, config.sample_rate), config).mean(0) for t in TIMBRES]
     with torch.no_grad():
         model.prototypes.copy_(torch.from_numpy(np.stack(prototypes)))
         model.predictor.head.weight.normal_(0.0, head_std)
