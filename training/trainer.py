@@ -1,6 +1,6 @@
 """The training loop of a prototype model: curriculum, warm-up, reassignment, checkpoints, DDP.
 
-Curriculum (DESIGN section 1): first only the prototypes learn, with every transformation held at
+Curriculum (docs/design.md section 1): first only the prototypes learn, with every transformation held at
 identity; each time the epoch loss has not improved for ``patience`` epochs (or, when set, after
 ``max_stage_epochs``, so that a short CPU budget still reaches every stage) the next stage is enabled —
 gain, pitch, shelves, temperature (supervised only) — and finally the learning rate drops tenfold.  A part
@@ -294,7 +294,9 @@ class Trainer:
         except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
             raise CheckpointError(f"the checkpoint {self.checkpoint_path} cannot be read "
                                   f"({error.__class__.__name__}); {start_over}") from None
-        current, saved = (json.loads(json.dumps(settings)) for settings in (asdict(self.settings), saved))  # tuples
+        defaults = asdict(TrainSettings())
+        # A setting newer than the checkpoint ran at its default, whatever the checkpoint does not name.
+        current, saved = (json.loads(json.dumps(defaults | settings)) for settings in (asdict(self.settings), saved))
         changed = sorted(key for key in current.keys() | saved.keys() if current.get(key) != saved.get(key))
         if changed:
             raise CheckpointError(f"the config changed since {self.checkpoint_path} was written (train."
