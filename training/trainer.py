@@ -43,7 +43,7 @@ from engine.identify import DEFAULT_GATE_DB, ClassMap, SoundingGate
 from engine.model import PrototypeModel, check_lookahead
 from training.chain import RecordingChain
 from training.features import crop_batch
-from training.objective import augment, clip_errors, clustering_loss, initial_prototypes, supervised_loss
+from training.objective import CE_WEIGHT, augment, clip_errors, clustering_loss, initial_prototypes, supervised_loss
 
 STAGES = ("prototypes", "gain", "pitch", "shelves", "temperature", "finetune")
 #: Which transformation parameters (engine.model.PARAMETER_NAMES order) each stage switches on.
@@ -93,7 +93,7 @@ class TrainSettings:
     noise: float = 0.01
     reassign_share: float = 0.02
     theta_lr: float = 0.01
-    ce_weight: float = 0.01
+    ce_weight: float = CE_WEIGHT
     early_temperature: bool = True
     seed: int = 0
 
