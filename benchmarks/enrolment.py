@@ -45,7 +45,7 @@ def takes_of(root: Path, analysis: AnalysisConfig, seconds: float, cache: Path =
     clips = load_clips([phrase.item for phrase in phrases], analysis, cache, progress=False, jobs=2)
     takes: dict[str, list[np.ndarray]] = {}
     budget = seconds * analysis.frame_rate
-    for item, frames in zip(clips.items, clips.features):
+    for item, frames in zip(clips.items, clips.features, strict=True):
         taken = takes.setdefault(item.label, [])
         left = int(budget - sum(len(f) for f in taken))
         if left > 0:
@@ -75,7 +75,8 @@ def measure(study: str, seconds: float, out: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| rotation | unseen library | enrolled (s, all classes) | adaptation s | OA / AA before | OA / AA after |",
+    lines = [("| rotation | unseen library | enrolled (s, all classes) | adaptation s "
+              "| OA / AA before | OA / AA after |"),
              "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['study']} | {row['library']} | {row['enrolled_s']:.0f} | {row['adapt_s']:.1f} | "

@@ -73,8 +73,8 @@ def compare(first: Path, second: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [f"| libraries | classes | notes | median similarity | shared recordings (class median >= {SHARED}) "
-             f"| related? (>= {RELATED}) |", "|---|---|---|---|---|---|"]
+    lines = [(f"| libraries | classes | notes | median similarity | shared recordings (class median >= {SHARED}) "
+              f"| related? (>= {RELATED}) |"), "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {' / '.join(row['libraries'])} | {row['classes']} | {row['notes']} | {row['median']:.2f} | "
                      f"{', '.join(row['shared']) or 'none'} | {', '.join(row['related']) or 'none'} |")

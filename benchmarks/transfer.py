@@ -4,7 +4,7 @@
         --targets violin,cello,flute,trumpet,clarinet --max-phrases 3
     python -m benchmarks.transfer ... --json
 
-DESIGN section 5 asks for the target hit rate and the pitch error "on phrases from instruments it never saw
+docs/design.md section 5 asks for the target hit rate and the pitch error "on phrases from instruments it never saw
 as targets".  So for each target only the legato phrases of the *other* instruments are played
 (``DIR/phrases/<class>/*.wav`` with the ``*.notes.csv`` beside each, ``onset_s, offset_s, midi``).  Each
 phrase goes through the streaming engine, ``Processor.process_file`` (transfer mode, mix 1, no
@@ -112,7 +112,7 @@ def pitch_errors(audio: np.ndarray, sample_rate: int, notes: np.ndarray) -> tupl
     fmin = float(librosa.midi_to_hz(notes[:, 2].min() - PYIN_MARGIN_SEMITONES))
     fmax = min(float(librosa.midi_to_hz(notes[:, 2].max() + PYIN_MARGIN_SEMITONES)), 0.45 * sample_rate)
     frame_length = 1 << math.ceil(math.log2(2.0 * sample_rate / fmin + 2.0))
-    hop = int(round(PYIN_HOP_S * sample_rate))
+    hop = round(PYIN_HOP_S * sample_rate)
     f0, voiced, _ = librosa.pyin(audio, fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame_length,
                                  hop_length=hop)
     times = librosa.times_like(f0, sr=sample_rate, hop_length=hop)
@@ -153,7 +153,7 @@ class Capture:
 
     def rendered(self, renderer: TransferRenderer, analysis: AnalysisConfig, gate_db: float) -> np.ndarray:
         """The wet mel frames the stream synthesised: rendered, and silenced below the level gate."""
-        frames, params, errors = (np.concatenate(part) for part in zip(*self.chunks))
+        frames, params, errors = (np.concatenate(part) for part in zip(*self.chunks, strict=True))
         with torch.no_grad():
             wet = renderer.render(torch.from_numpy(params), torch.from_numpy(errors)).cpu().numpy()
         wet[frame_level_db(frames, analysis) < gate_db] = 0.0
@@ -213,7 +213,7 @@ def input_accuracy(phrases: list[Phrase], cnn: CnnClassifier, analysis: Analysis
         audio, rate = read_audio(phrase.item.path)
         clips.append(log_mel(to_rate(audio, rate, analysis.sample_rate), analysis))
     predicted = cnn.predict(clips)
-    return float(np.mean([cnn.class_names[i] == p.item.label for i, p in zip(predicted, known)]))
+    return float(np.mean([cnn.class_names[i] == p.item.label for i, p in zip(predicted, known, strict=True)]))
 
 
 def _number(value: float) -> float | None:
@@ -315,12 +315,12 @@ def table(result: dict) -> str:
 
     accuracy = result["classifier_input_accuracy"]
     lines = [
-        f"preset {result['preset']} ({result['model']}), phase {result['phase']}, block {result['block_size']}, "
-        f"{result['threads']} thread(s)",
-        f"phrases {result['phrases_root']} ({', '.join(result['source_classes'])}); classifier "
-        f"{result['classifier']} (on the input phrases: {cell(accuracy, '.0f', 100)} % correct)",
-        f"{'target':<12} {'candidate':<9} {'carrier':<9} {'phrases':>7} {'hit %':>6} {'pitch ¢':>8} {'voiced %':>8} "
-        f"{'SC rtpghi':>9} {'SC input':>8} {'SC GL':>6} {'RTF':>6}",
+        (f"preset {result['preset']} ({result['model']}), phase {result['phase']}, block {result['block_size']}, "
+         f"{result['threads']} thread(s)"),
+        (f"phrases {result['phrases_root']} ({', '.join(result['source_classes'])}); classifier "
+         f"{result['classifier']} (on the input phrases: {cell(accuracy, '.0f', 100)} % correct)"),
+        (f"{'target':<12} {'candidate':<9} {'carrier':<9} {'phrases':>7} {'hit %':>6} {'pitch ¢':>8} {'voiced %':>8} "
+         f"{'SC rtpghi':>9} {'SC input':>8} {'SC GL':>6} {'RTF':>6}"),
     ]
     for row in result["results"]:
         sc = row["spectral_convergence"]

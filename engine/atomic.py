@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,15 +67,15 @@ def refuse_overwriting(output: str | Path, inputs: list[str | Path]) -> None:
     """Raise :class:`OutputPathError` when ``output`` is, or links to, one of ``inputs``: checked before
     any work, so a recording is never replaced by its own processed copy."""
     output = Path(output)
-    for source in inputs:
-        source = Path(source)
+    for given in inputs:
+        source = Path(given)
         same = output.exists() and source.exists() and os.path.samefile(output, source)
         if same or output.resolve() == source.resolve():
             raise OutputPathError(f"the output {output} is the input {source}; choose another output file "
                                  "(Protophone never replaces its input)")
 
 
-def check_output(output: str | Path, inputs: list[str | Path] = ()) -> None:
+def check_output(output: str | Path, inputs: Sequence[str | Path] = ()) -> None:
     """Check, before any work, that ``output`` names none of ``inputs``, is not a folder, and lies in a
     folder that exists or can be made and that this process may write to (else :class:`OutputPathError`)."""
     output = Path(output)

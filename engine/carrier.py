@@ -210,6 +210,7 @@ class InputCarrier:
 
     def _resampled(self, envelope: np.ndarray) -> np.ndarray:
         """A smooth ``envelope`` stretched along the bins by the transposition ratio (zero beyond the top)."""
+        assert self._shift is not None  # called only while transposing
         _, low, fraction, inside = self._shift
         moved = envelope[:, low] * (1.0 - fraction) + envelope[:, low + 1] * fraction
         return moved * inside

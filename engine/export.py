@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -58,7 +58,8 @@ class ModelMetadata:
         if len(self.reference_pitch) != len(self.prototype_classes):
             raise ValueError("reference_pitch needs one entry per prototype")
         if self.analysis.n_mels > self.analysis.n_bins:  # building the analysis also checks its own values
-            raise ValueError(f"n_mels ({self.n_mels}) must not exceed the {self.analysis.n_bins} bins of n_fft {self.n_fft}")
+            raise ValueError(f"n_mels ({self.n_mels}) must not exceed the {self.analysis.n_bins} bins "
+                             f"of n_fft {self.n_fft}")
         if self.lookahead < 0:
             raise ValueError(f"lookahead must be a whole number of frames >= 0, got {self.lookahead!r}")
 
@@ -74,7 +75,7 @@ class ModelMetadata:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMetadata":
+    def from_json(cls, text: str) -> ModelMetadata:
         data = json.loads(text)
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
                    and f.name not in data]
@@ -153,7 +154,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     try:
         with quiet_torchscript():
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception as error:  # torch raises many types for a damaged archive
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged archive
         raise ModelFileError(f"{path} is not a readable TorchScript model ({error.__class__.__name__}); "
                              "export it again from training, or pick another preset") from None
     if not extra[METADATA_NAME]:

@@ -1,6 +1,6 @@
 """The streaming log-mel front end: audio blocks of any size in, model frames out.
 
-``x = (log10(mel(|STFT|^2) + 1e-10) + 10) / 17`` per frame (DESIGN section 1).  The batch function and the
+``x = (log10(mel(|STFT|^2) + 1e-10) + 10) / 17`` per frame (docs/design.md section 1).  The batch function and the
 streaming class share :func:`spectra_to_frames`, so they agree to the last bit.
 """
 

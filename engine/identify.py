@@ -7,7 +7,7 @@ peak, so silence, release tails and decays are left out of both decisions:
 - clip: the mean class error over the sounding frames, lowest wins;
 - live: an exponential moving average of class errors over the sounding frames of the current passage,
   shown as a posterior ``softmax(-tau * e)`` with the model's learned temperature.  The readout does
-  not guess (DESIGN section 6): it names no class (``label`` None, with a ``reason``) in silence and
+  not guess (docs/design.md section 6): it names no class (``label`` None, with a ``reason``) in silence and
   tails once ``hold_s`` has passed without a sounding frame, and while the leading class's posterior is
   below ``min_confidence``.  A new passage after such a pause starts from fresh evidence.  Hysteresis
   keeps it from flickering: another class replaces the one shown only after leading for ``switch_s``.
@@ -164,7 +164,7 @@ class StreamingIdentifier:
         class_errors = self.class_map.class_errors(np.asarray(prototype_errors, dtype=np.float64))[:, self._usable]
         sounding = self.gate(levels_db)
         decisions = np.empty(len(class_errors), dtype=np.int64)
-        for index, (errors, level) in enumerate(zip(class_errors, levels_db)):
+        for index, (errors, level) in enumerate(zip(class_errors, levels_db, strict=True)):
             if sounding[index] and np.isfinite(errors).all():
                 self._hear(errors)
             else:
@@ -219,8 +219,8 @@ class StreamingIdentifier:
         names = self.class_map.class_names
         if not self.frames_seen:
             uniform = 1.0 / len(names)
-            return Identification(None, {name: uniform for name in names}, 0, NOT_YET)
+            return Identification(None, dict.fromkeys(names, uniform), 0, NOT_YET)
         label = names[self._shown] if self._shown >= 0 else None
         held = label is not None and self._quiet_frames > 0
-        return Identification(label, dict(zip(names, self._posterior().tolist())), self.frames_seen,
+        return Identification(label, dict(zip(names, self._posterior().tolist(), strict=True)), self.frames_seen,
                               "" if label is not None else self._reason, held)

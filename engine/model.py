@@ -1,7 +1,7 @@
 """The playable-prototype model: K spectra, a causal transformation predictor, and their renderer.
 
 For every frame ``x_t`` and prototype ``P_k`` the predictor outputs six numbers, each bounded by
-``scale * tanh`` (DESIGN section 1): pitch ``p`` (frequency scaling ``s = exp(p)``), gain ``g`` and two
+``scale * tanh`` (docs/design.md section 1): pitch ``p`` (frequency scaling ``s = exp(p)``), gain ``g`` and two
 shelves ``(f_lo, G_lo)``, ``(f_hi, G_hi)``.  The reconstruction ``R_k(x)_t`` is ``P_k`` transposed, then
 level-shifted, then shelved; ``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the prototypes.
 
@@ -13,6 +13,7 @@ the whole clip.  The module is TorchScript-compatible; :mod:`engine.export` writ
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ class CausalConv1d(nn.Module):
     instead.  Zero is silence in model units, so a stream that starts from a reset cache is exactly a clip
     that starts at its first frame.
     """
+
+    if TYPE_CHECKING:  # the buffer registered in __init__, typed for mypy; TorchScript rejects string annotations
+        cache: Tensor
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> None:
         super().__init__()
@@ -131,14 +135,16 @@ class TransformationPredictor(nn.Module):
     def step(self, frames: Tensor) -> Tensor:
         """``frames``: ``(1, n, n_mels)``, the next ``n`` frames of a single stream."""
         h = self.input(frames).transpose(1, 2)
+        # mypy types a ModuleList's items as Module, not CausalBlock; TorchScript needs this direct loop, and
+        # parses type comments itself, so the reason for the ignore below cannot follow it on its line
         for block in self.blocks:
-            h = block.step(h)
+            h = block.step(h)  # type: ignore[operator]
         return self._head(h)
 
     @torch.jit.export
     def reset(self) -> None:
-        for block in self.blocks:
-            block.reset()
+        for block in self.blocks:  # a CausalBlock typed as Module, as in step
+            block.reset()  # type: ignore[operator]
 
 
 class PrototypeModel(nn.Module):
@@ -148,6 +154,16 @@ class PrototypeModel(nn.Module):
     the prototype at the fractional band whose centre is ``f_j / s``.  ``"linear"`` reproduces the paper's
     stretch of the band axis (band ``j`` reads band ``j / s``), kept only to compare against.
     """
+
+    if TYPE_CHECKING:  # the buffers registered in __init__, typed for mypy (as CausalConv1d.cache)
+        bounds: Tensor
+        enabled: Tensor
+        band_index: Tensor
+        band_position: Tensor
+        band_centres: Tensor
+        band_centres_700: Tensor
+        pending: Tensor
+        frames_seen: Tensor
 
     def __init__(
         self,

@@ -27,8 +27,8 @@ class Parameter:
     @property
     def bounds(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
-        return f"{'above' if self.above_low else 'from'} {self.low:g} {'and at most' if self.above_low else 'to'} " \
-               f"{self.high:g}{unit}"
+        return (f"{'above' if self.above_low else 'from'} {self.low:g} {'and at most' if self.above_low else 'to'} "
+                f"{self.high:g}{unit}")
 
     def check(self, value: object) -> float:
         """``value`` as a float within bounds, else ValueError naming the setting, its bounds and the value."""

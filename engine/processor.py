@@ -1,6 +1,6 @@
 """The plugin-style streaming engine: ``prepare`` once, then ``process`` blocks of any host's audio.
 
-Signal flow per block (DESIGN section 2)::
+Signal flow per block (docs/design.md section 2)::
 
     host block ─► sanitise/mono ─┬─► dry delay line (latency_samples) ───────────────┐
                                  └─► resample to model rate ─► log-mel frames         │
@@ -19,11 +19,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soxr
@@ -157,7 +156,7 @@ class Processor:
         self._busy = threading.Lock()  # held while prepare, reset or process runs: see _exclusive
 
     @classmethod
-    def from_preset(cls, name_or_path: str | Path, device: str = "cpu", carrier: str | None = None) -> "Processor":
+    def from_preset(cls, name_or_path: str | Path, device: str = "cpu", carrier: str | None = None) -> Processor:
         """A processor for a preset name (see ``presets/``), a preset YAML path or a model file; ``carrier``
         overrides the preset's (``input`` or ``prototype``, see :mod:`engine.carrier`)."""
         preset = load_preset(name_or_path)
@@ -407,7 +406,7 @@ class Processor:
                 wet_frames = np.zeros_like(decided)
         return self._synth.push(wet_frames, decided_spectra).astype(np.float32)
 
-    def _new_chain(self) -> "_Chain":
+    def _new_chain(self) -> _Chain:
         return _Chain(self.analysis, self.sample_rate)
 
     def _decision_lag_frames(self) -> int:

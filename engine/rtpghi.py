@@ -100,8 +100,7 @@ def _finalise(
     peak = 0.0
     for row in range(3):
         for k in range(n_bins):
-            if mags[row, k] > peak:
-                peak = mags[row, k]
+            peak = max(peak, mags[row, k])
     if peak <= 0.0:  # three silent frames: nothing to integrate, exact zeros out
         for k in range(n_bins):
             phase[k] = random_phase[k]
@@ -288,7 +287,9 @@ class RTPGHI:
         n_out = _run(self._mags[:0], True, *self._state(), out) if self._counters[0] else 0
         return out[:n_out].copy()
 
-    def _state(self) -> tuple:
+    def _state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float,
+                              float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``_run``'s arguments from ``mags`` to ``done``, in its order."""
         return (self._mags, self._logs, self._phase, self._tgrad, self._counters, self._random_phase, self.tol,
                 self._coef_time, self._coef_freq, self._bin_advance, self._work, self._heap_keys, self._done)
 

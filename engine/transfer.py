@@ -1,6 +1,6 @@
 """Timbre transfer: the target class's prototype rendered along the input's trajectory, frame by frame.
 
-Two ways to choose the parameters of the target prototype (DESIGN section 2, both kept to be measured):
+Two ways to choose the parameters of the target prototype (docs/design.md section 2, both kept to be measured):
 
 - ``"winner"`` (default): gain and shelves of the prototype that reconstructs the input best, and a
   pitch that puts the target prototype's reference pitch on the input's absolute pitch (the winner's

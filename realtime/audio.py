@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import numpy as np
 import sounddevice as sd
@@ -151,7 +151,7 @@ def _stop_and_close(stream: sd.Stream, timeout_s: float) -> None:
                 stream.stop()
             finally:
                 stream.close()
-        except BaseException as error:  # re-raised on the caller's thread
+        except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread
             failure.append(error)
 
     helper = threading.Thread(target=stop, name="protophone-stream-stop", daemon=True)
@@ -271,8 +271,8 @@ class RunReport:
     def summary(self) -> str:
         """Multi-line human summary for logs and the terminal."""
         lines = [
-            f"{self.mode} mode, {self.sample_rate} Hz, block {self.block_size} "
-            f"({self.block_ms:.2f} ms), {self.blocks} blocks ({self.blocks * self.block_ms / 1e3:.1f} s)",
+            (f"{self.mode} mode, {self.sample_rate} Hz, block {self.block_size} "
+             f"({self.block_ms:.2f} ms), {self.blocks} blocks ({self.blocks * self.block_ms / 1e3:.1f} s)"),
             f"xruns {self.xruns} {self.xrun_flags}, deadline misses {self.deadline_misses}"
             + (f", wrong-size blocks {self.wrong_size_blocks}" if self.wrong_size_blocks else ""),
             f"callback time: {self.callback_time}",
@@ -280,9 +280,9 @@ class RunReport:
         if self.worker_time is not None:
             lines += [
                 f"worker time: {self.worker_time}, worker deadline misses {self.worker_deadline_misses}",
-                f"dry blocks {self.dry_blocks}, late blocks {self.late_blocks}, "
-                f"skipped blocks {self.skipped_blocks}, dropped input blocks {self.dropped_input_blocks}, "
-                f"added latency {self.added_latency_samples} samples",
+                (f"dry blocks {self.dry_blocks}, late blocks {self.late_blocks}, "
+                 f"skipped blocks {self.skipped_blocks}, dropped input blocks {self.dropped_input_blocks}, "
+                 f"added latency {self.added_latency_samples} samples"),
             ]
         latency_in, latency_out = (1e3 * x for x in self.stream_latency_s)
         lines.append(f"stream latency in/out: {latency_in:.2f}/{latency_out:.2f} ms"
@@ -415,7 +415,7 @@ class DuplexRunner:
             report = RunReport(**{**report.__dict__, "interrupted": True})
         return report
 
-    def __enter__(self) -> DuplexRunner:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -569,7 +569,7 @@ class DuplexRunner:
             start = time.perf_counter()
             try:
                 out = self.processor.process(self._processor_input(block))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any processor failure stops the run; re-raised by stop()
                 self._error = exc
                 self._stop_requested = True
                 return

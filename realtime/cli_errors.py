@@ -22,7 +22,7 @@ class AudioDeviceError(ProtophoneError):
 def audio_module() -> ModuleType:
     """``realtime.audio``, imported on first use; a missing PortAudio library becomes a one-line hint."""
     try:
-        import realtime.audio as audio  # noqa: PLC0415 - sounddevice loads libportaudio at import
+        from realtime import audio  # sounddevice loads libportaudio at import
     except OSError as error:
         raise AudioDeviceError(
             f"the PortAudio library is missing ({error}); install it with: apt-get install libportaudio2"

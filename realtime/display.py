@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Self, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -99,7 +99,7 @@ class Display:
         self._next_line_s = 1.0
         self._last_draw = 0.0
 
-    def __enter__(self) -> Display:
+    def __enter__(self) -> Self:
         if self.interactive:
             console = Console(file=self.stream)
             self._live = Live(console=console, refresh_per_second=REFRESH_PER_SECOND, transient=False)

@@ -24,8 +24,15 @@ from engine.filestream import FileRun, stream_file
 from engine.processor import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from realtime.cli_errors import AudioDeviceError
 from realtime.display import Display, View
-from realtime.livemode import (ProcessingChoice, hop_at_rate, open_runner, perform, plan_processing, resolve_devices,
-                               stream_summary)
+from realtime.livemode import (
+    ProcessingChoice,
+    hop_at_rate,
+    open_runner,
+    perform,
+    plan_processing,
+    resolve_devices,
+    stream_summary,
+)
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.rtpolicy import audio_thread_policy
 

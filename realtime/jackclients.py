@@ -48,7 +48,7 @@ class JackPatch:
     """
 
     def __init__(self, signal: np.ndarray, record_samples: int = 0, loop: bool = False) -> None:
-        import jack  # noqa: PLC0415 - JACK-Client is a test/benchmark dependency only
+        import jack  # JACK-Client is a test/benchmark dependency only
 
         self.player = jack.Client("protophone-player", no_start_server=True)
         self.recorder = jack.Client("protophone-recorder", no_start_server=True)

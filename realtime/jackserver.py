@@ -11,6 +11,7 @@ Needs: ``apt-get install jackd2`` (server; pulls libjack-jackd2-0) and ``pip ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -64,10 +65,9 @@ class JackServer:
                 self.process.wait(timeout=timeout_s)
         self.log_path.unlink(missing_ok=True)
         if self.process.returncode == -signal.SIGKILL:
-            try:
+            # JackUnavailable: nothing more to free, the registry is then already full of live servers
+            with contextlib.suppress(JackUnavailable):
                 start_jack_server(self.sample_rate, self.period, self.realtime, name=self.name).stop()
-            except JackUnavailable:
-                pass  # nothing more to free: the registry is then already full of live servers
 
 
 def _wait_until_accepting(server: JackServer, timeout_s: float) -> None:
@@ -85,7 +85,7 @@ def _wait_until_accepting(server: JackServer, timeout_s: float) -> None:
     while True:
         if server.process.poll() is not None:
             raise JackUnavailable(f"jackd exited with {server.process.returncode}: {server.log_tail()}")
-        probe = subprocess.run([lsp, "-s", server.name], env=environment, capture_output=True)
+        probe = subprocess.run([lsp, "-s", server.name], env=environment, capture_output=True, check=False)
         if probe.returncode == 0 and b"system:" in probe.stdout:
             return
         if time.monotonic() > deadline:
@@ -97,7 +97,7 @@ def realtime_permitted(priority: int = 1) -> bool:
     """Whether this user may use SCHED_FIFO at ``priority`` (root with CAP_SYS_NICE, or an rtprio limit),
     tried in a child process so that this process's own scheduling is untouched."""
     probe = f"import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param({priority}))"
-    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, check=False).returncode == 0
 
 
 def start_jack_server(sample_rate: int = 48000, period: int = 256, realtime: bool | None = None,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.processor import Processor
 from realtime.cli_errors import AudioDeviceError, audio_module, device_not_found, stream_failed
@@ -24,7 +25,8 @@ from realtime.recorder import Recorder
 from realtime.rtpolicy import audio_thread_policy
 
 if TYPE_CHECKING:
-    from realtime.audio import DeviceInfo, DuplexRunner, Processor as RunnerProcessor, RunReport
+    from realtime.audio import DeviceInfo, DuplexRunner, RunReport
+    from realtime.audio import Processor as RunnerProcessor
 
 POLL_S = 0.1
 #: No callback for this long while the stream should run means the device is gone.

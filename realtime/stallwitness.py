@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from realtime.jackserver import realtime_permitted
 
@@ -66,7 +67,7 @@ class StallWitness:
         self.stalls: list[Stall] = []
         self._sleepers: list[subprocess.Popen] = []
 
-    def start(self) -> StallWitness:
+    def start(self) -> Self:
         if self.available:
             self._sleepers = [
                 subprocess.Popen([sys.executable, "-m", __name__, str(cpu), str(self.late_after_s), str(SLEEP_S)],
@@ -89,7 +90,7 @@ class StallWitness:
         self.stalls = sorted(self.stalls + found, key=lambda s: s.start_s)
         return self.stalls
 
-    def __enter__(self) -> StallWitness:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

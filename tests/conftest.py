@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-# --- JACK server fixture (live audio path, see DESIGN.md section 4) ---------------------------------
+# --- JACK server fixture (live audio path, see docs/design.md section 4) ----------------------------
 from jack_server import INSTALL_HINT, JackServer, JackUnavailable, start_jack_server
 
 

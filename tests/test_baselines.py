@@ -17,8 +17,15 @@ import torch
 from engine.config import AnalysisConfig
 from engine.frontend import log_mel
 from engine.mel import power_to_x
-from training.baselines import (AutoencoderKMeans, CnnClassifier, accuracy_metrics, majority_mapping,
-                                random_gain, train_autoencoder_kmeans, train_cnn)
+from training.baselines import (
+    AutoencoderKMeans,
+    CnnClassifier,
+    accuracy_metrics,
+    majority_mapping,
+    random_gain,
+    train_autoencoder_kmeans,
+    train_cnn,
+)
 
 CONFIG = AnalysisConfig(sample_rate=16000, n_fft=512, hop=128, n_mels=32)
 NAMES = ["low_harmonic", "high_sine", "noise"]
@@ -98,15 +105,15 @@ def test_cnn_save_load_round_trip(cnn: CnnClassifier, data, tmp_path: Path) -> N
 def test_corrupt_or_foreign_model_file_is_a_clear_error(cnn: CnnClassifier, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"definitely not a torch file")
-    with pytest.raises(ValueError, match="corrupt.pt"):
+    with pytest.raises(ValueError, match=r"corrupt\.pt"):
         CnnClassifier.load(corrupt)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(ValueError, match="foreign.pt"):
+    with pytest.raises(ValueError, match=r"foreign\.pt"):
         CnnClassifier.load(foreign)
     cnn_file = tmp_path / "cnn.pt"
     cnn.save(cnn_file)
-    with pytest.raises(ValueError, match="cnn.pt.*autoencoder"):
+    with pytest.raises(ValueError, match=r"cnn\.pt.*autoencoder"):
         AutoencoderKMeans.load(cnn_file)
 
 

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_training import CLASSES, TINY_TRAIN, _config, dataset  # noqa: F401  (dataset is a fixture)
 
 from benchmarks.enrolment import takes_of
 from engine.config import AnalysisConfig
 from engine.export import load_model
 from engine.preset import load_preset
 from engine.processor import Processor
-from test_training import CLASSES, TINY_TRAIN, _config, dataset  # noqa: F401  (dataset is a fixture)
-from training.enrol import enrol, main as enrol_main, write_enrolled
+from training.enrol import enrol, write_enrolled
+from training.enrol import main as enrol_main
 from training.evaluate import evaluate
 from training.features import load_clips
 from training.layouts import scan_phrases
@@ -40,7 +41,7 @@ def unseen(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(dataset, tmp_path_factory) -> Path:  # noqa: F811
+def tiny_model(dataset, tmp_path_factory) -> Path:  # noqa: F811 - pytest passes the imported fixture by name
     folder = tmp_path_factory.mktemp("tiny-run")
     assert train_main(["--config", str(_config(folder, dataset)), "--no-progress"]) == 0
     return folder / "run" / "model.pt"
@@ -58,7 +59,7 @@ def test_enrolling_an_unseen_library_moves_its_worst_class_up(tiny_model, unseen
     phrases = scan_phrases(unseen)
     clips = load_clips([p.item for p in phrases], model.metadata.analysis, tmp_path / "cache", progress=False)
     takes: dict[str, list[np.ndarray]] = {}
-    for item, frames in zip(clips.items, clips.features):
+    for item, frames in zip(clips.items, clips.features, strict=True):
         takes.setdefault(item.label, []).append(frames)
     prototypes = enrol(model, takes)
     shipped = model.module.prototypes.detach().numpy()
@@ -93,7 +94,7 @@ def test_enrol_command_writes_a_preset_every_tool_accepts(tiny_model, unseen, tm
     (["--class", "flute", "--steps", "1"], "at least 5 s"),
 ])
 def test_enrol_command_errors_are_one_line(tiny_model, unseen, tmp_path, capsys, args, message):
-    note = sorted((unseen / "flute").glob("*short*.wav"))[0]  # a 0.15 s note: far too little to enrol
+    note = min((unseen / "flute").glob("*short*.wav"))  # a 0.15 s note: far too little to enrol
     code = enrol_main(["--preset", str(tiny_model), "--audio", str(note), "--out", str(tmp_path / "x.yaml"), *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -95,7 +95,7 @@ def test_corrupt_and_short_files_are_skipped_by_name(tmp_path: Path, jobs: int) 
     assert any("broken.wav" in str(w.message) for w in record)
     assert sorted(item.path.name for item in clips.items) == ["good.wav", "good0.wav", "good1.wav", "good2.wav"]
     assert len(clips.features) == len(clips.items) and clips.labels.count("violin") == 3
-    for item, features in zip(clips.items, clips.features):
+    for item, features in zip(clips.items, clips.features, strict=True):
         np.testing.assert_array_equal(features, log_mel(sf.read(item.path, dtype="float32")[0], CONFIG))
 
 

@@ -54,7 +54,7 @@ def test_level_is_relative_to_full_scale_sine():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(sample_rate=0), dict(n_fft=1000), dict(hop=3), dict(n_mels=1), dict(f_min=30000.0)]
+    "kwargs", [{"sample_rate": 0}, {"n_fft": 1000}, {"hop": 3}, {"n_mels": 1}, {"f_min": 30000.0}]
 )
 def test_bad_analysis_settings_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -3,8 +3,8 @@
 A second JACK client plays a train of chirps into the engine's input port and records its output port,
 so these tests check, through the real server and in real time, that audio comes back processed and
 aligned, that the stream causes no xrun (any xrun must follow a stall of the machine itself, see
-second_attempt.py, and a chirp it disturbed is not judged), and that the stream closes cleanly.  The engine's processor is replaced by a test double (delay + gain) whose output is known
-exactly.
+second_attempt.py, and a chirp it disturbed is not judged), and that the stream closes cleanly.  The
+engine's processor is replaced by a test double (delay + gain) whose output is known exactly.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-
 from jack_server import JackServer
+from second_attempt import assert_xruns_are_the_machines, retry_if_disturbed
+
 from realtime.audio import (
     EVENT_HISTORY,
     DeviceNotFoundError,
@@ -33,7 +34,6 @@ from realtime.audio import (
 )
 from realtime.ringbuffer import BlockRing
 from realtime.stallwitness import StallWitness
-from second_attempt import assert_xruns_are_the_machines, retry_if_disturbed
 
 jack = pytest.importorskip("jack", reason="JACK-Client missing: pip install JACK-Client")
 
@@ -301,7 +301,8 @@ def _chirp_round_trip(server: JackServer, double: DelayGainProcessorDouble, mode
                f"{[round(t - started, 3) for t in server_xruns]} s, later "
                f"{[round(t - started, 3) for t in recorder.xrun_times[len(server_xruns):]]}; "
                f"server realtime: {server.realtime}; chirps played from {round(recorder.armed_at - started, 3)} s, "
-               f"every {CHIRP_SPACING_S} s: {len(copies)}, disturbed: {[i for i, c in enumerate(copies) if c.disturbed]}")
+               f"every {CHIRP_SPACING_S} s: {len(copies)}, "
+               f"disturbed: {[i for i, c in enumerate(copies) if c.disturbed]}")
     print(context)
     return ChirpRun(report, copies, xrun_clock_s, witness, stop_s, leftover, context)
 

@@ -13,10 +13,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.layouts import (DatasetError, Item, detect_layout, pitch_to_midi, scan, scan_folder,
-                              scan_librispeech, scan_phrases, scan_sol, scan_tinysol)
-from training.splits import (SplitError, leave_library_out, load_or_create_split, read_split, split_items,
-                             write_split)
+from training.layouts import (
+    DatasetError,
+    Item,
+    detect_layout,
+    pitch_to_midi,
+    scan,
+    scan_folder,
+    scan_librispeech,
+    scan_phrases,
+    scan_sol,
+    scan_tinysol,
+)
+from training.splits import SplitError, leave_library_out, load_or_create_split, read_split, split_items, write_split
 
 
 def _tone(path: Path, seconds: float = 0.05, sample_rate: int = 8000) -> Path:
@@ -178,7 +187,7 @@ def test_reading_a_split_with_a_missing_file_names_it(tmp_path: Path) -> None:
     split = split_items(scan(tmp_path), seed=0)
     write_split(tmp_path / "split.csv", split, tmp_path)
     wav.unlink()
-    with pytest.raises(SplitError, match="a.wav"):
+    with pytest.raises(SplitError, match=r"a\.wav"):
         read_split(tmp_path / "split.csv", tmp_path)
 
 

@@ -160,7 +160,8 @@ def test_floor_raises_only_bands_beyond_the_dynamic_range_and_leaves_silence():
     unit_db = 170.0  # one unit of x
     frame = torch.tensor([[0.6, 0.6 - 30 / unit_db, 0.6 - 90 / unit_db, 0.0]])
     floored = model.floored(frame)
-    torch.testing.assert_close(floored, torch.tensor([[0.6, 0.6 - 30 / unit_db, 0.6 - 60 / unit_db, 0.6 - 60 / unit_db]]))
+    expected = torch.tensor([[0.6, 0.6 - 30 / unit_db, 0.6 - 60 / unit_db, 0.6 - 60 / unit_db]])
+    torch.testing.assert_close(floored, expected)
     silence = torch.zeros(2, 4)
     assert torch.equal(model.floored(silence), silence)
     assert torch.equal(PrototypeModel(1, CONFIG.band_centres_hz).floored(frame), frame)  # off by default

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 
 from engine.errors import AudioFileError, PresetError
 from engine.frontend import frame_level_db, log_mel
 from engine.identify import ClassMap, StreamingIdentifier
 from engine.preset import available_presets
 from engine.processor import Processor
-from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 
 RATE = 44100
 
@@ -35,7 +35,7 @@ def _phrase(seconds: float = 1.5) -> np.ndarray:
 
 def _stream(proc: Processor, audio: np.ndarray, block: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     taps: dict[str, list] = {"frames": [], "params": [], "errors": [], "decisions": []}
-    proc.tap = lambda f, p, e, d: [taps[k].append(v) for k, v in zip(taps, (f, p, e, d))]
+    proc.tap = lambda f, p, e, d: [taps[k].append(v) for k, v in zip(taps, (f, p, e, d), strict=True)]
     out = np.concatenate([proc.process(audio[i : i + block]) for i in range(0, len(audio), block)])
     proc.tap = None
     return out, {k: np.concatenate(v) for k, v in taps.items()}

@@ -2,8 +2,8 @@
 
 import numpy as np
 import soundfile as sf
-
 from tiny_model import TIMBRES, write_tiny_model
+
 from training.prototypes import main
 
 

@@ -10,12 +10,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 
 from engine.errors import PresetError
 from engine.identify import SILENCE, TAIL, UNCERTAIN, ClassMap, SoundingGate, StreamingIdentifier
 from engine.preset import load_preset, save_preset
 from engine.processor import Processor
-from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 
 FRAME_RATE = 86.0
 CLASSES = ClassMap(("a", "b", "c"), (0, 1, 2))

@@ -9,9 +9,9 @@ import time
 import warnings
 
 import pytest
+from second_attempt import retry_if_disturbed
 
 from realtime.stallwitness import Stall, StallWitness, unexplained_xruns
-from second_attempt import retry_if_disturbed
 
 
 def test_an_undisturbed_attempt_runs_once_and_silently() -> None:

@@ -48,7 +48,7 @@ def stream(synth: StreamingSynth, x: np.ndarray, spectra: np.ndarray | None, chu
         synth.push(x[i : i + chunk], None if spectra is None else spectra[i : i + chunk])
         for i in range(0, len(x), chunk)
     ]
-    return np.concatenate(pieces + [synth.flush()])
+    return np.concatenate([*pieces, synth.flush()])
 
 
 def sc_of(target: np.ndarray, audio: np.ndarray) -> float:

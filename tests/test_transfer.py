@@ -3,9 +3,9 @@
 import librosa
 import numpy as np
 import pytest
+from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 
 from engine.processor import Processor
-from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
 
 RATE = 44100
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 
 from benchmarks.transfer import Capture, main, output_magnitudes
 from engine.audiofile import read_audio
@@ -22,7 +23,6 @@ from engine.processor import Processor
 from engine.stft import stft
 from engine.synth import synthesize_magnitudes
 from engine.transfer import TransferRenderer
-from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 from training.baselines import train_cnn
 
 RATE = 44100
@@ -60,7 +60,7 @@ def _args(world: dict[str, Path], **overrides: str) -> list[str]:
 
 
 def test_json_reports_every_figure_for_both_candidates_and_carriers(world, capsys):
-    assert main(_args(world, targets="sine,square") + ["--json"]) == 0
+    assert main([*_args(world, targets="sine,square"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {(row["target"], row["candidate"], row["carrier"]): row for row in result["results"]}
     assert set(rows) == {(t, c, k) for t in ("sine", "square") for c in ("winner", "target")

@@ -1,6 +1,6 @@
 """The paper's two baselines, so that every Protophone accuracy figure has its baseline beside it.
 
-DESIGN sections 1 and 5: identification OA/AA is reported beside a *direct CNN classifier* (4 conv blocks of
+docs/design.md sections 1 and 5: identification OA/AA is reported beside a *direct CNN classifier* (4 conv blocks of
 8/16/32/64 channels, max over time, small MLP) trained on the same split, and clustering OA/AA beside an
 *autoencoder + k-means* (conv autoencoder, one latent per clip, k-means, clusters mapped to classes by
 the majority of the training clips they hold).  Both work on plain lists of log-mel clips ``(T, n_mels)``
@@ -36,7 +36,7 @@ _FORMAT_VERSION = 1
 # --- metrics ---------------------------------------------------------------------------------------
 
 def majority_mapping(cluster_ids_train: np.ndarray, labels_train: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Map each cluster to the majority class of the *training* clips assigned to it (DESIGN section 1).
+    """Map each cluster to the majority class of the *training* clips assigned to it (docs/design.md section 1).
 
     Test clips are then scored through this map, which is how clustering accuracy is defined; a cluster
     that no training clip fell into gets the overall majority class (the best guess without evidence).
@@ -119,7 +119,7 @@ def _pad(clip: np.ndarray, frames: int) -> np.ndarray:
 def random_gain(x: np.ndarray, max_offset: float, rng: np.random.Generator) -> np.ndarray:
     """Apply one random gain per clip of up to ``±max_offset`` x units (1 unit = 170 dB) to ``(B, T, F)``.
 
-    Sample libraries differ in level (DESIGN section 3), so a fixed log scale makes loudness a false
+    Sample libraries differ in level (docs/design.md section 3), so a fixed log scale makes loudness a false
     class cue.  The gain multiplies the mel *power*, so silent bands stay at the floor (~0) instead of
     shifting with the offset, which adding the offset to x would do (turning padding into fake noise).
     """
@@ -238,7 +238,7 @@ class CnnNet(nn.Module):
         if n_mels % 16:
             raise ValueError(f"n_mels must be a multiple of 16 (4 halvings), got {n_mels}")
         blocks, c_in = [], 1
-        for c_out, t_pool in zip(self.CHANNELS, self.TIME_POOLS):
+        for c_out, t_pool in zip(self.CHANNELS, self.TIME_POOLS, strict=True):
             blocks.append(_conv_block(c_in, c_out, (t_pool, 2)))
             c_in = c_out
         self.features = nn.Sequential(*blocks)
@@ -337,12 +337,12 @@ class ConvAutoencoder(nn.Module):
             raise ValueError(f"n_mels must be a multiple of 16 (4 halvings), got {n_mels}")
         self.latent_channels = int(latent_channels)
         encoder, c_in = [], 1
-        for c_out, t_pool in zip(self.CHANNELS, self.TIME_POOLS):
+        for c_out, t_pool in zip(self.CHANNELS, self.TIME_POOLS, strict=True):
             encoder.append(_conv_block(c_in, c_out, (t_pool, 2), ceil_mode=True))
             c_in = c_out
         self.encoder = nn.Sequential(*encoder, nn.Conv2d(c_in, latent_channels, 1))
         decoder: list[nn.Module] = [nn.Conv2d(latent_channels, c_in, 1)]
-        for c_out, t_pool in zip(reversed((1,) + self.CHANNELS[:-1]), reversed(self.TIME_POOLS)):
+        for c_out, t_pool in zip(reversed((1, *self.CHANNELS[:-1])), reversed(self.TIME_POOLS), strict=True):
             decoder.append(nn.ConvTranspose2d(c_in, c_out, (t_pool, 2), stride=(t_pool, 2)))
             if c_out > 1:  # no normalisation or ReLU on the output: it is x itself
                 decoder += [nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -427,7 +427,7 @@ def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | n
                              chain: RecordingChain | None = None) -> AutoencoderKMeans:
     """Train the autoencoder (MSE on random crops), k-means its training latents, map clusters to classes.
 
-    Labels are used only for the majority map, as the clustering protocol prescribes (DESIGN section 1);
+    Labels are used only for the majority map, as the clustering protocol prescribes (docs/design.md section 1);
     ``n_clusters`` defaults to the number of classes.
     """
     n_mels = _check_clips(train_clips)

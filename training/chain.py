@@ -2,7 +2,7 @@
 
 Three sample libraries are three recordings of each instrument: a model trained on them also learns each
 library's level, equalisation, band limit and (absent) room, and meets all of these changed on sound it
-never heard (DESIGN section 6).  This module draws a different chain for every training crop.
+never heard (docs/design.md section 6).  This module draws a different chain for every training crop.
 
 Every effect acts on the mel *power* ``M`` behind ``x`` (:func:`engine.mel.x_to_power`), where it is a
 few tensor operations instead of an STFT per crop:

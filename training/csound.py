@@ -3,7 +3,7 @@
 Three General MIDI libraries are three recordings of each instrument; a model that learns from them alone
 learns their samples.  Waveguide models (Csound's ``wgbow`` and ``wgclar``) make their sound from a
 bow or a reed driving a delay-line string or bore, so they share no sample with any library
-(DESIGN section 6).  :class:`CsoundLibrary` renders the same
+(docs/design.md section 6).  :class:`CsoundLibrary` renders the same
 :class:`training.performance.Performance` (notes, velocity, CC11 expression, pitch bend) that
 :class:`training.render.Library` renders with FluidSynth, so ``training.data render --physical csound`` writes
 the same dataset layout, expressive variants and phrases included.
@@ -118,12 +118,12 @@ class CsoundLibrary:
         voice = PROGRAM_VOICES.get(program)
         if voice is None:
             raise CsoundError(f"no waveguide voice for General MIDI program {program}")
-        length = int(round(performance.length_s * self.sample_rate))
+        length = round(float(performance.length_s * self.sample_rate))
         with tempfile.TemporaryDirectory(prefix="waveguide-") as folder:
             csd, wav = Path(folder) / "render.csd", Path(folder) / "render.wav"
             csd.write_text(self._csd(voice, performance))
             result = subprocess.run([self.csound, "-d", "-m0", "-W", "-f", "-o", str(wav), str(csd)],
-                                    capture_output=True, text=True)
+                                    capture_output=True, text=True, check=False)
             if result.returncode != 0 or not wav.is_file():
                 raise CsoundError(f"csound failed ({result.returncode}): {result.stderr.strip()[-300:]}")
             audio, _ = sf.read(str(wav), dtype="float32")

@@ -1,4 +1,4 @@
-"""Command line for rendering training data from General MIDI soundfonts (DESIGN.md section 3).
+"""Command line for rendering training data from General MIDI soundfonts (docs/design.md section 3).
 
     python -m training.data render --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out data/FluidR3_GM
     python -m training.data render --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2 --out data/TimGM6mb
@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import soundfile as sf
 from tqdm import tqdm
@@ -26,12 +26,12 @@ from training.dataset import DatasetReport, OutputError, check_writable, render_
 from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
 from training.performance import VARIANTS, legato_phrase
 from training.render import Library, Renderer, SoundFontError
+from training.silence import trim_trailing_silence
 from training.stk import StkError, StkLibrary
 from training.timidity import FREEPATS, PatchError, PatchLibrary
 
 #: Physically modelled libraries: the renderer and the library name it is written under by default.
 PHYSICAL = {"csound": (CsoundLibrary, "csound"), "stk": (StkLibrary, "stk")}
-from training.silence import trim_trailing_silence
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -43,14 +43,14 @@ DEMO_BPM = 84.0
 DEMO_VELOCITY = 90
 
 _ABOUT = (
-    "Render single notes and legato phrases of the 14 TinySOL instrument classes from a General MIDI "
-    "SoundFont with FluidSynth, as training and evaluation data for Protophone.",
-    f"Each class is played over its real (sounding) range at velocities {', '.join(map(str, VELOCITIES))}, "
-    f"with reverb and chorus off, in these variants: {', '.join(v.name for v in VARIANTS)}. \"plain\" notes are "
-    "rendered at every velocity, each other variant once per key at a seeded velocity. Keys the SoundFont "
-    "has no samples for render as silence; they are detected, dropped and counted (dropped.csv), never "
-    "written as data. Legato phrases (6-12 notes, seeded random walks) come with a notes file "
-    "(onset_s, offset_s, midi) for pitch benchmarks.",
+    ("Render single notes and legato phrases of the 14 TinySOL instrument classes from a General MIDI "
+     "SoundFont with FluidSynth, as training and evaluation data for Protophone."),
+    (f"Each class is played over its real (sounding) range at velocities {', '.join(map(str, VELOCITIES))}, "
+     f"with reverb and chorus off, in these variants: {', '.join(v.name for v in VARIANTS)}. \"plain\" notes are "
+     "rendered at every velocity, each other variant once per key at a seeded velocity. Keys the SoundFont "
+     "has no samples for render as silence; they are detected, dropped and counted (dropped.csv), never "
+     "written as data. Legato phrases (6-12 notes, seeded random walks) come with a notes file "
+     "(onset_s, offset_s, midi) for pitch benchmarks."),
     f"Classes: {', '.join(inst.name for inst in INSTRUMENTS)}.",
 )
 DESCRIPTION = "\n\n".join(textwrap.fill(paragraph, 100) for paragraph in _ABOUT)

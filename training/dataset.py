@@ -17,9 +17,9 @@ import csv
 import json
 import multiprocessing
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -226,7 +226,7 @@ def render_dataset(library: Renderer, library_name: str, out_dir: Path, instrume
 
     `progress` wraps the result iterator (e.g. a tqdm bar) given the total number of jobs.
     """
-    global _CONTEXT
+    global _CONTEXT  # noqa: PLW0603 - set before the workers fork, so they inherit it instead of a pickled copy
     start = time.perf_counter()
     check_writable(out_dir)
     jobs: list[NoteJob | PhraseJob] = []

@@ -1,10 +1,11 @@
 """Enrol a performer's own instrument: adapt a class's prototypes to 10-60 s of its playing.
 
     python -m training.enrol --preset identify --class flute --audio my_flute.wav --out presets/my-flute.yaml
-    python -m training.enrol --preset violin --class cello --audio take1.wav --audio take2.flac --out presets/my-cello.yaml
+    python -m training.enrol --preset violin --class cello --audio take1.wav --audio take2.flac \\
+        --out presets/my-cello.yaml
     python -m realtime.live --preset presets/my-flute.yaml           # every tool takes the new preset
 
-Prototypes are exemplars (DESIGN section 6), so a new instrument needs new exemplars, not a new network.
+Prototypes are exemplars (docs/design.md section 6), so a new instrument needs new exemplars, not a new network.
 The transformation predictor stays exactly as shipped: its parameters for the enrolment audio are
 computed once, and only the prototypes of the enrolled class move, by the training objective itself
 (own-class reconstruction plus cross-entropy against every other prototype, on windows of sounding

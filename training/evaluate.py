@@ -101,7 +101,8 @@ def _summary(metrics: dict) -> dict:
 
 def _named(metrics: dict, class_names: list[str]) -> dict:
     recall = metrics["per_class_recall"]
-    metrics["per_class_recall"] = {name: (None if np.isnan(r) else r) for name, r in zip(class_names, recall)}
+    metrics["per_class_recall"] = {name: (None if np.isnan(r) else r)
+                                   for name, r in zip(class_names, recall, strict=True)}
     metrics["confusion"] = np.asarray(metrics["confusion"]).tolist()
     return metrics
 

@@ -5,8 +5,8 @@ and the pitch shift it needed.  That gives:
 
 - each prototype's reference pitch (MIDI): the median over the clips it wins of ``note - shift`` — the
   pitch it sounds at with no transposition, which timbre transfer needs to keep the melody;
-- in clustering mode, each prototype's class: the majority label of the training clips it wins (DESIGN
-  section 1: the map is learned on the training split, then used unchanged on the test split).
+- in clustering mode, each prototype's class: the majority label of the training clips it wins
+  (docs/design.md section 1: the map is learned on the training split, then used unchanged on the test split).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def reference_pitches(wins: ClipWins, notes: list[int | None], n_prototypes: int
     """Median ``note - shift`` over the labelled clips each prototype wins; ``None`` where it wins none."""
     pitches: list[float | None] = []
     for prototype in range(n_prototypes):
-        values = [note - shift for winner, shift, note in zip(wins.winners, wins.shifts, notes)
+        values = [note - shift for winner, shift, note in zip(wins.winners, wins.shifts, notes, strict=True)
                   if winner == prototype and note is not None]
         pitches.append(float(np.median(values)) if values else None)
     return tuple(pitches)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import soxr
@@ -137,7 +137,7 @@ def _load_in_worker(item: Item) -> tuple[np.ndarray | None, str]:
 
 def _outcomes(items: list[Item], cache: FeatureCache, min_frames: int, jobs: int
               ) -> Iterator[tuple[np.ndarray | None, str]]:
-    global _WORKER_ARGS
+    global _WORKER_ARGS  # noqa: PLW0603 - set before the pool forks, so workers inherit it without pickling
     if jobs <= 1 or len(items) < 2:
         yield from (_load_one(cache, item, min_frames) for item in items)
         return
@@ -165,7 +165,7 @@ def load_clips(items: Iterable[Item], config: AnalysisConfig, cache_dir: str | P
         outcomes: Iterable = _outcomes(items, cache, min_frames, jobs)
         if progress:
             outcomes = tqdm(outcomes, total=len(items), desc="features", unit="file")
-        for item, (features, reason) in zip(items, outcomes):
+        for item, (features, reason) in zip(items, outcomes, strict=True):
             if features is None:
                 warnings.warn(f"skipped {item.path}: {reason}", SkippedFileWarning, stacklevel=2)
                 clips.skipped.append((item.path, reason))

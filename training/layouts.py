@@ -1,7 +1,7 @@
 """Scan a user's audio folder into a flat list of labelled items, whatever its layout.
 
 Every trainer, split and feature cache works on :class:`Item` lists, so supporting a new corpus means
-writing one scanner here and nothing else.  Layouts (DESIGN section 3):
+writing one scanner here and nothing else.  Layouts (docs/design.md section 3):
 
 - ``folder``: ``root/<class>/**/<audio>``; label = the class folder.  When ``root/metadata.csv`` (written by
   ``training.data render``) exists, library, midi and variant come from it.  A top-level ``phrases/``
@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import soundfile as sf
 

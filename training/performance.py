@@ -9,8 +9,9 @@ choice comes from the numpy Generator passed in, so a seed fixes the output.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -83,15 +84,15 @@ def vibrato_events(start_s: float, end_s: float, rate_hz: float, depth_cents: fl
     ramp = np.clip((times - start_s) / fade_in_s, 0.0, 1.0)
     cents = depth_cents * ramp * np.sin(2.0 * math.pi * rate_hz * (times - start_s))
     bends = np.round(cents / BEND_RANGE_CENTS * 8192.0).astype(int)
-    events = [Event(float(t), "bend", int(b)) for t, b in zip(times, bends)]
-    return events + [Event(end_s, "bend", 0)]
+    events = [Event(float(t), "bend", int(b)) for t, b in zip(times, bends, strict=True)]
+    return [*events, Event(end_s, "bend", 0)]
 
 
 def expression_ramp(start_s: float, end_s: float, first: int, last: int) -> list[Event]:
     """CC11 moving linearly from first to last; expression scales loudness without changing velocity."""
     times = _control_times(start_s, end_s)
     values = np.round(np.linspace(first, last, len(times))).astype(int)
-    return [Event(float(t), "cc", CC_EXPRESSION, int(v)) for t, v in zip(times, values)]
+    return [Event(float(t), "cc", CC_EXPRESSION, int(v)) for t, v in zip(times, values, strict=True)]
 
 
 def single_note(variant: Variant, midi: int, velocity: int, rng: np.random.Generator) -> Performance:
@@ -188,7 +189,7 @@ def control_curves(performance: Performance) -> tuple[np.ndarray, np.ndarray]:
     n = int(np.ceil(performance.length_s / CONTROL_PERIOD_S)) + 2
     expression, bend = np.ones(n), np.ones(n)
     for event in sorted(performance.events, key=lambda e: e.time_s):
-        index = min(n - 1, int(round(event.time_s / CONTROL_PERIOD_S)))
+        index = min(n - 1, round(float(event.time_s / CONTROL_PERIOD_S)))
         if event.kind == "cc" and event.a == CC_EXPRESSION:
             expression[index:] = event.b / 127.0
         elif event.kind == "bend":

@@ -51,7 +51,7 @@ def typical_frames(model: LoadedModel, clips: list[np.ndarray], labels: list[str
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     with torch.no_grad():
-        for clip, label in zip(clips, labels):
+        for clip, label in zip(clips, labels, strict=True):
             params, errors = model.module(torch.from_numpy(clip)[None])
             active = frame_level_db(clip, metadata.analysis) >= DEFAULT_GATE_DB
             if not active.any():
@@ -67,7 +67,7 @@ def draw_spectra(spectra: list[tuple[str, np.ndarray]], centres_hz: np.ndarray, 
     """One row per (name, frame) pair: the mel spectrum in dB against frequency."""
     rows = len(spectra)
     figure, axes = pyplot().subplots(rows, 1, figsize=(8, 1.0 + 0.9 * rows), sharex=True, squeeze=False)
-    for axis, (name, frame) in zip(axes[:, 0], spectra):
+    for axis, (name, frame) in zip(axes[:, 0], spectra, strict=True):
         axis.plot(centres_hz, 170.0 * np.asarray(frame) - 100.0, linewidth=1)
         axis.set_ylabel(name, rotation=0, ha="right", fontsize=8)
         axis.set_xscale("log")
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, help="preset name, preset YAML or engine model file")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--data", type=Path, help="labelled audio to compute each class's typical transformed prototype")
+    parser.add_argument("--data", type=Path,
+                        help="labelled audio to compute each class's typical transformed prototype")
     parser.add_argument("--cache", type=Path, default=Path("data/cache"), help="feature cache folder")
     args = parser.parse_args(argv)
     try:

@@ -119,9 +119,9 @@ class Library:
         synth.delete()
 
     def _play(self, synth: fluidsynth.Synth, performance: Performance) -> np.ndarray:
-        n_blocks = max(1, int(round(performance.length_s * self.sample_rate / BLOCK)))
+        n_blocks = max(1, round(float(performance.length_s * self.sample_rate / BLOCK)))
         stereo = np.zeros((n_blocks * BLOCK, 2), dtype=np.float32)
-        event_blocks = [min(n_blocks - 1, int(round(e.time_s * self.sample_rate / BLOCK)))
+        event_blocks = [min(n_blocks - 1, round(float(e.time_s * self.sample_rate / BLOCK)))
                         for e in performance.events]
         block = 0
         for i, event in enumerate(performance.events):

@@ -30,9 +30,9 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
+from training.csound import VOICES as CSOUND_VOICES
 from training.instruments import BY_NAME
 from training.performance import CONTROL_PERIOD_S, Performance, control_curves, notes_of
-from training.csound import VOICES as CSOUND_VOICES
 
 #: The NoteOn velocity STK gets: a speaking pressure, from 92 at velocity 0 to 112 at 127 (Saxofony
 #: clips at 120).
@@ -79,12 +79,13 @@ class StkLibrary:
         voice = PROGRAM_VOICES.get(program)
         if voice is None:
             raise StkError(f"no STK voice for General MIDI program {program}")
-        length = int(round(performance.length_s * self.sample_rate))
+        length = round(float(performance.length_s * self.sample_rate))
         with tempfile.TemporaryDirectory(prefix="stk-") as folder:
             score, wav = Path(folder) / "render.ski", Path(folder) / "render.wav"
             score.write_text(skini(performance, voice.tuning_cents))
             result = subprocess.run([self.stk_demo, voice.instrument, "-ow", str(wav), "-if", str(score),
-                                     "-s", str(self.sample_rate)], capture_output=True, text=True, cwd=folder)
+                                     "-s", str(self.sample_rate)], capture_output=True, text=True, cwd=folder,
+                                    check=False)
             if result.returncode != 0 or not wav.is_file():
                 raise StkError(f"stk-demo failed ({result.returncode}): {result.stderr.strip()[-300:]}")
             audio, _ = sf.read(str(wav), dtype="float64")
@@ -120,7 +121,7 @@ def skini(performance: Performance, tuning_cents: float = 0.0) -> str:
     for start, duration, key, velocity in notes_of(performance):
         note = key + tuning_cents / 100
         messages.append((start, f"NoteOn {{dt}} 1 {note:.4f} {low + (high - low) * velocity / 127:.1f}"))
-        first, last = int(round(start / CONTROL_PERIOD_S)), int(round((start + duration) / CONTROL_PERIOD_S))
+        first, last = round(float(start / CONTROL_PERIOD_S)), round(float((start + duration) / CONTROL_PERIOD_S))
         previous = 1.0
         for index in range(first, min(last, len(bend))):
             if bend[index] != previous:

@@ -52,14 +52,14 @@ class PatchLibrary:
     def render(self, program: int, performance: Performance) -> np.ndarray:
         if not self.has_program(program):
             raise PatchError(f"{self.path} has no bank 0 patch for General MIDI program {program}")
-        length = int(round(performance.length_s * self.sample_rate))
+        length = round(float(performance.length_s * self.sample_rate))
         with tempfile.TemporaryDirectory(prefix="timidity-") as folder:
             midi, wav = Path(folder) / "render.mid", Path(folder) / "render.wav"
             midi_file(program, performance).save(str(midi))
             result = subprocess.run(
                 [self.timidity, "-c", str(self.path), "-s", str(self.sample_rate), "--output-mono", "-Ow",
                  "-o", str(wav), "-EFreverb=d", "-EFchorus=d", "-EFdelay=d", "--preserve-silence", str(midi)],
-                capture_output=True, text=True, cwd=folder)
+                capture_output=True, text=True, cwd=folder, check=False)
             if result.returncode != 0 or not wav.is_file():
                 raise PatchError(f"timidity failed ({result.returncode}): {result.stderr.strip()[-300:]}")
             audio, _ = sf.read(str(wav), dtype="float32")
@@ -87,10 +87,10 @@ def midi_file(program: int, performance: Performance) -> mido.MidiFile:
                             mido.Message("program_change", program=program, time=0)])
     now = 0
     for event in sorted(performance.events, key=lambda e: e.time_s):
-        tick = int(round(event.time_s * TICKS_PER_SECOND))
+        tick = round(float(event.time_s * TICKS_PER_SECOND))
         track.append(_message(event).copy(time=tick - now))
         now = tick
-    end = int(round(performance.length_s * TICKS_PER_SECOND))  # render on through the release
+    end = round(float(performance.length_s * TICKS_PER_SECOND))  # render on through the release
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_SECOND, tracks=[track])
 

@@ -17,9 +17,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -49,9 +50,9 @@ def load_split(config: RunConfig) -> Split:
         items.extend(scan(root, config.data.layout, n_speakers=config.data.n_speakers))
     split_file = config.data.split_file or config.output / "split.csv"
     if config.data.split == "library":
-        make = lambda found: leave_library_out(found, config.data.test_library)  # noqa: E731
+        make = lambda found: leave_library_out(found, config.data.test_library)  # noqa: E731 - a one-line choice
     else:
-        make = lambda found: split_items(found, config.data.test_fraction, config.data.seed)  # noqa: E731
+        make = lambda found: split_items(found, config.data.test_fraction, config.data.seed)  # noqa: E731 - as above
     split = load_or_create_split(split_file, items, make)
     if config.data.validation_fraction > 0:
         held = split_items(split["train"], config.data.validation_fraction, config.data.seed)
