@@ -58,7 +58,7 @@ from threadpoolctl import threadpool_limits
 from engine.audiofile import read_audio
 from engine.carrier import CARRIERS, InputCarrier
 from engine.config import AnalysisConfig
-from engine.errors import ProtophoneError
+from engine.errors import ProtophoneError, UsageError
 from engine.frontend import frame_level_db, log_mel
 from engine.processor import Processor
 from engine.stft import stft
@@ -87,10 +87,6 @@ class Tally:
     convergence: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     audio_s: float = 0.0
     processing_s: float = 0.0
-
-
-class UsageError(Exception):
-    """A command-line input that cannot be used; printed as one line."""
 
 
 def read_notes(path: Path) -> np.ndarray:

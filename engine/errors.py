@@ -17,6 +17,10 @@ class AudioFileError(ProtophoneError):
     """An audio file that cannot be read or written."""
 
 
+class UsageError(ProtophoneError):
+    """Command-line inputs that cannot be used together, or at all."""
+
+
 def one_line(error: Exception) -> str:
     """A YAML (or other) error on one line: PyYAML's messages quote the bad line over several."""
     mark = getattr(error, "problem_mark", None)

@@ -119,7 +119,7 @@ def save_model(model: torch.nn.Module, metadata: ModelMetadata, path: str | Path
     return path
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def torch_device(device: str | torch.device) -> torch.device:
     """``"cuda"`` when asked for and present; a clear error when asked for and absent."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -149,7 +149,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
-    device = resolve_device(device)
+    device = torch_device(device)
     extra = {METADATA_NAME: ""}
     try:
         with quiet_torchscript():

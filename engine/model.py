@@ -264,11 +264,6 @@ class PrototypeModel(nn.Module):
         return self.transform(self.prototypes, params)
 
     @torch.jit.export
-    def render_prototype(self, index: int, params: Tensor) -> Tensor:
-        """Prototype ``index`` transformed by ``params (..., 6)`` → ``(..., n_mels)`` (timbre transfer)."""
-        return self.transform(self.prototypes[index], params)
-
-    @torch.jit.export
     def errors(self, frames: Tensor, params: Tensor) -> Tensor:
         """``e_{k,t}``: mean squared error of each rendered prototype against its frame, ``(..., K)``."""
         return (frames.unsqueeze(-2) - self.render(params)).pow(2).mean(-1)

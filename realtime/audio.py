@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Self
+from typing import Literal, Protocol, Self
 
 import numpy as np
 import sounddevice as sd
@@ -46,8 +46,8 @@ DeviceSpec = int | str | None
 _XRUN_FLAGS = ("input_underflow", "input_overflow", "output_underflow", "output_overflow")
 
 
-class Processor(Protocol):
-    """The part of the engine's plugin-style processor that the runner uses."""
+class BlockProcessor(Protocol):
+    """What the runner drives: the part of ``engine.processor.Processor`` it uses (or a test double)."""
 
     def prepare(self, sample_rate: int, block_size: int) -> None: ...
 
@@ -301,7 +301,7 @@ class DuplexRunner:
 
     def __init__(
         self,
-        processor: Processor,
+        processor: BlockProcessor,
         *,
         sample_rate: int,
         block_size: int,
@@ -582,15 +582,6 @@ class DuplexRunner:
                 if self._stop_worker.is_set():
                     return
                 time.sleep(poll_s)
-
-
-def run_duplex(processor: Processor, *, sample_rate: int, block_size: int, duration_s: float | None,
-               input_device: DeviceSpec = None, output_device: DeviceSpec = None,
-               mode: Mode = "callback", **options: Any) -> RunReport:
-    """One-call form of :class:`DuplexRunner`: open, run for ``duration_s``, close, report."""
-    runner = DuplexRunner(processor, sample_rate=sample_rate, block_size=block_size,
-                          input_device=input_device, output_device=output_device, mode=mode, **options)
-    return runner.run(duration_s)
 
 
 if __name__ == "__main__":

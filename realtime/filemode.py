@@ -181,7 +181,7 @@ def play_file(proc: Processor, settings: FileSettings, subtype: str | None, disp
                            settings.worker_delay_blocks)
     runner = open_runner(source, rate, settings.block_size, devices[0].index, devices[1].index, plan)
     try:
-        performance = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
+        outcome = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
     except AudioDeviceError as error:  # the device went away: keep what was played, as live mode does
         if settings.output_path is None:
             raise
@@ -193,5 +193,5 @@ def play_file(proc: Processor, settings: FileSettings, subtype: str | None, disp
         "duration_s": source.heard / rate,
         "samples_processed": source.position,
         "clipped_samples": clipped_samples(source.output(), settings.output_path, subtype),
-        **stream_summary(proc, metered, performance),
+        **stream_summary(proc, metered, outcome),
     }

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from engine.atomic import check_output
-from engine.errors import PresetError, ProtophoneError
+from engine.errors import PresetError, ProtophoneError, UsageError
 from engine.export import read_metadata
 from engine.preset import available_presets, load_preset, presets_dir
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
@@ -49,10 +49,6 @@ from realtime.livemode import LiveSettings, run_live
 DEMO_FILE = demo_file()
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(ProtophoneError):
-    """Command-line options that contradict each other."""
 
 
 def device_spec(text: str) -> int | str:
@@ -136,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def list_presets() -> str:
+def preset_listing() -> str:
     names = available_presets()
     if not names:
         return f"no presets in {presets_dir()} (set PROTOPHONE_PRESETS to another folder)"
@@ -154,7 +150,7 @@ def list_presets() -> str:
     return "\n".join(lines)
 
 
-def list_devices() -> str:
+def device_listing() -> str:
     devices = audio_module().list_devices()
     return "\n".join(map(str, devices)) or "no sound devices found (is a sound card connected or JACK running?)"
 
@@ -244,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.list_presets or args.list_devices:
-            print(list_presets() if args.list_presets else list_devices())
+            print(preset_listing() if args.list_presets else device_listing())
             return 0
         summary = run(args)
     except ProtophoneError as error:

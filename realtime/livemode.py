@@ -25,8 +25,7 @@ from realtime.recorder import Recorder
 from realtime.rtpolicy import audio_thread_policy
 
 if TYPE_CHECKING:
-    from realtime.audio import DeviceInfo, DuplexRunner, RunReport
-    from realtime.audio import Processor as RunnerProcessor
+    from realtime.audio import BlockProcessor, DeviceInfo, DuplexRunner, RunReport
 
 POLL_S = 0.1
 #: No callback for this long while the stream should run means the device is gone.
@@ -63,7 +62,7 @@ def plan_processing(choice: ProcessingChoice, block_size: int, hop_samples: floa
     return ProcessingPlan("worker", delay)
 
 
-def open_runner(processor: RunnerProcessor, rate: int, block_size: int, input_device: int | str,
+def open_runner(processor: BlockProcessor, rate: int, block_size: int, input_device: int | str,
                 output_device: int | str, plan: ProcessingPlan, **options: Any) -> DuplexRunner:
     """A duplex runner that drives ``processor`` as ``plan`` says (rings sized for the worker's delay);
     ``options`` go to :class:`realtime.audio.DuplexRunner` (e.g. ``unbuffered``)."""
@@ -91,7 +90,7 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
-class Performance:
+class StreamOutcome:
     """What :func:`perform` saw: the runner's measurements, the per-second log, how it ended."""
 
     report: RunReport
@@ -109,7 +108,7 @@ def resolve_devices(input_spec: int | str | None, output_spec: int | str | None)
 
 
 def perform(proc: Processor, metered: MeteredProcessor, runner: DuplexRunner, display: Display,
-            finished: Callable[[float], bool], recorder: Recorder | None = None) -> Performance:
+            finished: Callable[[float], bool], recorder: Recorder | None = None) -> StreamOutcome:
     """Start ``runner`` (which drives ``metered``), watch until ``finished(seconds since start)`` or Ctrl-C,
     stop, close."""
     audio = audio_module()
@@ -131,12 +130,12 @@ def perform(proc: Processor, metered: MeteredProcessor, runner: DuplexRunner, di
                                f"{report.blocks * report.block_ms / 1e3:.1f} s (unplugged or server gone?); "
                                + (f"the output so far is in {recorder.path}" if recorder else
                                   "check it with --list-devices"))
-    return Performance(report, seconds.entries, interrupted)
+    return StreamOutcome(report, seconds.entries, interrupted)
 
 
-def stream_summary(proc: Processor, metered: MeteredProcessor, performance: Performance) -> dict:
+def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOutcome) -> dict:
     """The summary fields every run on a device shares (see ``realtime.live``)."""
-    report = performance.report
+    report = outcome.report
     stream_in_s, stream_out_s = report.stream_latency_s
     engine_ms = 1e3 * proc.latency_samples / report.sample_rate
     worker_ms = 1e3 * report.added_latency_samples / report.sample_rate
@@ -156,9 +155,9 @@ def stream_summary(proc: Processor, metered: MeteredProcessor, performance: Perf
         "processing": metered.timing(),
         "callback_ms": {"p50": report.callback_time.p50_ms, "p99": report.callback_time.p99_ms,
                         "max": report.callback_time.max_ms},
-        "per_second": performance.per_second,
+        "per_second": outcome.per_second,
         "clip_label": proc.clip_label,
-        "interrupted": performance.interrupted,
+        "interrupted": outcome.interrupted,
     }
 
 
@@ -190,8 +189,8 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
         timed_out = duration_s is not None and elapsed_s >= duration_s
         return timed_out or (recorder is not None and recorder.error is not None)
 
-    performance = perform(proc, metered, runner, display, finished, recorder)
-    report = performance.report
+    outcome = perform(proc, metered, runner, display, finished, recorder)
+    report = outcome.report
     return {
         "source": "live",
         "input_device": str(input_device),
@@ -200,7 +199,7 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
         "duration_s": report.blocks * report.block_ms / 1e3,
         "recorder_dropped_blocks": 0 if recorder is None else recorder.dropped_blocks,
         "recording_error": None if recorder is None else recorder.error,
-        **stream_summary(proc, metered, performance),
+        **stream_summary(proc, metered, outcome),
     }
 
 

@@ -27,7 +27,7 @@ def test_no_transformation_is_an_exact_identity():
 
 def test_gain_is_an_exact_level_change():
     model, _ = build_tiny_model()
-    rendered = model.render_prototype(1, _params(gain=0.3))
+    rendered = model.transform(model.prototypes[1], _params(gain=0.3))
     torch.testing.assert_close(rendered, model.prototypes[1].detach() + 0.3, rtol=0, atol=1e-6)
 
 
@@ -44,7 +44,7 @@ def test_octave_pitch_doubles_partial_frequencies():
     model = PrototypeModel(1, CONFIG.band_centres_hz)
     with torch.no_grad():
         model.prototypes.copy_(frame[None])
-    shifted = model.render_prototype(0, _params(pitch=math.log(2.0))).detach().numpy()
+    shifted = model.transform(model.prototypes[0], _params(pitch=math.log(2.0))).detach().numpy()
     centres = CONFIG.band_centres_hz
     for band in _partial_peaks(frame.numpy(), 4):
         if band == 0 or 2 * centres[band] > centres[-1]:
@@ -67,9 +67,10 @@ def test_linear_pitch_mode_is_a_different_transformation():
         model_hz.prototypes.copy_(ramp)
         model_linear.prototypes.copy_(ramp)
     params = _params(pitch=0.5)
-    assert not torch.allclose(model_hz.render_prototype(0, params), model_linear.render_prototype(0, params))
+    hz = model_hz.transform(model_hz.prototypes[0], params)
+    assert not torch.allclose(hz, model_linear.transform(model_linear.prototypes[0], params))
     # the linear mode reads band j at j / s: a straight ramp becomes a ramp of slope 1 / s
-    linear = model_linear.render_prototype(0, params).detach()
+    linear = model_linear.transform(model_linear.prototypes[0], params).detach()
     slope = (linear[60] - linear[20]) / (ramp[0, 60] - ramp[0, 20])
     assert slope.item() == pytest.approx(math.exp(-0.5), rel=1e-4)
 
@@ -77,8 +78,8 @@ def test_linear_pitch_mode_is_a_different_transformation():
 def test_shelves_raise_their_own_end_of_the_spectrum():
     model, _ = build_tiny_model()
     base = model.prototypes[0].detach()
-    low = model.render_prototype(0, _params(low_gain=0.2)).detach() - base
-    high = model.render_prototype(0, _params(high_gain=0.2)).detach() - base
+    low = model.transform(model.prototypes[0], _params(low_gain=0.2)).detach() - base
+    high = model.transform(model.prototypes[0], _params(high_gain=0.2)).detach() - base
     assert low[0] > 0.19 and low[-1] < 1e-3
     assert high[-1] > 0.19 and high[0] < 1e-3
 
