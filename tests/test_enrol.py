@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_training import CLASSES, TINY_TRAIN, _config, dataset  # noqa: F401  (dataset is a fixture)
+from tiny_model import build_tiny_model
 
 from benchmarks.enrolment import takes_of
 from engine.config import AnalysisConfig
-from engine.export import load_model
+from engine.export import load_model, save_model
 from engine.preset import load_preset
 from engine.processor import Processor
-from training.enrol import enrol, write_enrolled
+from training.enrol import compared_frames, enrol, write_enrolled
 from training.enrol import main as enrol_main
 from training.evaluate import evaluate
 from training.features import load_clips
@@ -108,3 +109,15 @@ def test_the_benchmark_enrols_at_most_the_asked_seconds_of_each_class(unseen, tm
     for clips in takes.values():
         frames = sum(len(clip) for clip in clips)
         assert 0 < frames <= int(2.0 * analysis.frame_rate) and frames >= int(2.0 * analysis.frame_rate) - 1
+
+
+@pytest.mark.parametrize("dynamic_range_db", [0.0, 40.0])
+def test_enrolment_compares_frames_as_the_model_does(tmp_path, dynamic_range_db):
+    """A model that floors its frames is enrolled on floored frames; one that does not, on the frames."""
+    module, metadata = build_tiny_model(dynamic_range_db=dynamic_range_db)
+    model = load_model(save_model(module, metadata, tmp_path / "tiny.pt"))
+    frames = np.random.default_rng(0).random((20, metadata.n_mels), dtype=np.float32) * 0.7
+    compared = compared_frames(model, frames).numpy()
+    floor = frames.max(axis=1, keepdims=True) - dynamic_range_db / 170.0
+    expected = np.maximum(frames, floor) if dynamic_range_db else frames
+    np.testing.assert_allclose(compared, expected, rtol=0, atol=1e-7)

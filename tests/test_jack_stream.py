@@ -108,6 +108,9 @@ class JackRecorder:
         self.armed_at = 0.0  # time.monotonic() when armed
         self.start_frame: int | None = None
         self.xrun_times: list[float] = []  # time.monotonic() of each xrun the server reported
+        #: (position in the recording, time.monotonic()) of every callback once armed: when each sample was
+        #: really recorded (the server's frame clock falls behind the wall clock at every stall)
+        self.clock: list[tuple[int, float]] = []
         self._pos = 0
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
@@ -132,6 +135,7 @@ class JackRecorder:
         if self.start_frame is None:
             self.start_frame = self.client.last_frame_time
         pos = frames_since(self.start_frame, self.client.last_frame_time)
+        self.clock.append((pos, time.monotonic()))
         n = max(0, min(frames, len(self.recording) - pos))
         self.recording[pos: pos + n] = self.port.get_array()[:n]
         self._pos = pos + frames
@@ -140,6 +144,11 @@ class JackRecorder:
 def frames_since(start_frame: int, frame: int) -> int:
     """Frames from ``start_frame`` to ``frame`` on JACK's 32-bit frame clock (which wraps)."""
     return (frame - start_frame) % (1 << 32)
+
+
+def frames_between(first: int, second: int) -> int:
+    """``second - first`` on JACK's wrapping 32-bit frame clock, either sign."""
+    return (second - first + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
 def chirp(sample_rate: int, seconds: float = 0.4, f0: float = 100.0, f1: float = 8000.0) -> np.ndarray:
@@ -160,8 +169,10 @@ def best_lag(reference: np.ndarray, recorded: np.ndarray) -> tuple[int, float, f
     n = len(reference) + len(recorded)
     nfft = 1 << (n - 1).bit_length()
     xcorr = np.fft.irfft(np.fft.rfft(recorded, nfft) * np.conj(np.fft.rfft(reference, nfft)), nfft)
-    lag = int(np.argmax(xcorr[: len(recorded)]))
+    lag = int(np.argmax(xcorr[: max(1, len(recorded) - len(reference) + 1)]))  # the whole reference inside
     segment = recorded[lag: lag + len(reference)]
+    if len(segment) < len(reference):
+        return lag, 0.0, 0.0  # shorter than the reference: nothing to compare
     energy = float(np.dot(reference, reference))
     corr = float(np.dot(segment, reference) / np.sqrt(energy * np.dot(segment, segment) + 1e-20))
     return lag, corr, float(np.dot(segment, reference) / energy)
@@ -242,16 +253,18 @@ class ChirpRun:
         return None if any(not c.disturbed for c in self.copies) else self.context
 
 
-def chirp_copies(reference: np.ndarray, recording: np.ndarray, spacing: int, offset: int, armed_at: float,
-                 sample_rate: int, xrun_clock_s: list[float]) -> list[ChirpCopy]:
+def chirp_copies(reference: np.ndarray, recording: np.ndarray, spacing: int, offset: int,
+                 clock: list[tuple[int, float]], xrun_clock_s: list[float]) -> list[ChirpCopy]:
     """Find each chirp of the train in its own slot of the recording.  A chirp is disturbed when an xrun
-    was noticed while it was (roughly) on its way: from its slot's start to its end, give or take
+    was noticed while its slot was being recorded (``clock``: the recorder's callbacks), give or take
     :data:`XRUN_REACH_S`."""
+    positions, times = np.array([c[0] for c in clock]), np.array([c[1] for c in clock])
     copies = []
     for start in range(0, len(recording) - spacing + 1, spacing):
         lag, corr, gain = best_lag(reference, recording[start: start + spacing])
-        begins = armed_at + start / sample_rate - XRUN_REACH_S
-        ends = armed_at + (start + spacing) / sample_rate + XRUN_REACH_S
+        first = min(int(np.searchsorted(positions, start, side="right")) - 1, len(times) - 1)
+        last = min(int(np.searchsorted(positions, start + spacing)), len(times) - 1)
+        begins, ends = times[max(first, 0)] - XRUN_REACH_S, times[last] + XRUN_REACH_S
         copies.append(ChirpCopy(lag + offset, corr, gain, any(begins <= t <= ends for t in xrun_clock_s)))
     return copies
 
@@ -295,8 +308,8 @@ def _chirp_round_trip(server: JackServer, double: DelayGainProcessorDouble, mode
         player.client.close()
         recorder.client.close()
     xrun_clock_s = server_xruns + list(report.xrun_clock_s)
-    copies = chirp_copies(reference, recorder.recording, spacing, recorder.start_frame - player.start_frame,
-                          recorder.armed_at, rate, xrun_clock_s)
+    copies = chirp_copies(reference, recorder.recording, spacing,
+                          frames_between(player.start_frame, recorder.start_frame), recorder.clock, xrun_clock_s)
     context = (f"{report.summary()}\nJACK xruns seen by the test client at "
                f"{[round(t - started, 3) for t in server_xruns]} s, later "
                f"{[round(t - started, 3) for t in recorder.xrun_times[len(server_xruns):]]}; "
@@ -315,7 +328,7 @@ def test_chirp_round_trip_through_jack(portaudio_on_jack: JackServer, mode: str,
                                        seconds: float) -> None:
     """Every chirp no xrun touched comes back aligned and exact, those after an xrun too (an xrun does not
     move the alignment), and the stream has no xrun of its own: each one must follow a stall of the
-    machine itself.  A run where every chirp was disturbed is tried again (up to three times, loudly)."""
+    machine itself.  A run where every chirp was disturbed is run again (three runs at most, loudly)."""
     double = DelayGainProcessorDouble(delay=333, gain=0.5)
     run = retry_if_disturbed(lambda: _chirp_round_trip(portaudio_on_jack, double, mode, unbuffered, seconds),
                              ChirpRun.disturbance, attempts=3)

@@ -1,14 +1,17 @@
 """A plain (not editable) install plays the shipped presets from any directory.
 
-The wheel is built from this checkout and installed into a fresh virtual environment that borrows the
-dependencies already installed here (``--system-site-packages``, ``--no-deps``: nothing is downloaded).
-The run then happens from an empty folder, so nothing can be found through the repository.
+The wheel is built from a copy of the files git tracks (an in-tree build would reuse a stale ``build/``)
+and installed into a fresh virtual environment that borrows the dependencies already installed here
+(``--system-site-packages``, ``--no-deps``: nothing is downloaded).  The run then happens from an empty
+folder, and every package must come from the venv: the development install's finder would otherwise
+quietly fill in whatever the wheel lacks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("engine", "realtime", "training", "benchmarks", "presets")
 
 
 def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -25,9 +29,15 @@ def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_installed_wheel_plays_the_demo_from_any_directory(tmp_path: Path) -> None:
-    wheels, venv, elsewhere = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
+    source, wheels, venv, elsewhere = (tmp_path / name for name in ("source", "wheels", "venv", "elsewhere"))
     elsewhere.mkdir()
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, REPO,
+    tracked = run("git", "-C", REPO, "ls-files", cwd=elsewhere)
+    assert tracked.returncode == 0, tracked.stderr
+    for name in tracked.stdout.splitlines():
+        if (REPO / name).is_file():  # a tracked file deleted in the working tree is not part of it
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, source,
                 cwd=elsewhere)
     assert built.returncode == 0, built.stderr
     made = run(sys.executable, "-m", "venv", "--system-site-packages", venv, cwd=elsewhere)
@@ -36,11 +46,13 @@ def test_installed_wheel_plays_the_demo_from_any_directory(tmp_path: Path) -> No
     installed = run(python, "-m", "pip", "install", "--no-deps", *wheels.glob("protophone-*.whl"), cwd=elsewhere)
     assert installed.returncode == 0, installed.stderr
 
-    origin = run(python, "-c", "import engine, presets; print(engine.__file__); print(presets.demo_file())",
-                 cwd=elsewhere)
-    engine_file, demo = origin.stdout.split()
+    where = "; ".join(f"import {p}; print({p}.__file__)" for p in (*PACKAGES, "realtime.live", "training.train"))
+    origin = run(python, "-c", f"{where}; import presets; print(presets.demo_file())", cwd=elsewhere)
+    assert origin.returncode == 0, origin.stderr
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    assert Path(engine_file).is_relative_to(site) and Path(demo).is_relative_to(site), origin.stdout
+    found = [Path(line) for line in origin.stdout.split()]
+    assert all(path.is_relative_to(site) for path in found), origin.stdout
+    demo = found[-1]
 
     listed = run(python, "-m", "realtime.live", "--list-presets", cwd=elsewhere)
     assert listed.returncode == 0 and "violin" in listed.stdout, listed.stderr

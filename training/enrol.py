@@ -58,6 +58,16 @@ class EnrolSettings:
     anchor: float = 0.1
 
 
+def compared_frames(model: LoadedModel, frames: np.ndarray) -> torch.Tensor:
+    """Frames as the model compares them with its prototypes: floored where it floors them (a model file
+    exported before the floor existed has no ``floored`` and compares them as they are)."""
+    tensor = torch.from_numpy(frames)
+    if not hasattr(model.module, "floored"):
+        return tensor
+    with torch.no_grad():
+        return model.module.floored(tensor.to(model.device)).cpu()
+
+
 def enrolment_windows(model: LoadedModel, takes: dict[str, list[np.ndarray]], window_frames: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sounding frames of every take, cut into windows: ``(frames (W, n, F), params (W, n, K, 6), labels (W,))``.
@@ -77,7 +87,7 @@ def enrolment_windows(model: LoadedModel, takes: dict[str, list[np.ndarray]], wi
             if not usable:
                 continue
             kept = kept[:usable]
-            frames.append(torch.from_numpy(clip[kept]).reshape(-1, window_frames, clip.shape[1]))
+            frames.append(compared_frames(model, clip[kept]).reshape(-1, window_frames, clip.shape[1]))
             params.append(clip_params[0, kept].cpu().reshape(-1, window_frames, *clip_params.shape[2:]))
             labels += [metadata.class_names.index(label)] * (usable // window_frames)
     if not labels:
