@@ -141,7 +141,7 @@ def scored_ablations() -> list[dict]:
 
 def ablation_markdown(rows: list[dict]) -> str:
     """One line per trained model, then, for a variant trained from several seeds, its mean and range."""
-    lines = [("| chain parts or source | seed | validation OA (training libraries) | unseen library OA / AA | "
+    lines = [("| chain parts, source or recipe | seed | validation OA (training libraries) | unseen library OA / AA | "
               "live after 1 s OA / AA |"),
              "|---|---|---|---|---|"]
     for row in rows:
