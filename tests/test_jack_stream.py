@@ -33,7 +33,7 @@ from realtime.audio import (
     resolve_device,
 )
 from realtime.ringbuffer import BlockRing
-from realtime.stallwitness import StallWitness
+from realtime.stallwitness import StallWitness, unexplained_xruns
 
 jack = pytest.importorskip("jack", reason="JACK-Client missing: pip install JACK-Client")
 
@@ -248,9 +248,15 @@ class ChirpRun:
     context: str
 
     def disturbance(self) -> str | None:
-        """Every chirp had an xrun near it: nothing is left to judge alignment and exactness on.  (A
-        disturbed chirp is not judged; the xrun itself is judged by :func:`assert_xruns_are_the_machines`.)"""
-        return None if any(not c.disturbed for c in self.copies) else self.context
+        """Every chirp had an xrun near it (nothing is left to judge alignment and exactness on), or an
+        xrun came with no stall the witness saw.  The shared machine does both now and then (the CI kind
+        once had 3 of 20 xruns 140 ms after the witness's last stall, with the callback at 2 of its 5.3 ms
+        at most); a stream that causes xruns does so in every run, and the last run is judged in full."""
+        if not any(not c.disturbed for c in self.copies):
+            return f"every chirp disturbed\n{self.context}"
+        period_s = self.report.block_size / self.report.sample_rate
+        unexplained = unexplained_xruns(self.xrun_clock_s, self.witness.stalls, period_s)
+        return f"{len(unexplained)} xruns the witness did not see\n{self.context}" if unexplained else None
 
 
 def chirp_copies(reference: np.ndarray, recording: np.ndarray, spacing: int, offset: int,
@@ -328,10 +334,11 @@ def test_chirp_round_trip_through_jack(portaudio_on_jack: JackServer, mode: str,
                                        seconds: float) -> None:
     """Every chirp no xrun touched comes back aligned and exact, those after an xrun too (an xrun does not
     move the alignment), and the stream has no xrun of its own: each one must follow a stall of the
-    machine itself.  A run where every chirp was disturbed is run again (three runs at most, loudly)."""
+    machine itself.  A run where every chirp was disturbed, or with an xrun the witness did not see, is run
+    again (four runs at most, loudly)."""
     double = DelayGainProcessorDouble(delay=333, gain=0.5)
     run = retry_if_disturbed(lambda: _chirp_round_trip(portaudio_on_jack, double, mode, unbuffered, seconds),
-                             ChirpRun.disturbance, attempts=3)
+                             ChirpRun.disturbance, attempts=4)
     rate, period, report, context = portaudio_on_jack.sample_rate, portaudio_on_jack.period, run.report, run.context
     portaudio_blocks = 0 if unbuffered else PORTAUDIO_FIXED_BLOCK_LATENCY_BLOCKS
     expected_lag = double.latency_samples + report.added_latency_samples + portaudio_blocks * period
