@@ -232,8 +232,8 @@ class TimingStats:
 class RunReport:
     """What a run measured.  ``xruns`` counts callbacks with any under/overflow flag set.
 
-    ``xrun_clock_s`` and ``deadline_miss_clock_s`` say when those callbacks began (see
-    :class:`EventClock`).
+    ``xrun_clock_s`` and ``deadline_miss_clock_s`` say when those callbacks began, ``dry_block_clock_s``
+    when the worker's result was missing and a block went out dry (see :class:`EventClock`).
     """
 
     mode: Mode
@@ -257,6 +257,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     xrun_clock_s: tuple[float, ...] = ()
     deadline_miss_clock_s: tuple[float, ...] = ()
+    dry_block_clock_s: tuple[float, ...] = ()
 
     @property
     def block_ms(self) -> float:
@@ -430,7 +431,7 @@ class DuplexRunner:
     @property
     def overloaded_blocks(self) -> int:
         """Running count of :attr:`RunReport.overloaded_blocks`, cheap enough to poll for a display."""
-        return self._dry_blocks if self.mode == "worker" else self._deadline_misses.count
+        return self._dry_blocks.count if self.mode == "worker" else self._deadline_misses.count
 
     def report(self) -> RunReport:
         """Snapshot of the measurements so far (safe while running; counters may be one block apart)."""
@@ -451,7 +452,7 @@ class DuplexRunner:
                 if self.mode == "worker" else None
             ),
             worker_deadline_misses=self._worker_deadline_misses,
-            dry_blocks=self._dry_blocks,
+            dry_blocks=self._dry_blocks.count,
             late_blocks=self._late_blocks,
             skipped_blocks=self._skipped_blocks,
             dropped_input_blocks=self._dropped_input_blocks,
@@ -460,6 +461,7 @@ class DuplexRunner:
             added_latency_samples=self._delay * self.block_size,
             xrun_clock_s=self._xruns.recent(),
             deadline_miss_clock_s=self._deadline_misses.recent(),
+            dry_block_clock_s=self._dry_blocks.recent(),
         )
 
     # ----------------------------------------------------------------------------- internals
@@ -471,7 +473,7 @@ class DuplexRunner:
         self._flag_counts = dict.fromkeys(_XRUN_FLAGS, 0)
         self._deadline_misses = EventClock()
         self._worker_deadline_misses = 0
-        self._dry_blocks = 0
+        self._dry_blocks = EventClock()
         self._late_blocks = 0
         self._skipped_blocks = 0
         self._dropped_input_blocks = 0
@@ -549,7 +551,7 @@ class DuplexRunner:
             self._out_ring.pop_into(self._out_mono)
         elif want >= 0:
             np.copyto(self._out_mono, self._dry_history[want % (self._delay + 1)])
-            self._dry_blocks += 1
+            self._dry_blocks.mark(time.monotonic())
         else:
             self._out_mono.fill(0.0)  # priming: nothing has been played yet
 

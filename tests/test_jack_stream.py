@@ -260,9 +260,10 @@ class ChirpRun:
 
 
 def chirp_copies(reference: np.ndarray, recording: np.ndarray, spacing: int, offset: int,
-                 clock: list[tuple[int, float]], xrun_clock_s: list[float]) -> list[ChirpCopy]:
-    """Find each chirp of the train in its own slot of the recording.  A chirp is disturbed when an xrun
-    was noticed while its slot was being recorded (``clock``: the recorder's callbacks), give or take
+                 clock: list[tuple[int, float]], breaks_s: list[float]) -> list[ChirpCopy]:
+    """Find each chirp of the train in its own slot of the recording.  A chirp is disturbed when one of
+    ``breaks_s`` (xruns; blocks the worker left dry, which a stall of the machine causes without any
+    xrun) happened while its slot was being recorded (``clock``: the recorder's callbacks), give or take
     :data:`XRUN_REACH_S`."""
     positions, times = np.array([c[0] for c in clock]), np.array([c[1] for c in clock])
     copies = []
@@ -271,7 +272,7 @@ def chirp_copies(reference: np.ndarray, recording: np.ndarray, spacing: int, off
         first = min(int(np.searchsorted(positions, start, side="right")) - 1, len(times) - 1)
         last = min(int(np.searchsorted(positions, start + spacing)), len(times) - 1)
         begins, ends = times[max(first, 0)] - XRUN_REACH_S, times[last] + XRUN_REACH_S
-        copies.append(ChirpCopy(lag + offset, corr, gain, any(begins <= t <= ends for t in xrun_clock_s)))
+        copies.append(ChirpCopy(lag + offset, corr, gain, any(begins <= t <= ends for t in breaks_s)))
     return copies
 
 
@@ -315,7 +316,8 @@ def _chirp_round_trip(server: JackServer, double: DelayGainProcessorDouble, mode
         recorder.client.close()
     xrun_clock_s = server_xruns + list(report.xrun_clock_s)
     copies = chirp_copies(reference, recorder.recording, spacing,
-                          frames_between(player.start_frame, recorder.start_frame), recorder.clock, xrun_clock_s)
+                          frames_between(player.start_frame, recorder.start_frame), recorder.clock,
+                          xrun_clock_s + list(report.dry_block_clock_s))
     context = (f"{report.summary()}\nJACK xruns seen by the test client at "
                f"{[round(t - started, 3) for t in server_xruns]} s, later "
                f"{[round(t - started, 3) for t in recorder.xrun_times[len(server_xruns):]]}; "
@@ -375,6 +377,8 @@ def test_worker_overload_passes_dry_input_and_counts_it(portaudio_on_jack: JackS
     assert_xruns_are_the_machines(list(report.xrun_clock_s), witness, block_s, report.summary())
     assert report.worker_deadline_misses > 0
     assert report.dry_blocks > 0.2 * report.blocks
+    dry_at = report.dry_block_clock_s  # when: the last EVENT_HISTORY of them, oldest first, during the run
+    assert len(dry_at) == min(report.dry_blocks, EVENT_HISTORY) and list(dry_at) == sorted(dry_at)
     assert report.late_blocks + report.skipped_blocks + report.dropped_input_blocks > 0
 
 
