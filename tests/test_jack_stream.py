@@ -249,7 +249,7 @@ class ChirpRun:
 
     def disturbance(self) -> str | None:
         """Every chirp had an xrun near it (nothing is left to judge alignment and exactness on), or an
-        xrun came with no stall the witness saw.  The shared machine does both now and then (the CI kind
+        xrun came with no stall the witness saw.  The shared machine does both now and then (a clean-clone run
         once had 3 of 20 xruns 140 ms after the witness's last stall, with the callback at 2 of its 5.3 ms
         at most); a stream that causes xruns does so in every run, and the last run is judged in full."""
         if not any(not c.disturbed for c in self.copies):
