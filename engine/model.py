@@ -207,7 +207,7 @@ class PrototypeModel(nn.Module):
 
     @torch.jit.export
     def floored(self, frames: Tensor) -> Tensor:
-        """Frames with every band raised to at least ``dynamic_range_db`` below the frame's loudest band.
+        """Frames with every band raised to no more than ``dynamic_range_db`` below the frame's loudest band.
 
         In log units a band 100 dB down weighs as much as a harmonic: without a floor the errors, and
         the decision, hang on how quiet a library's quiet bands are (its noise floor, its band limit),

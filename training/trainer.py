@@ -238,9 +238,8 @@ class Trainer:
         self._apply_stage()
 
     def _as_compared(self, clip: np.ndarray) -> np.ndarray:
-        """A clip in the units the model compares prototypes with: floored, when the model floors."""
-        if not self.settings.dynamic_range_db:
-            return clip
+        """A clip in the units the model compares prototypes with: floored, when the model floors (else the
+        very same array: ``floored`` returns its input)."""
         with torch.no_grad():
             return self.model.floored(torch.from_numpy(clip)).numpy()
 
