@@ -55,7 +55,8 @@ SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/fr
 SOURCES["csound + stk + freepats"] = SOURCES["csound"] + SOURCES["stk"] + SOURCES["freepats"]
 SOURCES["freepats + Merlin"] = SOURCES["freepats"] + SOURCES["Merlin"]
 #: Changes to the training recipe (the ``train`` section), each with the whole chain.
-RECIPES = {"dynamic range 60 dB": {"dynamic_range_db": 60.0}, "dynamic range 40 dB": {"dynamic_range_db": 40.0}}
+RECIPES = {"dynamic range 60 dB": {"dynamic_range_db": 60.0}, "dynamic range 40 dB": {"dynamic_range_db": 40.0},
+           "dynamic range 60 dB, 6 prototypes per class": {"dynamic_range_db": 60.0, "prototypes_per_class": 6}}
 VARIANTS = [*ABLATIONS, *SOURCES, *RECIPES]
 
 

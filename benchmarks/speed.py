@@ -30,6 +30,7 @@ from engine.errors import ProtophoneError
 from engine.export import ModelMetadata, save_model
 from engine.frontend import LogMelFrontEnd
 from engine.model import PrototypeModel, parameter_count
+from engine.parameters import add_setting_flags
 from engine.processor import Processor
 
 BLOCK_SIZES = (64, 128, 256, 512, 1024, 2048)
@@ -104,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--preset", default=None, help="preset name or YAML path (default: identify)")
     source.add_argument("--model", type=Path, help="a model file (.pt) instead of a preset")
     source.add_argument("--untrained", type=int, metavar="K", help="shipped architecture with K random prototypes")
-    parser.add_argument("--mode", choices=("identify", "transfer"), default=None,
-                        help="override the preset's mode; transfer runs identification + transfer + synthesis")
-    parser.add_argument("--target", default=None, help="transfer target (default: the preset's, else the first class)")
+    add_setting_flags(parser, ("mode", "target"))  # transfer without a target: the model's first class
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per repeat (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per block size; the median is kept")
     parser.add_argument("--sample-rate", type=int, default=44100, help="host sample rate (default 44100)")

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import librosa
@@ -56,14 +56,16 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from engine.audiofile import read_audio
-from engine.carrier import CARRIERS, InputCarrier
+from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError, UsageError
 from engine.frontend import frame_level_db, log_mel
+from engine.parameters import CANDIDATES, CARRIERS
+from engine.preset import with_settings
 from engine.processor import Processor
 from engine.stft import stft
 from engine.synth import MelToMagnitude, griffin_lim, spectral_convergence, synthesize_magnitudes
-from engine.transfer import CANDIDATES, TransferRenderer
+from engine.transfer import TransferRenderer
 from training.baselines import CnnClassifier
 from training.layouts import DatasetError, Phrase, scan_phrases
 
@@ -266,8 +268,8 @@ def run(args: argparse.Namespace) -> dict:
 
     processors = {}
     for variant in ((candidate, carrier) for candidate in candidates for carrier in carriers):
-        preset = replace(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0,
-                         candidate=variant[0], carrier=variant[1])
+        preset = with_settings(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0,
+                               candidate=variant[0], carrier=variant[1])
         processors[variant] = Processor(first.model, preset)
         try:
             processors[variant].prepare(read_audio(phrases[0].item.path)[1], args.block_size)

@@ -40,7 +40,6 @@ from engine.config import AnalysisConfig
 from engine.frontend import power_to_frames
 from engine.mel import LOG_SCALE
 
-CARRIERS = ("input", "prototype")
 #: Envelope smoothing across mel bands: wide enough to hide the harmonics that the low bands resolve.
 SMOOTHING_BANDS = 5
 #: Largest boost and cut of the input's spectrum.  Boosting matters (a cello's low register raised under a
@@ -54,14 +53,6 @@ MAX_CUT_DB = 45.0
 MAX_LEVEL_BOOST_DB = 24.0
 #: x units -> log10 of amplitude (x is log10 power over LOG_SCALE; amplitude is its square root).
 X_TO_LOG10_AMPLITUDE = LOG_SCALE / 2.0
-
-
-def check_transposable(carrier: str, phase: str, transpose: float) -> None:
-    """Raise ValueError when ``transpose`` cannot be heard with this carrier and phase: the input carrier's
-    partials are moved, and the input's own phase belongs to the unmoved ones."""
-    if transpose and carrier == "input" and phase == "input":
-        raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs "
-                         "to its untransposed partials)")
 
 
 @njit(cache=True)

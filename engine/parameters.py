@@ -1,37 +1,76 @@
-"""The engine's numeric settings, each declared once: its bounds, default, unit and meaning.
+"""The engine's settings, each declared once: type, choices or bounds, default, unit, meaning, and whether
+it may change while audio streams.
 
-Preset files, ``Processor.set`` and the command lines all check values against this one table, so a
-value that one of them accepts the others accept too, and every refusal names the bounds in one line.
+Preset files (:mod:`engine.preset`), ``Processor.from_preset`` and ``Processor.set``, and the command-line
+flags with their ``--help`` (:func:`add_setting_flags`) are all generated from :data:`SETTINGS`, so a value
+one of them accepts the others accept too, and every refusal names the bounds or the choices in one line.
+The rules between settings (:func:`check_together`) are checked in one place as well.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.identify import DEFAULT_GATE_DB, DEFAULT_HOLD_S, DEFAULT_MIN_CONFIDENCE, DEFAULT_TIME_CONSTANT_S
 
+MODES = ("identify", "transfer")
+#: Phase of the synthesised sound: rebuilt from the magnitudes (RTPGHI) or the input's own (no look-ahead).
+PHASES = ("rtpghi", "input")
+#: Whose predicted parameters drive the target prototype (engine.transfer).
+CANDIDATES = ("winner", "target")
+#: What carries the target's timbre (engine.carrier).
+CARRIERS = ("input", "prototype")
+
+Value = float | str | None
+
 
 @dataclass(frozen=True)
-class Parameter:
-    """One numeric setting: valid from ``low`` to ``high`` (``low`` itself excluded when ``above_low``)."""
+class Setting:
+    """One setting.  A number (``choices`` empty, ``text`` false) is valid from ``low`` to ``high`` (``low``
+    itself excluded when ``above_low``); a text setting is one of ``choices``, or any name when it has none
+    (a target class, which only the model can check).  ``live``: ``Processor.set`` may change it between
+    blocks; the others are fixed when the processor is built."""
 
     name: str
-    default: float
-    low: float
-    high: float
-    unit: str
+    default: Value
     meaning: str
+    live: bool
+    unit: str = ""
+    low: float = -math.inf
+    high: float = math.inf
     above_low: bool = False
+    choices: tuple[str, ...] = ()
+    text: bool = False
+
+    @property
+    def is_number(self) -> bool:
+        return not (self.choices or self.text)
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``gain_db`` → ``--gain-db``."""
+        return "--" + self.name.replace("_", "-")
 
     @property
     def bounds(self) -> str:
+        if not self.is_number:
+            return f"one of {', '.join(self.choices)}" if self.choices else "a class name of the model"
         unit = f" {self.unit}" if self.unit else ""
         return (f"{'above' if self.above_low else 'from'} {self.low:g} {'and at most' if self.above_low else 'to'} "
                 f"{self.high:g}{unit}")
 
-    def check(self, value: object) -> float:
-        """``value`` as a float within bounds, else ValueError naming the setting, its bounds and the value."""
+    def check(self, value: object) -> Value:
+        """``value`` as this setting's type, within bounds or choices, else ValueError naming the setting, what
+        it accepts and the value."""
+        if not self.is_number:
+            if value is None and self.text:
+                return None
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise ValueError(f"{self.name} must be {self.bounds}, got {value!r}")
+            return value
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -41,14 +80,76 @@ class Parameter:
             raise ValueError(f"{self.name} ({self.meaning}) must be {self.bounds}, got {value!r}")
         return number
 
+    def parse_flag(self, text: str) -> Value:
+        """An argparse type: the flag's text checked like a preset value (argparse prints the one line)."""
+        try:
+            return self.check(text if not self.is_number else text.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-PARAMETERS = {p.name: p for p in (
-    Parameter("mix", 1.0, 0.0, 1.0, "", "0 = dry input only, 1 = transferred sound only"),
-    Parameter("transpose", 0.0, -48.0, 48.0, "semitones", "pitch shift of the transferred sound"),
-    Parameter("gain_db", 0.0, -96.0, 24.0, "dB", "output gain"),
-    Parameter("gate_db", DEFAULT_GATE_DB, -120.0, 0.0, "dB", "frames quieter than this are ignored"),
-    Parameter("time_constant_s", DEFAULT_TIME_CONSTANT_S, 0.0, 10.0, "s", "smoothing of the live identification",
-              above_low=True),
-    Parameter("hold_s", DEFAULT_HOLD_S, 0.0, 10.0, "s", "silence before the readout names nothing"),
-    Parameter("min_confidence", DEFAULT_MIN_CONFIDENCE, 0.0, 0.99, "", "probability the readout needs to name a class"),
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("mode", "identify", "identify: pass the sound through and name the instrument; transfer: sound like "
+            "the target", live=True, choices=MODES),
+    Setting("target", None, "instrument to sound like in transfer mode", live=True, text=True),
+    Setting("mix", 1.0, "0 = dry input only, 1 = transferred sound only", live=True, low=0.0, high=1.0),
+    Setting("transpose", 0.0, "pitch shift of the transferred sound", live=True, unit="semitones", low=-48.0,
+            high=48.0),
+    Setting("gain_db", 0.0, "output gain", live=True, unit="dB", low=-96.0, high=24.0),
+    Setting("candidate", "winner", "whose predicted gain, pitch and shelves drive the target prototype: the "
+            "best-fitting prototype's (winner) or the target's own", live=True, choices=CANDIDATES),
+    Setting("gate_db", DEFAULT_GATE_DB, "frames quieter than this are ignored", live=False, unit="dB", low=-120.0,
+            high=0.0),
+    Setting("time_constant_s", DEFAULT_TIME_CONSTANT_S, "smoothing of the live identification", live=False,
+            unit="s", low=0.0, high=10.0, above_low=True),
+    Setting("hold_s", DEFAULT_HOLD_S, "silence before the readout names nothing", live=False, unit="s", low=0.0,
+            high=10.0),
+    Setting("min_confidence", DEFAULT_MIN_CONFIDENCE, "probability the readout needs to name a class", live=False,
+            low=0.0, high=0.99),
+    Setting("phase", "rtpghi", "phase of the transferred sound: rebuilt from its magnitudes (rtpghi, one hop of "
+            "look-ahead) or the input's own (input: less latency, no transposition)", live=False, choices=PHASES),
+    Setting("carrier", "input", "input = your own partials under the target's spectral envelope (keeps your "
+            "melody); prototype = the target's prototype itself, as in the paper", live=False, choices=CARRIERS),
 )}
+
+
+def number_default(name: str) -> float:
+    """A number setting's default, typed (for the fields of engine.preset.Preset)."""
+    default = SETTINGS[name].default
+    assert isinstance(default, float), name
+    return default
+
+
+def text_default(name: str) -> str:
+    """A text setting's default, typed (for the fields of engine.preset.Preset)."""
+    default = SETTINGS[name].default
+    assert isinstance(default, str), name
+    return default
+
+
+def check_together(values: Mapping[str, object]) -> None:
+    """The rules between settings; ValueError names the conflict and a way out."""
+    if values["mode"] == "transfer" and values["target"] is None:
+        raise ValueError("transfer mode needs a target: set target (--target CLASS)")
+    check_transposable(str(values["carrier"]), str(values["phase"]), float(values["transpose"]))  # type: ignore[arg-type]
+
+
+def check_transposable(carrier: str, phase: str, transpose: float) -> None:
+    """Raise ValueError when ``transpose`` cannot be heard with this carrier and phase: the input carrier's
+    partials are moved, and the input's own phase belongs to the unmoved ones."""
+    if transpose and carrier == "input" and phase == "input":
+        raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs to its "
+                         "untransposed partials): use a preset with phase rtpghi, e.g. violin, or --phase rtpghi")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                      names: Iterable[str] = tuple(SETTINGS)) -> None:
+    """One flag per setting (``--gain-db``), typed and checked by the table, defaulting to None: the
+    preset's value stands unless the flag is given."""
+    for name in names:
+        setting = SETTINGS[name]
+        metavar = "CLASS" if setting.text else (setting.unit.upper() if setting.unit and setting.is_number else None)
+        parser.add_argument(setting.flag, dest=name, type=setting.parse_flag, choices=setting.choices or None,
+                            metavar=metavar,
+                            help=(setting.meaning + ("" if setting.choices else f"; {setting.bounds}")
+                                  + " (default: the preset's)").replace("%", "%%"))

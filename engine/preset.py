@@ -23,44 +23,53 @@ Files are read with ``yaml.safe_load`` and checked key by key; a bad file names 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from engine.atomic import write_text
-from engine.carrier import CARRIERS, check_transposable
 from engine.errors import PresetError, one_line
-from engine.identify import DEFAULT_GATE_DB, DEFAULT_HOLD_S, DEFAULT_MIN_CONFIDENCE, DEFAULT_TIME_CONSTANT_S
-from engine.parameters import PARAMETERS
-from engine.synth import PHASE_METHODS
-from engine.transfer import CANDIDATES
+from engine.parameters import SETTINGS, check_together, number_default, text_default
 from presets import shipped_folder
 
-MODES = ("identify", "transfer")
 MODEL_SUFFIXES = (".pt", ".ts")
 PRESET_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A model file plus how to play it."""
+    """A model file plus how to play it: one field per setting of :data:`engine.parameters.SETTINGS`, with
+    its default (a test keeps the two in step).  Build changed copies with :func:`with_settings`, which checks."""
 
     name: str
     model: Path
     description: str = ""
-    mode: str = "identify"
+    mode: str = text_default("mode")
     target: str | None = None
-    mix: float = 1.0
-    transpose: float = 0.0
-    gain_db: float = 0.0
-    gate_db: float = DEFAULT_GATE_DB
-    time_constant_s: float = DEFAULT_TIME_CONSTANT_S
-    hold_s: float = DEFAULT_HOLD_S
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    phase: str = "rtpghi"
-    candidate: str = "winner"
-    carrier: str = "input"
+    mix: float = number_default("mix")
+    transpose: float = number_default("transpose")
+    gain_db: float = number_default("gain_db")
+    candidate: str = text_default("candidate")
+    gate_db: float = number_default("gate_db")
+    time_constant_s: float = number_default("time_constant_s")
+    hold_s: float = number_default("hold_s")
+    min_confidence: float = number_default("min_confidence")
+    phase: str = text_default("phase")
+    carrier: str = text_default("carrier")
+
+
+def with_settings(preset: Preset, **changes: object) -> Preset:
+    """``preset`` with ``changes`` (setting name → value), each checked against its row of
+    :data:`~engine.parameters.SETTINGS`, then all together; ValueError names the first bad one."""
+    unknown = sorted(set(changes) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    checked: dict[str, Any] = {name: SETTINGS[name].check(value) for name, value in changes.items()}
+    changed = replace(preset, **checked)
+    check_together(vars(changed))
+    return changed
 
 
 def presets_dir() -> Path:
@@ -103,37 +112,18 @@ def _parse_preset(path: Path) -> Preset:
         raise PresetError(f"preset {path} is not valid YAML: {one_line(error)}") from None
     if not isinstance(data, dict):
         raise PresetError(f"preset {path} must be a mapping of settings, got {type(data).__name__}")
-    known = {f.name for f in fields(Preset)} - {"name"}
+    known = {"description", "model", *SETTINGS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise PresetError(f"preset {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "model" not in data:
         raise PresetError(f"preset {path} must name its model file (key 'model')")
+    bare = Preset(name=path.stem, model=(path.parent / str(data["model"])).resolve(),
+                  description=str(data.get("description", "")))
     try:
-        numbers = {name: parameter.check(data.get(name, parameter.default)) for name, parameter in PARAMETERS.items()}
+        return with_settings(bare, **{name: value for name, value in data.items() if name in SETTINGS})
     except ValueError as error:
         raise PresetError(f"preset {path}: {error}") from None
-    preset = Preset(
-        name=path.stem,
-        model=(path.parent / str(data["model"])).resolve(),
-        description=str(data.get("description", "")),
-        mode=str(data.get("mode", "identify")),
-        target=None if data.get("target") is None else str(data["target"]),
-        phase=str(data.get("phase", "rtpghi")),
-        candidate=str(data.get("candidate", "winner")),
-        carrier=str(data.get("carrier", "input")),
-        **numbers,
-    )
-    for key, allowed in (("mode", MODES), ("phase", PHASE_METHODS), ("candidate", CANDIDATES), ("carrier", CARRIERS)):
-        if getattr(preset, key) not in allowed:
-            raise PresetError(f"preset {path}: {key} must be one of {', '.join(allowed)}, got {getattr(preset, key)!r}")
-    try:
-        check_transposable(preset.carrier, preset.phase, preset.transpose)
-    except ValueError as error:
-        raise PresetError(f"preset {path}: {error}") from None
-    if preset.mode == "transfer" and preset.target is None:
-        raise PresetError(f"preset {path}: mode 'transfer' needs a target class (key 'target')")
-    return preset
 
 
 def save_preset(preset: Preset, path: str | Path) -> Path:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,6 @@ import torch
 
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
-from engine.carrier import CARRIERS, check_transposable
 from engine.config import AnalysisConfig
 from engine.errors import AudioFileError, PresetError, ProtophoneError
 from engine.export import LoadedModel, load_model
@@ -38,8 +37,8 @@ from engine.fifo import SampleFifo
 from engine.filestream import stream_file
 from engine.frontend import LogMelFrontEnd, frame_level_db
 from engine.identify import ClassMap, Identification, StreamingIdentifier
-from engine.parameters import PARAMETERS
-from engine.preset import MODES, Preset, load_preset
+from engine.parameters import SETTINGS
+from engine.preset import Preset, load_preset, with_settings
 from engine.stft import StreamingISTFT
 from engine.synth import StreamingSynth
 from engine.transfer import TransferRenderer
@@ -125,27 +124,23 @@ class Processor:
         self.model = model
         self.metadata = model.metadata
         self.analysis = model.metadata.analysis
-        self.preset = preset or Preset(name="model", model=Path("."))
+        preset = preset or Preset(name="model", model=Path("."))
+        if preset.target is not None and preset.target not in self.metadata.class_names:
+            raise PresetError(f"preset {preset.name}: unknown target {preset.target!r}; this model knows: "
+                              f"{', '.join(self.metadata.class_names)}")
+        #: The current settings: replaced whole by :meth:`set` (one atomic assignment), so the audio thread
+        #: never sees half a change; ``save_preset(proc.preset, path)`` writes them back.
+        self.preset = preset
         self.class_map = ClassMap(self.metadata.class_names, self.metadata.prototype_classes)
         with torch.no_grad():
             temperature = float(model.module.temperature())
-        preset = self.preset
         self._identifier = StreamingIdentifier(
             self.class_map, temperature, self.analysis.frame_rate, preset.time_constant_s, preset.gate_db,
             hold_s=preset.hold_s, min_confidence=preset.min_confidence,
         )
-        self._synth = StreamingSynth(self.analysis, self.preset.phase, carrier=self.preset.carrier)
+        self._synth = StreamingSynth(self.analysis, preset.phase, carrier=preset.carrier)
         self._renderer: TransferRenderer | None = None
-        self.mode = "identify"
-        self.target: str | None = None
-        self.mix = 1.0
-        self.transpose = 0.0
-        self.gain_db = 0.0
-        try:
-            self.set(mode=preset.mode, target=preset.target, mix=preset.mix, transpose=preset.transpose,
-                     gain_db=preset.gain_db)
-        except ValueError as error:  # e.g. a target the model does not know
-            raise PresetError(f"preset {preset.name}: {error}") from None
+        self._apply(preset)
         self.stats = StreamStats()
         #: Optional observer of every decided chunk: ``tap(frames, params, errors, decisions)`` (tests,
         #: evaluation of streaming decisions).  Called from the processing thread; keep it cheap.
@@ -156,15 +151,36 @@ class Processor:
         self._busy = threading.Lock()  # held while prepare, reset or process runs: see _exclusive
 
     @classmethod
-    def from_preset(cls, name_or_path: str | Path, device: str = "cpu", carrier: str | None = None) -> Processor:
-        """A processor for a preset name (see ``presets/``), a preset YAML path or a model file; ``carrier``
-        overrides the preset's (``input`` or ``prototype``, see :mod:`engine.carrier`)."""
+    def from_preset(cls, name_or_path: str | Path, device: str = "cpu", **settings: object) -> Processor:
+        """A processor for a preset name (see ``presets/``), a preset YAML path or a model file, with
+        ``settings`` (any of :data:`engine.parameters.SETTINGS`, e.g. ``carrier="prototype"``) in place of
+        the preset's; a bad setting raises :class:`PresetError` naming it."""
         preset = load_preset(name_or_path)
-        if carrier is not None:
-            if carrier not in CARRIERS:
-                raise PresetError(f"carrier must be one of {', '.join(CARRIERS)}, got {carrier!r}")
-            preset = replace(preset, carrier=carrier)
+        try:
+            preset = with_settings(preset, **{name: value for name, value in settings.items() if value is not None})
+        except ValueError as error:
+            raise PresetError(str(error)) from None
         return cls(load_model(preset.model, device), preset)
+
+    @property
+    def mode(self) -> str:
+        return self.preset.mode
+
+    @property
+    def target(self) -> str | None:
+        return self.preset.target
+
+    @property
+    def mix(self) -> float:
+        return self.preset.mix
+
+    @property
+    def transpose(self) -> float:
+        return self.preset.transpose
+
+    @property
+    def gain_db(self) -> float:
+        return self.preset.gain_db
 
     # ------------------------------------------------------------------------------------ host interface
     @property
@@ -232,38 +248,34 @@ class Processor:
         self._dry_delay.reset()
         self._identifier.reset()
 
-    def set(
-        self,
-        mode: str | None = None,
-        target: str | None = None,
-        mix: float | None = None,
-        transpose: float | None = None,
-        gain_db: float | None = None,
-    ) -> None:
-        """Change settings between blocks (each assignment is atomic; no lock is needed)."""
-        if mode is not None:
-            if mode not in MODES:
-                raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-            if mode == "transfer" and target is None and self.target is None:
-                raise ValueError(f"transfer mode needs a target: one of {', '.join(self.metadata.class_names)}")
-        if target is not None and target not in self.metadata.class_names:
-            raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(self.metadata.class_names)}")
-        mix, transpose, gain_db = (None if value is None else PARAMETERS[name].check(value)
-                                   for name, value in (("mix", mix), ("transpose", transpose), ("gain_db", gain_db)))
-        if transpose is not None:
-            check_transposable(self._synth.carrier, self._synth.phase, transpose)
-        self.mode = mode if mode is not None else self.mode
-        self.target = target if target is not None else self.target
-        self.mix = mix if mix is not None else self.mix
-        self.transpose = transpose if transpose is not None else self.transpose
-        self.gain_db = gain_db if gain_db is not None else self.gain_db
-        if self.target is not None and (target is not None or transpose is not None):
+    def set(self, **changes: object) -> None:
+        """Change live settings between blocks (those marked ``live`` in :data:`engine.parameters.SETTINGS`:
+        mode, target, mix, transpose, gain_db, candidate); a None value leaves a setting as it is.  Checked
+        like a preset's, then applied as one atomic assignment, so no lock is needed."""
+        changes = {name: value for name, value in changes.items() if value is not None}
+        fixed = sorted(name for name in changes if name in SETTINGS and not SETTINGS[name].live)
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change while the processor exists; build one with it: "
+                             f"Processor.from_preset(..., {fixed[0]}=...)")
+        settings = with_settings(self.preset, **changes)
+        if settings.target is not None and settings.target not in self.metadata.class_names:
+            raise ValueError(f"unknown target {settings.target!r}; this model knows: "
+                             f"{', '.join(self.metadata.class_names)}")
+        self._apply(settings)
+
+    def _apply(self, settings: Preset) -> None:
+        """Make ``settings`` current: the renderer and the carrier's transposition first (rebuilt only when
+        what they depend on changed), then the settings the audio path reads."""
+        rendering = (settings.target, settings.candidate, settings.transpose)
+        if settings.target is not None and (self._renderer is None or rendering != (
+                self.preset.target, self.preset.candidate, self.preset.transpose)):
             # the input carrier moves the input's partials; the prototype carrier moves the prototype
             carried = self._synth.carrier == "input"
             if carried:
-                self._synth.transpose = self.transpose
-            self._renderer = TransferRenderer(self.model, self.target, self.preset.candidate,
-                                              0.0 if carried else self.transpose)
+                self._synth.transpose = settings.transpose
+            self._renderer = TransferRenderer(self.model, settings.target, settings.candidate,
+                                              0.0 if carried else settings.transpose)
+        self.preset = settings
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one block: ``(n,)`` or ``(n, channels)`` → ``(n,)`` float32, stateful.

@@ -34,13 +34,13 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from engine.carrier import CARRIERS, InputCarrier, check_transposable
+from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.mel import LOG_FLOOR, LOG_OFFSET, LOG_SCALE
+from engine.parameters import CARRIERS, PHASES, check_transposable
 from engine.rtpghi import RTPGHI
 from engine.stft import StreamingISTFT, hann_window, stft
 
-PHASE_METHODS = ("rtpghi", "input")
 #: Default gate: bands below this x are exact silence (see module docstring).
 GATE_X = 0.05
 #: x is clipped here (mel power 1e24, far above any real signal) so the power stays finite.
@@ -119,8 +119,8 @@ class StreamingMagnitudeSynth:
     """
 
     def __init__(self, n_fft: int, hop: int, phase: str = "rtpghi", tol: float = 1e-5) -> None:
-        if phase not in PHASE_METHODS:
-            raise ValueError(f"phase must be one of {PHASE_METHODS}, got {phase!r}")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         self.n_fft = n_fft
         self.hop = hop
         self.n_bins = n_fft // 2 + 1

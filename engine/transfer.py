@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from engine.export import LoadedModel
+from engine.parameters import CANDIDATES
 
-CANDIDATES = ("winner", "target")
 LOG2_PER_SEMITONE = math.log(2.0) / 12.0
 
 

@@ -38,7 +38,8 @@ import torch
 from engine.atomic import check_output
 from engine.errors import PresetError, ProtophoneError, UsageError
 from engine.export import read_metadata
-from engine.preset import available_presets, load_preset, presets_dir
+from engine.parameters import SETTINGS, add_setting_flags
+from engine.preset import available_presets, load_preset, presets_dir, save_preset
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from presets import demo_file
 from realtime.cli_errors import audio_module
@@ -48,6 +49,8 @@ from realtime.livemode import LiveSettings, run_live
 
 DEMO_FILE = demo_file()
 EXIT_ERROR = 2
+#: Settings of the identification readout: their own group in --help.
+READOUT_SETTINGS = ("gate_db", "time_constant_s", "hold_s", "min_confidence")
 EXIT_INTERRUPTED = 130
 
 
@@ -81,20 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what to play")
     what.add_argument("--preset", default="violin",
                       help="preset name (see --list-presets), preset .yaml or model .pt (default: violin)")
-    what.add_argument("--mode", choices=("identify", "transfer"),
-                      help="identify: pass the sound through and name the instrument; transfer: sound like "
-                           "--target (default: the preset's)")
-    what.add_argument("--target", metavar="CLASS",
-                      help="instrument to sound like in transfer mode (default: the preset's)")
-    what.add_argument("--mix", type=float,
-                      help="0 = your dry sound only, 1 = transferred sound only (default: the preset's)")
-    what.add_argument("--transpose", type=float, metavar="SEMITONES",
-                      help="shift the transferred sound, -48..48 semitones (default: the preset's)")
-    what.add_argument("--carrier", choices=("input", "prototype"),
-                      help="transfer: input = your own partials under the target's spectral envelope (keeps your "
-                           "melody); prototype = the target's prototype itself, as in the paper "
-                           "(default: the preset's)")
+    add_setting_flags(what, [name for name in SETTINGS if name not in READOUT_SETTINGS])
     what.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: cpu)")
+
+    add_setting_flags(parser.add_argument_group("the live readout"), READOUT_SETTINGS)
 
     audio = parser.add_argument_group("audio")
     audio.add_argument("--input-device", type=device_spec, metavar="INDEX|NAME",
@@ -120,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="process a sound file instead of a live input; 'demo' is presets/demo.flac")
     files.add_argument("--output", type=Path, metavar="OUT.wav",
                        help="write the output: the processed file, or a recording of a live run")
+    files.add_argument("--save-preset", type=Path, metavar="FILE.yaml",
+                       help="write this run's settings (the preset's with the flags above) as a preset that "
+                            "--preset FILE.yaml plays back identically")
     files.add_argument("--realtime", action="store_true", help="file mode: pace processing at real time")
     files.add_argument("--play", action="store_true",
                        help="file mode: also hear it; the engine then runs in the callback of the duplex device "
@@ -159,12 +155,7 @@ def load_processor(args: argparse.Namespace) -> Processor:
     """The preset's processor with the command line's settings applied (bad values: one-line errors)."""
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("CUDA is not available on this machine; use --device cpu")
-    proc = Processor.from_preset(args.preset, device=args.device, carrier=args.carrier)
-    try:
-        proc.set(mode=args.mode, target=args.target, mix=args.mix, transpose=args.transpose)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    return proc
+    return Processor.from_preset(args.preset, device=args.device, **{name: getattr(args, name) for name in SETTINGS})
 
 
 def input_file(name: str) -> Path:
@@ -183,8 +174,12 @@ def check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> dict:
     """Build the engine and run it in file or live mode; the display goes to stderr under --json."""
     check_options(args)
-    if args.output is not None:  # before the model loads: a bad output path costs no work
-        check_output(args.output, [input_file(args.input)] if args.input is not None else [])
+    inputs = [input_file(args.input)] if args.input is not None else []
+    for output in (args.output, args.save_preset):  # before the model loads: a bad output path costs no work
+        if output is not None:
+            check_output(output, inputs)
+    if args.save_preset is not None and args.save_preset.suffix not in (".yaml", ".yml"):
+        raise UsageError(f"--save-preset {args.save_preset}: a preset file ends in .yaml")
     proc = load_processor(args)
     block_size = args.block_size or proc.analysis.hop
     stream = sys.stderr if args.json else sys.stdout
@@ -198,6 +193,8 @@ def run(args: argparse.Namespace) -> dict:
             settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
                                     args.duration, args.output, args.processing, args.worker_delay)
             summary = run_live(proc, settings, display)
+    if args.save_preset is not None:
+        save_preset(proc.preset, args.save_preset)
     snapshot = proc.identification
     return {
         "preset": proc.preset.name,
