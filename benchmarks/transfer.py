@@ -66,6 +66,7 @@ from engine.processor import Processor
 from engine.stft import stft
 from engine.synth import MelToMagnitude, griffin_lim, spectral_convergence, synthesize_magnitudes
 from engine.transfer import TransferRenderer
+from engine.wetpath import gated_render
 from training.baselines import CnnClassifier
 from training.layouts import DatasetError, Phrase, scan_phrases
 
@@ -150,12 +151,10 @@ class Capture:
         self.chunks.append((frames, params, errors))
 
     def rendered(self, renderer: TransferRenderer, analysis: AnalysisConfig, gate_db: float) -> np.ndarray:
-        """The wet mel frames the stream synthesised: rendered, and silenced below the level gate."""
+        """The wet mel frames the stream synthesised: the wet path's own rendering of what it decided."""
         frames, params, errors = (np.concatenate(part) for part in zip(*self.chunks, strict=True))
-        with torch.no_grad():
-            wet = renderer.render(torch.from_numpy(params), torch.from_numpy(errors)).cpu().numpy()
-        wet[frame_level_db(frames, analysis) < gate_db] = 0.0
-        return wet
+        return gated_render(renderer, torch.from_numpy(params), torch.from_numpy(errors),
+                            frame_level_db(frames, analysis), gate_db)
 
 
 def select_phrases(root: Path, max_per_class: int | None) -> list[Phrase]:

@@ -1,17 +1,21 @@
 """The plugin-style streaming engine: ``prepare`` once, then ``process`` blocks of any host's audio.
 
-Signal flow per block (docs/design.md section 2)::
+:class:`Processor` is the host adapter (Neutone's ``SampleQueueWrapper`` is the model): it sanitises,
+resamples, buffers and aligns, around the wet path (:class:`engine.wetpath.WetPath`: model step,
+identification, rendering, synthesis).  Signal flow per block (docs/design.md section 2)::
 
-    host block ─► sanitise/mono ─┬─► dry delay line (latency_samples) ───────────────┐
-                                 └─► resample to model rate ─► log-mel frames         │
-                                       ─► model.step ─► identification               mix ─► gain ─► out
-                                       ─► wet renderer ─► resample to host rate ─► FIFO ┘
+    host block ─► sanitise/mono ─┬─► dry delay line (latency_samples) ─────────────────────┐
+                                 └─► resample to model rate ─► log-mel frames               │
+                                       ─► WetPath (model.step, identification,             mix ─► gain ─► out
+                                          rendering, synthesis) ─► resample to host rate ─► FIFO ┘
 
-The wet FIFO starts with just enough silence that no block of the prepared size ever runs dry, found by
-running the real resamplers and frame counting over silence.  ``latency_samples`` is then *measured*: an
-impulse goes through the same chain with a pass-through renderer (the input's own spectra, overlap-added)
-and its arrival time is read off.  The dry path is delayed by the same amount, so dry and wet line up and
-the host can compensate one fixed latency in every mode.
+The wet path's output stream lines up with its input, so the whole delay is the wet FIFO's start: just
+enough silence that no block of the prepared size ever runs dry, counted by running the real resamplers
+and front end over silence with the frames held back by the wet path's declared look-ahead.  At the
+model's rate it is ``n_fft + latency_frames * hop - gcd(block, hop)``; :meth:`Processor.latency_parts`
+splits it by cause, and tests/test_latency.py sends an impulse through the real wet path on a grid of
+rates, blocks, look-aheads, phases and carriers.  The dry path is delayed by the same amount, so dry and
+wet line up and the host can compensate one fixed latency in every mode.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +39,12 @@ from engine.errors import AudioFileError, PresetError, ProtophoneError
 from engine.export import LoadedModel, load_model
 from engine.fifo import SampleFifo
 from engine.filestream import stream_file
-from engine.frontend import LogMelFrontEnd, frame_level_db
+from engine.frontend import LogMelFrontEnd
 from engine.identify import ClassMap, Identification, StreamingIdentifier
 from engine.parameters import SETTINGS
 from engine.preset import Preset, load_preset, with_settings
-from engine.stft import StreamingISTFT
-from engine.synth import StreamingSynth
 from engine.transfer import TransferRenderer
+from engine.wetpath import FrameDelay, Tap, WetPath
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
@@ -68,24 +71,6 @@ class StreamStats:
     nonfinite_samples: int = 0
     clamped_samples: int = 0
     wet_underrun_samples: int = 0
-
-
-class FrameDelay:
-    """Delays frames (any per-frame arrays) by a fixed count, so side data lines up with model output."""
-
-    def __init__(self, frames: int) -> None:
-        self.frames = frames
-        self._pending: list[np.ndarray] = []
-
-    def reset(self) -> None:
-        self._pending = []
-
-    def push(self, items: np.ndarray) -> np.ndarray:
-        """Add ``n`` items; return the ones that are now ``frames`` old (oldest first)."""
-        queue = self._pending + list(items)
-        ready = max(len(queue) - self.frames, 0)
-        self._pending = queue[ready:]
-        return np.array(queue[:ready]) if ready else items[:0]
 
 
 class _Resampler:
@@ -134,17 +119,13 @@ class Processor:
         self.class_map = ClassMap(self.metadata.class_names, self.metadata.prototype_classes)
         with torch.no_grad():
             temperature = float(model.module.temperature())
-        self._identifier = StreamingIdentifier(
+        identifier = StreamingIdentifier(
             self.class_map, temperature, self.analysis.frame_rate, preset.time_constant_s, preset.gate_db,
             hold_s=preset.hold_s, min_confidence=preset.min_confidence,
         )
-        self._synth = StreamingSynth(self.analysis, preset.phase, carrier=preset.carrier)
-        self._renderer: TransferRenderer | None = None
+        self._wet = WetPath(model, preset, identifier)
         self._apply(preset)
         self.stats = StreamStats()
-        #: Optional observer of every decided chunk: ``tap(frames, params, errors, decisions)`` (tests,
-        #: evaluation of streaming decisions).  Called from the processing thread; keep it cheap.
-        self.tap: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None
         self.sample_rate = 0
         self.block_size = 0
         self._latency = 0
@@ -161,6 +142,16 @@ class Processor:
         except ValueError as error:
             raise PresetError(str(error)) from None
         return cls(load_model(preset.model, device), preset)
+
+    @property
+    def tap(self) -> Tap | None:
+        """Optional observer of every decided chunk: ``tap(frames, params, errors, decisions)`` (tests,
+        evaluation of streaming decisions).  Called from the processing thread; keep it cheap."""
+        return self._wet.tap
+
+    @tap.setter
+    def tap(self, tap: Tap | None) -> None:
+        self._wet.tap = tap
 
     @property
     def mode(self) -> str:
@@ -191,19 +182,36 @@ class Processor:
 
     @property
     def latency_samples(self) -> int:
-        """Input-to-output delay at the host rate, measured in :meth:`prepare` with an impulse."""
+        """Input-to-output delay at the host rate, the same for the wet and the dry path.
+
+        The wet path's output stream lines up with its input (the overlap-add puts every frame back where it
+        was analysed, and soxr's streams are aligned), so the delay is the wet FIFO's start: the most wet
+        samples a block can be short of (:meth:`latency_parts`)."""
         self._require_prepared()
         return self._latency
+
+    def latency_parts(self) -> dict[str, int]:
+        """:attr:`latency_samples` by cause, in host samples (docs/design.md section 8): ``window``, the part
+        of the analysis window before the hop a frame completes (``n_fft - hop``); ``look-ahead``, the wet
+        path's declared frames (the model's and RTPGHI's); ``blocks and resampling``, the wait for a hop to end
+        at a host block's boundary — exactly ``hop - gcd(block, hop)`` when the host runs at the model's rate —
+        and at other rates what soxr's buffering adds to it (the two are not separable)."""
+        self._require_prepared()
+        scale = self.sample_rate / self.analysis.sample_rate
+        hop = self.analysis.hop
+        parts = {"window": round((self.analysis.n_fft - hop) * scale),
+                 "look-ahead": round(self._wet.latency_frames * hop * scale)}
+        return {**parts, "blocks and resampling": self._latency - sum(parts.values())}
 
     @property
     def identification(self) -> Identification:
         """What the engine hears now: label, per-class probabilities, active frames seen."""
-        return self._identifier.snapshot()
+        return self._wet.identifier.snapshot()
 
     @property
     def clip_label(self) -> str | None:
         """Decision over everything heard since the last reset (mean error over active frames)."""
-        return self._identifier.clip_label()
+        return self._wet.identifier.clip_label()
 
     def prepare(self, sample_rate: int, block_size: int) -> None:
         """Set the host rate and the largest block size; builds the chain and measures its latency."""
@@ -221,14 +229,11 @@ class Processor:
             raise ValueError(f"block_size must be 1..{MAX_BLOCK_SIZE} samples, got {block_size}")
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
-        prefill = self._wet_prefill()
-        self._latency = self._measure_latency(prefill)
-        capacity = 4 * (prefill + self.block_size + self.analysis.n_fft)
-        self._wet_fifo = SampleFifo(capacity, prefill)
+        self._latency = self._wet_prefill()
+        capacity = 4 * (self._latency + self.block_size + self.analysis.n_fft)
+        self._wet_fifo = SampleFifo(capacity, self._latency)
         self._dry_delay = SampleFifo(capacity, self._latency)
         self._chain = self._new_chain()
-        self._frame_delay = FrameDelay(self.metadata.lookahead)
-        self._spectra_delay = FrameDelay(self.metadata.lookahead)
         self._reset()
 
     def reset(self) -> None:
@@ -238,15 +243,10 @@ class Processor:
 
     def _reset(self) -> None:
         self._require_prepared()
-        with torch.no_grad():
-            self.model.module.reset()
+        self._wet.reset()
         self._chain.reset()
-        self._frame_delay.reset()
-        self._spectra_delay.reset()
-        self._synth.reset()
         self._wet_fifo.reset()
         self._dry_delay.reset()
-        self._identifier.reset()
 
     def set(self, **changes: object) -> None:
         """Change live settings between blocks (those marked ``live`` in :data:`engine.parameters.SETTINGS`:
@@ -267,14 +267,16 @@ class Processor:
         """Make ``settings`` current: the renderer and the carrier's transposition first (rebuilt only when
         what they depend on changed), then the settings the audio path reads."""
         rendering = (settings.target, settings.candidate, settings.transpose)
-        if settings.target is not None and (self._renderer is None or rendering != (
+        wet = self._wet
+        if settings.target is not None and (wet.renderer is None or rendering != (
                 self.preset.target, self.preset.candidate, self.preset.transpose)):
             # the input carrier moves the input's partials; the prototype carrier moves the prototype
-            carried = self._synth.carrier == "input"
+            carried = wet.synth.carrier == "input"
             if carried:
-                self._synth.transpose = settings.transpose
-            self._renderer = TransferRenderer(self.model, settings.target, settings.candidate,
-                                              0.0 if carried else settings.transpose)
+                wet.synth.transpose = settings.transpose
+            wet.renderer = TransferRenderer(self.model, settings.target, settings.candidate,
+                                            0.0 if carried else settings.transpose)
+        wet.rendering = settings.mode == "transfer"
         self.preset = settings
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -383,7 +385,8 @@ class Processor:
         self._dry_delay.write(block)
         dry = self._dry_delay.read(len(block))
         frames, spectra = self._chain.analyse(block)
-        wet_model_rate = self._run_model(frames, spectra)
+        wet_model_rate = self._wet.push(frames, spectra)
+        self.stats.frames += len(frames)
         self._wet_fifo.write(self._chain.to_host(wet_model_rate))
         wet = self._wet_fifo.read(len(block))
         self.stats.blocks += 1
@@ -392,43 +395,19 @@ class Processor:
         out = dry if self.mode == "identify" else (1.0 - self.mix) * dry + self.mix * wet
         return out if self.gain_db == 0.0 else out * np.float32(10.0 ** (self.gain_db / 20.0))
 
-    def _run_model(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
-        """Model, identification and wet rendering of the frames just analysed; wet samples at model rate.
-
-        In identify mode the synthesis runs on silence, which is cheap and keeps its timeline, so a switch
-        to transfer mode is seamless.
-        """
-        if not len(frames):
-            return np.zeros(0, dtype=np.float32)
-        self.stats.frames += len(frames)
-        with torch.no_grad():
-            params, errors = self.model.module.step(torch.from_numpy(frames).to(self.model.device))
-            decided = self._frame_delay.push(frames)
-            decided_spectra = self._spectra_delay.push(spectra)
-            levels = frame_level_db(decided, self.analysis)
-            errors_np = errors.cpu().numpy()
-            decisions = self._identifier.update(errors_np, levels)
-            if self.tap is not None:
-                self.tap(decided, params.cpu().numpy(), errors_np, decisions)
-            renderer = self._renderer
-            if self.mode == "transfer" and renderer is not None and len(decided):
-                wet_frames = renderer.render(params, errors).cpu().numpy()
-                wet_frames[levels < self._identifier.gate_db] = 0.0
-            else:
-                wet_frames = np.zeros_like(decided)
-        return self._synth.push(wet_frames, decided_spectra).astype(np.float32)
-
     def _new_chain(self) -> _Chain:
         return _Chain(self.analysis, self.sample_rate)
 
     def _decision_lag_frames(self) -> int:
         """Frames between analysing a frame and hearing it: model look-ahead plus synthesis look-ahead."""
-        return self.metadata.lookahead + self._synth.latency_frames
+        return self._wet.latency_frames
 
     def _wet_prefill(self) -> int:
-        """Smallest FIFO start that never runs dry with blocks of the prepared size (silence sizing run)."""
+        """Smallest FIFO start that never runs dry with blocks of the prepared size: the real resamplers and
+        front end run over silence while the frames they complete are counted through the wet path's
+        declared delay (``latency_frames``), and the largest shortfall of wet samples is kept."""
         chain = self._new_chain()
-        lag = FrameDelay(self._decision_lag_frames())
+        lag = FrameDelay(self._wet.latency_frames)
         hop = self.analysis.hop
         needed = available = deficit = 0
         silence = np.zeros(self.block_size, dtype=np.float32)
@@ -440,25 +419,6 @@ class Processor:
             needed += self.block_size
             deficit = max(deficit, needed - available)
         return deficit
-
-    def _measure_latency(self, prefill: int) -> int:
-        """Send an impulse through the chain with a pass-through renderer; return its delay in samples."""
-        istft = StreamingISTFT(self.analysis.n_fft, self.analysis.hop)
-        chain = self._new_chain()
-        lag = FrameDelay(self._decision_lag_frames())
-        fifo = SampleFifo(4 * (prefill + self.block_size + self.analysis.n_fft), prefill)
-        impulse_at = prefill + 2 * self.analysis.n_fft * max(1, self.sample_rate // self.analysis.sample_rate)
-        total = impulse_at + 2 * prefill + 4 * self.analysis.n_fft + 4 * self.block_size
-        signal = np.zeros(total, dtype=np.float32)
-        signal[impulse_at] = 1.0
-        output = np.zeros(total, dtype=np.float32)
-        for start in range(0, total, self.block_size):
-            block = signal[start : start + self.block_size]
-            _, spectra = chain.analyse(block)
-            wet = istft.push(lag.push(spectra)).astype(np.float32)
-            fifo.write(chain.to_host(wet))
-            output[start : start + len(block)] = fifo.read(len(block))
-        return int(np.argmax(np.abs(output))) - impulse_at
 
 
 class _Chain:

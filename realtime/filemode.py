@@ -26,6 +26,7 @@ from realtime.cli_errors import AudioDeviceError
 from realtime.display import Display, View
 from realtime.livemode import (
     ProcessingChoice,
+    engine_parts_ms,
     hop_at_rate,
     open_runner,
     perform,
@@ -156,7 +157,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         "clipped_samples": run.clipped_samples,
         "sample_rate": rate,
         "block_size": settings.block_size,
-        "latency": {"engine_ms": latency_ms, "total_ms": latency_ms},
+        "latency": {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "total_ms": latency_ms},
         "xruns": 0,
         "deadline_misses": metered.deadline_misses,
         "processing": metered.timing(),

@@ -32,6 +32,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -77,8 +78,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of the command (argparse would print
+    the whole usage, a dozen lines, above the one that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"protophone: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m realtime.live", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="python -m realtime.live", description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to play")
@@ -219,12 +228,20 @@ def overload_text(summary: dict) -> str:
     return f"deadline misses {summary['deadline_misses']}"
 
 
+def latency_text(latency: dict) -> str:
+    """The latency's parts: the engine's by cause, then the worker's and the device's where there are."""
+    parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0) for name in ("worker", "stream_in",
+                                                                                               "stream_out")}}
+    return " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
+
+
 def human_summary(summary: dict) -> str:
     processing = summary["processing"]
     return (f"{summary['source']}: {summary['duration_s']:.1f} s at {summary['sample_rate']} Hz, block "
             f"{summary['block_size']}; heard {summary['clip_label'] or 'nothing'} over the whole {summary['source']} "
             f"(readout at the end: {summary['label'] or 'nothing confident'}); "
-            f"latency {summary['latency']['total_ms']:.1f} ms; xruns {summary['xruns']}, "
+            f"latency {summary['latency']['total_ms']:.1f} ms ({latency_text(summary['latency'])}); "
+            f"xruns {summary['xruns']}, "
             + overload_text(summary)
             + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"
             + (f"; output {summary['output']}" if summary["output"] else "")

@@ -133,6 +133,11 @@ def perform(proc: Processor, metered: MeteredProcessor, runner: DuplexRunner, di
     return StreamOutcome(report, seconds.entries, interrupted)
 
 
+def engine_parts_ms(proc: Processor, rate: int) -> dict[str, float]:
+    """The engine's latency by cause (``Processor.latency_parts``), in ms."""
+    return {part: 1e3 * samples / rate for part, samples in proc.latency_parts().items()}
+
+
 def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOutcome) -> dict:
     """The summary fields every run on a device shares (see ``realtime.live``)."""
     report = outcome.report
@@ -142,7 +147,8 @@ def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOu
     return {
         "sample_rate": report.sample_rate,
         "block_size": report.block_size,
-        "latency": {"engine_ms": engine_ms, "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s,
+        "latency": {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, report.sample_rate),
+                    "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s,
                     "stream_out_ms": 1e3 * stream_out_s,
                     "total_ms": engine_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)},
         "xruns": report.xruns,

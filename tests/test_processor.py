@@ -54,7 +54,7 @@ def test_streaming_engine_equals_batch_model(tmp_path, lookahead, block):
     frames = log_mel(audio, analysis)
     with torch.no_grad():
         params, errors = proc.model.module(torch.from_numpy(frames)[None])
-    identifier = StreamingIdentifier(proc.class_map, proc._identifier.temperature, analysis.frame_rate)
+    identifier = StreamingIdentifier(proc.class_map, proc._wet.identifier.temperature, analysis.frame_rate)
     decisions = identifier.update(errors[0].numpy(), frame_level_db(frames, analysis))
 
     n = len(streamed["frames"])

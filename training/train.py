@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("gloo")
-    torch.set_num_threads(1 if distributed else min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1 if distributed else min(2, len(os.sched_getaffinity(0))))  # CPUs this process may use
     try:
         summary = run(load_config(args.config), args.resume, not args.no_progress)
     except (ConfigError, DatasetError, SplitError, ProtophoneError) as error:

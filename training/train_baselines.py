@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("cnn", "autoencoder"), help="train just one of the two")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # CPUs this process may use
     try:
         config = load_config(args.config)
         clips = training_clips(config, load_split(config), not args.no_progress)
