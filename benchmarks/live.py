@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.jackrig.clients import JackPatch, portaudio_on_jack
+from benchmarks.jackrig.server import JackUnavailable, start_jack_server
 from benchmarks.speed import test_signal, untrained_model_file
 from engine.errors import ProtophoneError
 from engine.processor import Processor
-from realtime.jackclients import JackPatch, portaudio_on_jack
-from realtime.jackserver import JackUnavailable, start_jack_server
 from realtime.livemode import ProcessingChoice, audio_thread_summary, hop_at_rate, open_runner, plan_processing
 from realtime.metering import MeteredProcessor
 from realtime.rtpolicy import audio_thread_policy

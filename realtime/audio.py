@@ -110,7 +110,7 @@ class EventClock:
 
     Times are ``time.monotonic()`` (the system-wide CLOCK_MONOTONIC), so that an event in the audio
     callback can be lined up with what another program saw at the same moment: the server's own
-    xrun log, or a stall of the machine (see realtime/stallwitness.py).
+    xrun log, or a stall of the machine (see benchmarks/jackrig/stallwitness.py).
     """
 
     def __init__(self) -> None:

@@ -1,5 +1,5 @@
-"""The test suite's JACK server helpers; they live in :mod:`realtime.jackserver` so benchmarks can use them too."""
+"""The test suite's JACK server helpers, from :mod:`benchmarks.jackrig.server` (benchmarks use them too)."""
 
-from realtime.jackserver import INSTALL_HINT, JackServer, JackUnavailable, realtime_permitted, start_jack_server
+from benchmarks.jackrig.server import INSTALL_HINT, JackServer, JackUnavailable, realtime_permitted, start_jack_server
 
 __all__ = ["INSTALL_HINT", "JackServer", "JackUnavailable", "realtime_permitted", "start_jack_server"]

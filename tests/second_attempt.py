@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
-from realtime.stallwitness import StallWitness, unexplained_xruns
+from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns
 
 Result = TypeVar("Result")
 
@@ -45,7 +45,7 @@ def assert_xruns_are_the_machines(xrun_clock_s: list[float], witness: StallWitne
     """Every xrun (``time.monotonic()`` times) came right after a stall of the machine itself.
 
     A stall that high-priority sleepers on the CPUs saw cannot be the stream's doing (see
-    realtime/stallwitness.py); any other xrun fails the test.  Accepted xruns are reported in a warning
+    benchmarks/jackrig/stallwitness.py); any other xrun fails the test.  Accepted xruns are reported in a warning
     that carries them, so the CI log shows every one.
     """
     unexplained = unexplained_xruns(xrun_clock_s, witness.stalls, period_s)

@@ -21,6 +21,7 @@ import pytest
 from jack_server import JackServer
 from second_attempt import assert_xruns_are_the_machines, retry_if_disturbed
 
+from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns
 from realtime.audio import (
     EVENT_HISTORY,
     DeviceNotFoundError,
@@ -33,7 +34,6 @@ from realtime.audio import (
     resolve_device,
 )
 from realtime.ringbuffer import BlockRing
-from realtime.stallwitness import StallWitness, unexplained_xruns
 
 jack = pytest.importorskip("jack", reason="JACK-Client missing: pip install JACK-Client")
 

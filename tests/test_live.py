@@ -35,8 +35,8 @@ from realtime.display import Display
 from realtime.live import build_parser, load_processor
 
 if TYPE_CHECKING:
+    from benchmarks.jackrig.clients import JackPatch
     from engine.processor import Processor
-    from realtime.jackclients import JackPatch
 
 REPO = Path(__file__).resolve().parent.parent
 NOTE_HZ = midi_to_hz(REFERENCE_MIDI)  # the tiny model's prototypes are at this pitch and do not move
@@ -187,7 +187,7 @@ JACK_AT_MODEL_HOP = pytest.mark.parametrize("jack_server", [{"period": 512}], in
 @pytest.fixture(scope="module")
 def portaudio_jack(jack_server: JackServer) -> Iterator[JackServer]:
     """The private JACK server, seen by PortAudio (let go of before the server stops)."""
-    from realtime.jackclients import portaudio_on_jack  # needs PortAudio
+    from benchmarks.jackrig.clients import portaudio_on_jack  # needs PortAudio
 
     with portaudio_on_jack(jack_server):
         yield jack_server
@@ -271,7 +271,7 @@ def test_live_transfer_through_jack(portaudio_jack: JackServer, presets: Path, t
     Whether the whole engine keeps up on this machine is a question of speed, measured in
     benchmarks/live.py and not asserted here: on the shared CI kind it does not always (one run saw
     111 deadline misses in 20 s at a median load of 0.5).  A disturbed run is retried once, loudly."""
-    from realtime.jackclients import JackPatch  # needs PortAudio + JACK
+    from benchmarks.jackrig.clients import JackPatch  # needs PortAudio + JACK
     from realtime.livemode import LiveSettings, run_live
 
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
@@ -406,7 +406,7 @@ def test_small_periods_run_the_engine_on_the_worker(portaudio_jack: JackServer, 
     """128-sample periods, a 557-sample hop at 48 kHz: the engine runs on the worker, 5 blocks behind, and
     every block it did not finish in time is played dry and counted.  How often that happens is the
     engine's speed, measured in benchmarks/live.py (``--periods 128``), not asserted here."""
-    from realtime.jackclients import JackPatch  # needs PortAudio + JACK
+    from benchmarks.jackrig.clients import JackPatch  # needs PortAudio + JACK
     from realtime.livemode import LiveSettings, run_live
 
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))

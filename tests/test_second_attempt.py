@@ -11,7 +11,7 @@ import warnings
 import pytest
 from second_attempt import retry_if_disturbed
 
-from realtime.stallwitness import Stall, StallWitness, unexplained_xruns
+from benchmarks.jackrig.stallwitness import Stall, StallWitness, unexplained_xruns
 
 
 def test_an_undisturbed_attempt_runs_once_and_silently() -> None:

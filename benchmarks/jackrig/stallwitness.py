@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from realtime.jackserver import realtime_permitted
+from benchmarks.jackrig.server import realtime_permitted
 
 #: The sleepers' nap.  Measured on the CI kind over 20 s runs of a bare jackd: 0.5 ms naps disturb the
 #: machine (10 xruns without the witness, 40 with it); 2 ms naps do not (3-5, against 10-13 without).

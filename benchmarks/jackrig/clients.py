@@ -1,6 +1,6 @@
 """A JACK client that plays a signal into the engine and records what comes back, for tests and benchmarks.
 
-With a private JACK server (:mod:`realtime.jackserver`) and PortAudio re-scanned onto it
+With a private JACK server (:mod:`benchmarks.jackrig.server`) and PortAudio re-scanned onto it
 (:func:`portaudio_on_jack`), the engine's duplex stream appears as the JACK client ``PortAudio``.
 :class:`JackPatch` connects itself to that client's first input and output ports, plays a signal (once or
 on a loop) and records the engine's output into a preallocated buffer, counting the server's xruns.
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from benchmarks.jackrig.server import JackServer
 from realtime.audio import refresh_portaudio, release_portaudio
-from realtime.jackserver import JackServer
 
 PORTAUDIO_CLIENT = "PortAudio"  # PortAudio's JACK client name; sounddevice cannot change it
 
