@@ -7,6 +7,7 @@ not only through the dry path.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -78,3 +79,17 @@ def test_an_impulse_through_the_wet_path_arrives_at_the_reported_latency(models,
         assert max(at_rate) - min(at_rate) <= (0 if rate == 44100 else 2), offsets
     if carrier == "input":
         assert max(abs(offset) for offset in offsets.values()) <= 16, offsets
+
+
+def test_the_latency_benchmark_measures_what_it_reports(models, tmp_path, monkeypatch, capsys):
+    from benchmarks import latency
+
+    (tmp_path / "tiny.yaml").write_text(f"model: {models[2]}\nmode: transfer\ntarget: sawtooth\nphase: input\n")
+    monkeypatch.setenv("PROTOPHONE_PRESETS", str(tmp_path))
+    assert latency.main(["--rates", "44100", "48000", "--blocks", "128", "700", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["preset"], row["sample_rate"], row["block_size"]) for row in rows] == \
+        [("tiny", rate, block) for rate in (44100, 48000) for block in (128, 700)]
+    for row in rows:
+        assert row["dry_measured_samples"] == row["wet_measured_samples"] == row["reported_samples"], row
+        assert sum(row["parts_ms"].values()) == pytest.approx(row["reported_ms"])
