@@ -2,6 +2,7 @@
 
     python -m benchmarks.latency                  # every preset, 44.1 / 48 kHz x 64 / 128 / 256 / 512
     python -m benchmarks.latency --presets violin violin-lowlatency --json
+    python -m benchmarks.latency --jack --presets violin violin-lowlatency --blocks 128 256
 
 For each preset, host rate and block size: ``Processor.latency_samples`` and its parts
 (``Processor.latency_parts``: window, look-ahead, blocks and resampling), and where an impulse sent through
@@ -11,13 +12,28 @@ the report to the sample.  The wet one does with the input's phase; RTPGHI rebui
 magnitudes, so the impulse lands within a few samples of it, and the prototype carrier sings a prototype
 whose peak lies where its rebuilt phase puts it (tests/test_latency.py checks that it moves exactly with
 the report).
+
+With ``--jack``, each row is also measured from outside: on a private JACK server (dummy backend, the
+block size as its period) the engine runs as ``realtime.live`` runs it (PortAudio's JACK client, the same
+processing plan), at mix 0 so that ``jack_iodelay``'s test tones pass unchanged through the dry path, which
+has the engine's latency by construction.  ``jack_iodelay`` (a client the project did not write) measures
+the round trip through the engine, and then once through a plain cable (its output to its input): the
+server's own loop.  Their difference is what the engine path adds: the engine latency, the worker's
+delay when it runs on the worker, and the block PortAudio's JACK host API buffers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import statistics
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -27,6 +43,10 @@ from engine.processor import Processor
 
 RATES = (44100, 48000)
 BLOCK_SIZES = (64, 128, 256, 512)
+#: jack_iodelay's report line, e.g. "   128.000 frames      2.667 ms total roundtrip latency".
+ROUND_TRIP = re.compile(r"^\s*([0-9.]+) frames\s+[0-9.]+ ms total roundtrip latency", re.MULTILINE)
+#: jack_iodelay reports about ten times a second; the median of the last reports is kept.
+IODELAY_SECONDS = 3.0
 
 
 def impulse_arrival(proc: Processor, mix: float) -> int:
@@ -57,6 +77,62 @@ def measure(preset: str, rate: int, block: int) -> dict:
     return row
 
 
+@contextmanager
+def iodelay(server_name: str) -> Iterator[subprocess.Popen[str]]:
+    """``jack_iodelay`` running on the server, line-buffered so its reports can be read as they come."""
+    env = {**os.environ, "JACK_DEFAULT_SERVER": server_name}
+    process = subprocess.Popen(["stdbuf", "-oL", "jack_iodelay"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def measured_round_trip(server_name: str, connections: list[tuple[str, str]]) -> float:
+    """Median of jack_iodelay's round trips (frames) with its ports wired through ``connections``."""
+    env = {**os.environ, "JACK_DEFAULT_SERVER": server_name}
+    with iodelay(server_name) as process:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "jack_delay:in" not in subprocess.run(
+                ["jack_lsp"], check=False, env=env, capture_output=True, text=True).stdout:
+            time.sleep(0.1)
+        for source, destination in connections:
+            subprocess.run(["jack_connect", source, destination], env=env, check=True, capture_output=True)
+        time.sleep(IODELAY_SECONDS)
+        process.terminate()
+        reports = [float(frames) for frames in ROUND_TRIP.findall(process.communicate(timeout=10)[0])]
+    if not reports:
+        raise RuntimeError("jack_iodelay reported no round trip (no signal came back)")
+    return statistics.median(reports[len(reports) // 2 :])
+
+
+def jack_round_trip(preset: str, rate: int, block: int) -> dict:
+    """The round trip through the engine as realtime.live runs it, minus the server's own loop."""
+    from benchmarks.jackrig.clients import PORTAUDIO_CLIENT, portaudio_on_jack
+    from benchmarks.jackrig.server import start_jack_server
+    from realtime.livemode import hop_at_rate, open_runner, plan_processing
+
+    proc = Processor.from_preset(preset, mix=0.0)
+    plan = plan_processing("auto", block, hop_at_rate(proc, rate))
+    server = start_jack_server(sample_rate=rate, period=block)
+    with portaudio_on_jack(server):
+        loop = measured_round_trip(server.name, [("jack_delay:out", "jack_delay:in")])
+        runner = open_runner(proc, rate, block, "system", "system", plan)
+        try:
+            runner.start()
+            through = measured_round_trip(server.name, [("jack_delay:out", f"{PORTAUDIO_CLIENT}:in_0"),
+                                                        (f"{PORTAUDIO_CLIENT}:out_0", "jack_delay:in")])
+        finally:
+            report = runner.stop()
+    ms = 1e3 / rate
+    expected = proc.latency_samples + report.added_latency_samples + block  # + PortAudio's buffered block
+    return {"server_loop_samples": loop, "round_trip_samples": through, "through_engine_samples": through - loop,
+            "through_engine_ms": (through - loop) * ms, "expected_samples": expected,
+            "engine_runs_on": plan.mode, "worker_samples": report.added_latency_samples}
+
+
 def markdown(rows: list[dict]) -> str:
     columns = ("preset", "rate / block", "reported", "window", "look-ahead", "blocks and resampling",
                "dry, measured", "wet, measured")
@@ -65,10 +141,16 @@ def markdown(rows: list[dict]) -> str:
         parts = row["parts_ms"]
         wet = row["wet_measured_samples"]
         wet_text = "-" if wet is None else f"{wet - row['reported_samples']:+d} samples"
+        jack = row.get("jack")
+        jack_text = "" if jack is None else (f" {jack['through_engine_ms']:.1f} ms ({jack['through_engine_samples']:g};"
+                                             f" expected {jack['expected_samples']}) |")
         lines.append(f"| {row['preset']} | {row['sample_rate']} / {row['block_size']} | {row['reported_ms']:.1f} ms "
                      f"({row['reported_samples']}) | {parts['window']:.1f} | {parts['look-ahead']:.1f} | "
                      f"{parts['blocks and resampling']:.1f} | "
-                     f"{row['dry_measured_samples'] - row['reported_samples']:+d} samples | {wet_text} |")
+                     f"{row['dry_measured_samples'] - row['reported_samples']:+d} samples | {wet_text} |" + jack_text)
+    if any("jack" in row for row in rows):
+        lines[0] += " through JACK, minus the server's loop |"
+        lines[1] += "---|"
     return "\n".join(lines)
 
 
@@ -80,12 +162,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="host rates (default 44100 48000)")
     parser.add_argument("--blocks", nargs="+", type=int, default=list(BLOCK_SIZES), metavar="SAMPLES",
                         help="host block sizes (default 64 128 256 512)")
+    parser.add_argument("--jack", action="store_true",
+                        help="also measure each row from outside with jack_iodelay on a private JACK server")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args(argv)
     try:
-        rows = [measure(preset, rate, block) for preset in args.presets or available_presets()
-                for rate in args.rates for block in args.blocks]
-    except (ProtophoneError, ValueError) as error:
+        rows = []
+        for preset in args.presets or available_presets():
+            for rate in args.rates:
+                for block in args.blocks:
+                    rows.append(measure(preset, rate, block))
+                    if args.jack:
+                        rows[-1]["jack"] = jack_round_trip(preset, rate, block)
+                    print(f"{preset} {rate} / {block}: done", file=sys.stderr, flush=True)
+    except (ProtophoneError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
