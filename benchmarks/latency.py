@@ -99,7 +99,9 @@ def measured_round_trip(server_name: str, connections: list[tuple[str, str]]) ->
                 ["jack_lsp"], check=False, env=env, capture_output=True, text=True).stdout:
             time.sleep(0.1)
         for source, destination in connections:
-            subprocess.run(["jack_connect", source, destination], env=env, check=True, capture_output=True)
+            wired = subprocess.run(["jack_connect", source, destination], env=env, check=False, capture_output=True)
+            if wired.returncode:
+                raise RuntimeError(f"jack_connect {source} {destination} failed: is the server still running?")
         time.sleep(IODELAY_SECONDS)
         process.terminate()
         reports = [float(frames) for frames in ROUND_TRIP.findall(process.communicate(timeout=10)[0])]

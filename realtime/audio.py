@@ -179,6 +179,12 @@ def list_devices() -> list[DeviceInfo]:
     ]
 
 
+def default_device_indices() -> tuple[int | None, int | None]:
+    """PortAudio's default input and output device indices (None where there is none)."""
+    return tuple(None if index is None or index < 0 else int(index)  # type: ignore[return-value]
+                 for index in sd.default.device)
+
+
 def resolve_device(spec: DeviceSpec, kind: Literal["input", "output"]) -> DeviceInfo:
     """Turn a device index, a (case-insensitive, exact or unique partial) name or None (the default)
     into one device that has ``kind`` channels; otherwise raise a one-line DeviceNotFoundError that

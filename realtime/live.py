@@ -43,7 +43,7 @@ from engine.parameters import SETTINGS, add_setting_flags
 from engine.preset import available_presets, load_preset, presets_dir, save_preset
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from presets import demo_file
-from realtime.cli_errors import audio_module
+from realtime.cli_errors import NO_DEVICE_HINT, AudioDeviceError, audio_module
 from realtime.display import Display
 from realtime.filemode import FileSettings, run_file
 from realtime.livemode import LiveSettings, run_live
@@ -156,8 +156,16 @@ def preset_listing() -> str:
 
 
 def device_listing() -> str:
-    devices = audio_module().list_devices()
-    return "\n".join(map(str, devices)) or "no sound devices found (is a sound card connected or JACK running?)"
+    """One line per device, the defaults marked; no device at all is an error (exit 2) with the way out."""
+    audio = audio_module()
+    devices = audio.list_devices()
+    if not devices:
+        raise AudioDeviceError(f"no sound devices found (is a sound card connected or JACK running?); {NO_DEVICE_HINT}")
+    default_in, default_out = audio.default_device_indices()
+    marks = {default_in: "default input", default_out: "default output"}
+    if default_in == default_out:
+        marks = {default_in: "default input and output"}
+    return "\n".join(f"{device}{f'  <- {marks[device.index]}' if device.index in marks else ''}" for device in devices)
 
 
 def load_processor(args: argparse.Namespace) -> Processor:

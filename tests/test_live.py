@@ -165,6 +165,15 @@ def test_errors_are_one_line_without_traceback(presets: Path, args: list[str], e
     assert run.stderr.count("\n") == 1, run.stderr
 
 
+def test_no_device_at_all_is_exit_2_with_the_way_out(monkeypatch, capsys) -> None:
+    from realtime import audio, live
+
+    monkeypatch.setattr(audio, "list_devices", list)  # what PortAudio enumerates on a machine with no sound
+    assert live.main(["--list-devices"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("protophone: no sound devices found") and error.endswith("--input demo --output out.wav")
+
+
 def test_missing_portaudio_library_names_the_package(presets: Path, tmp_path: Path) -> None:
     (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
     run = cli(presets, "--list-devices", env={"PYTHONPATH": str(tmp_path)})
@@ -350,7 +359,8 @@ def test_cli_live_run_stopped_with_a_signal(portaudio_jack: JackServer, presets:
                                             stop: signal.Signals) -> None:
     """The command line on the JACK device: listed, then a live run that Ctrl-C, SIGTERM (a service manager)
     or SIGHUP (a closed terminal) ends with a complete file and the summary."""
-    assert "'system'" in cli(presets, "--list-devices").stdout
+    listing = cli(presets, "--list-devices")
+    assert listing.returncode == 0 and "'system'" in listing.stdout and "<- default input" in listing.stdout, listing
     take = tmp_path / "take.wav"
     engine = subprocess.Popen(**cli_command(presets, "--preset", "tiny", "--input-device", "system", "--output-device",
                                             "system", "--output", str(take), "--json"),
