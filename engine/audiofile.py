@@ -20,6 +20,8 @@ class AudioFileWarning(UserWarning):
     """An audio file that can be used, but not as its maker meant (e.g. cut short)."""
 
 
+#: Sound files the project reads (datasets, folder jobs): what libsndfile reads without extra codecs.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 #: libsndfile's note on a WAV/AIFF whose data chunk is shorter than its header says: "data : 288000 (should be 99956)".
 _TRUNCATED = re.compile(r"^(data|SSND)\s*:.*should be", re.MULTILINE)
 

@@ -108,6 +108,8 @@ def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
     elapsed = time.perf_counter() - started
     return {
         "source": "file",
+        "offline": not settings.play,  # no device: xruns and deadlines mean nothing, speed does
+        "wall_s": elapsed,
         "input": str(settings.input_path),
         "output": None if settings.output_path is None else str(settings.output_path),
         "realtime_factor": elapsed * summary["sample_rate"] / max(summary.pop("samples_processed"), 1),

@@ -11,6 +11,7 @@ Live (a duplex sound device; the engine resamples from the device's rate):
 Files (the same streaming path, no sound card needed):
   python -m realtime.live --preset violin --input demo --output out.wav   # presets/demo.flac
   python -m realtime.live --preset violin --input cello.wav --output out.wav --json
+  python -m realtime.live --preset identify --input takes/ --output heard/  # every file; a .json report each
   python -m realtime.live --input demo --output out.wav --realtime --play   # paced and heard
 
 Find things:
@@ -36,7 +37,8 @@ from typing import NoReturn
 
 import torch
 
-from engine.atomic import check_output
+from engine.atomic import check_output, write_text
+from engine.audiofile import AUDIO_EXTENSIONS
 from engine.errors import PresetError, ProtophoneError, UsageError
 from engine.export import read_metadata
 from engine.parameters import SETTINGS, add_setting_flags
@@ -118,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker mode: blocks of slack, and of added latency (default: one hop's worth)")
 
     files = parser.add_argument_group("files")
-    files.add_argument("--input", metavar="FILE|demo",
-                       help="process a sound file instead of a live input; 'demo' is presets/demo.flac")
-    files.add_argument("--output", type=Path, metavar="OUT.wav",
-                       help="write the output: the processed file, or a recording of a live run")
+    files.add_argument("--input", metavar="FILE|FOLDER|demo",
+                       help="process a sound file instead of a live input ('demo' is presets/demo.flac), or every "
+                            "sound file in a folder and its sub-folders")
+    files.add_argument("--output", type=Path, metavar="OUT.wav|FOLDER",
+                       help="write the output: the processed file, a recording of a live run, or with a folder "
+                            "input a folder of processed files at the same relative paths, each with a .json report")
     files.add_argument("--save-preset", type=Path, metavar="FILE.yaml",
                        help="write this run's settings (the preset's with the flags above) as a preset that "
                             "--preset FILE.yaml plays back identically")
@@ -179,6 +183,25 @@ def input_file(name: str) -> Path:
     return DEMO_FILE if name == "demo" else Path(name)
 
 
+def folder_jobs(folder: Path, output: Path | None) -> list[tuple[Path, Path | None]]:
+    """Every sound file under ``folder`` (sorted), each with its output at the same relative path under
+    ``output``; the outputs are checked before any work, and never land in the input folder."""
+    sources = sorted(path for path in folder.rglob("*") if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+                     and not path.name.startswith("."))
+    if not sources:
+        raise UsageError(f"no sound file ({', '.join(AUDIO_EXTENSIONS)}) in the folder {folder}")
+    if output is None:
+        return [(source, None) for source in sources]
+    if output.resolve() == folder.resolve() or folder.resolve() in output.resolve().parents:
+        raise UsageError(f"--output {output} lies in the input folder {folder}; write the outputs elsewhere")
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file; with a folder input give a folder")
+    jobs = [(source, output / source.relative_to(folder)) for source in sources]
+    for source, target in jobs:
+        check_output(target, [source])
+    return jobs
+
+
 def check_options(args: argparse.Namespace) -> None:
     if args.input is None and (args.realtime or args.play):
         raise UsageError("--realtime and --play apply to file mode; add --input FILE (or --input demo)")
@@ -189,42 +212,51 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Build the engine and run it in file or live mode; the display goes to stderr under --json."""
+    """Build the engine and run it in file, folder or live mode; the display goes to stderr under --json."""
     check_options(args)
-    inputs = [input_file(args.input)] if args.input is not None else []
-    for output in (args.output, args.save_preset):  # before the model loads: a bad output path costs no work
-        if output is not None:
-            check_output(output, inputs)
-    if args.save_preset is not None and args.save_preset.suffix not in (".yaml", ".yml"):
-        raise UsageError(f"--save-preset {args.save_preset}: a preset file ends in .yaml")
+    source = input_file(args.input) if args.input is not None else None
+    folder = source is not None and source.is_dir()
+    if folder and args.play:
+        raise UsageError("--play plays one file; give a file, not a folder")
+    # outputs are checked before the model loads: a bad output path costs no work
+    jobs = folder_jobs(source, args.output) if folder else [(source, args.output)]  # type: ignore[arg-type]
+    if not folder and args.output is not None:
+        check_output(args.output, [source] if source is not None else [])
+    if args.save_preset is not None:
+        check_output(args.save_preset, [source] if source is not None else [])
+        if args.save_preset.suffix not in (".yaml", ".yml"):
+            raise UsageError(f"--save-preset {args.save_preset}: a preset file ends in .yaml")
     proc = load_processor(args)
     block_size = args.block_size or proc.analysis.hop
     stream = sys.stderr if args.json else sys.stdout
     with Display(stream) as display:
-        if args.input is not None:
-            settings = FileSettings(input_file(args.input), args.output, args.sample_rate, block_size,
-                                    args.realtime, args.play, args.input_device, args.output_device,
-                                    args.processing, args.worker_delay)
-            summary = run_file(proc, settings, display)
-        else:
+        if source is None:
             settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
                                     args.duration, args.output, args.processing, args.worker_delay)
-            summary = run_live(proc, settings, display)
+            summary = with_readout(proc, run_live(proc, settings, display))
+        else:
+            runs = []
+            for index, (path, output) in enumerate(jobs, start=1):
+                if folder:
+                    print(f"[{index}/{len(jobs)}] {path}", file=stream, flush=True)
+                settings = FileSettings(path, output, args.sample_rate, block_size, args.realtime, args.play,
+                                        args.input_device, args.output_device, args.processing, args.worker_delay)
+                runs.append(with_readout(proc, run_file(proc, settings, display)))
+                if folder and output is not None:
+                    write_text(output.with_suffix(".json"), json.dumps(runs[-1], indent=1) + "\n")
+            summary = {"source": "folder", "input": str(source), "output": None if args.output is None else
+                       str(args.output), "files": runs} if folder else runs[0]
     if args.save_preset is not None:
         save_preset(proc.preset, args.save_preset)
+    return {"preset": proc.preset.name, "mode": proc.mode, "target": proc.target, "mix": proc.mix,
+            "transpose": proc.transpose, "carrier": proc.preset.carrier, **summary}
+
+
+def with_readout(proc: Processor, summary: dict) -> dict:
+    """A run's summary with what the engine heard at its end (the readout's label and probabilities)."""
     snapshot = proc.identification
-    return {
-        "preset": proc.preset.name,
-        "mode": proc.mode,
-        "target": proc.target,
-        "mix": proc.mix,
-        "transpose": proc.transpose,
-        "carrier": proc.preset.carrier,
-        "label": snapshot.label,
-        "probabilities": snapshot.probabilities,
-        "active_frames": snapshot.frames_seen,
-        **summary,
-    }
+    return {"label": snapshot.label, "probabilities": snapshot.probabilities, "active_frames": snapshot.frames_seen,
+            **summary}
 
 
 def overload_text(summary: dict) -> str:
@@ -244,14 +276,25 @@ def latency_text(latency: dict) -> str:
 
 
 def human_summary(summary: dict) -> str:
+    """The run in words: one line, or for a folder one line per file and a total."""
+    if summary["source"] != "folder":
+        return run_line(summary)
+    files = summary["files"]
+    seconds = sum(run["duration_s"] for run in files)
+    return "\n".join([*(f"{run['input']}: {run_line(run)}" for run in files),
+                      f"folder {summary['input']}: {len(files)} files, {seconds:.1f} s of sound"
+                      + (f", outputs and .json reports in {summary['output']}" if summary["output"] else "")])
+
+
+def run_line(summary: dict) -> str:
     processing = summary["processing"]
     return (f"{summary['source']}: {summary['duration_s']:.1f} s at {summary['sample_rate']} Hz, block "
             f"{summary['block_size']}; heard {summary['clip_label'] or 'nothing'} over the whole {summary['source']} "
             f"(readout at the end: {summary['label'] or 'nothing confident'}); "
             f"latency {summary['latency']['total_ms']:.1f} ms ({latency_text(summary['latency'])}); "
-            f"xruns {summary['xruns']}, "
-            + overload_text(summary)
-            + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}"
+            + (f"took {summary['wall_s']:.1f} s, {1 / max(summary['realtime_factor'], 1e-9):.1f}x real time"
+               if summary.get("offline") else f"xruns {summary['xruns']}, " + overload_text(summary)
+               + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}")
             + (f"; output {summary['output']}" if summary["output"] else "")
             + (f" ({summary['clipped_samples']} samples clipped at full scale: lower --mix or the preset's "
                "gain_db)" if summary.get("clipped_samples") else "")

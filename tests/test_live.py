@@ -84,6 +84,30 @@ def cents(f: float, reference: float) -> float:
     return 1200.0 * np.log2(f / reference)
 
 
+def test_a_folder_is_processed_file_by_file_with_a_report_each(presets: Path, tmp_path: Path) -> None:
+    takes = tmp_path / "takes"
+    (takes / "day2").mkdir(parents=True)
+    sf.write(takes / "saw.wav", sawtooth_phrase(44100, notes=1), 44100, subtype="PCM_24")
+    sf.write(takes / "day2" / "sine.flac", tone("sine", NOTE_HZ, 1.5, 48000), 48000)
+    (takes / "notes.txt").write_text("not audio")
+    heard = tmp_path / "heard"
+    run = cli(presets, "--preset", "tiny", "--input", str(takes), "--output", str(heard), "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["source"] == "folder"
+    assert [Path(f["input"]).name for f in summary["files"]] == ["sine.flac", "saw.wav"]  # sorted by path
+    assert [f["clip_label"] for f in summary["files"]] == ["sine", "sawtooth"]
+    assert sf.info(heard / "saw.wav").subtype == "PCM_24" and sf.info(heard / "day2" / "sine.flac").samplerate == 48000
+    report = json.loads((heard / "day2" / "sine.json").read_text())
+    assert report["clip_label"] == "sine" and report["input"] == str(takes / "day2" / "sine.flac")
+    assert sorted(p.name for p in heard.rglob("*")) == ["day2", "saw.json", "saw.wav", "sine.flac", "sine.json"]
+    text = cli(presets, "--preset", "tiny", "--input", str(takes / "saw.wav")).stdout.strip().splitlines()[-1]
+    assert "x real time" in text and "xruns" not in text and "DSP load" not in text, text  # offline: speed, not xruns
+    inside = cli(presets, "--preset", "tiny", "--input", str(takes), "--output", str(takes / "out"))
+    assert inside.returncode == 2 and inside.stderr.strip().endswith("write the outputs elsewhere")
+    assert not (takes / "out").exists()
+
+
 def test_file_mode_end_to_end(presets: Path, tmp_path: Path) -> None:
     rate = 44100
     phrase = sawtooth_phrase(rate, notes=2)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".aiff", ".aif"})
+from engine.audiofile import AUDIO_EXTENSIONS
+
 LAYOUTS = ("folder", "tinysol", "sol", "librispeech")
 PHRASES_DIR = "phrases"
 
