@@ -19,7 +19,8 @@ processing plan), at mix 0 so that ``jack_iodelay``'s test tones pass unchanged 
 has the engine's latency by construction.  ``jack_iodelay`` (a client the project did not write) measures
 the round trip through the engine, and then once through a plain cable (its output to its input): the
 server's own loop.  Their difference is what the engine path adds: the engine latency, the worker's
-delay when it runs on the worker, and the block PortAudio's JACK host API buffers.
+delay when it runs on the worker, and the block PortAudio's JACK host API buffers, which ``realtime.live
+--latency low`` (PortAudio at the server's own period) saves: each row is measured both ways.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def measured_round_trip(server_name: str, connections: list[tuple[str, str]]) ->
     return statistics.median(reports[len(reports) // 2 :])
 
 
-def jack_round_trip(preset: str, rate: int, block: int) -> dict:
-    """The round trip through the engine as realtime.live runs it, minus the server's own loop."""
+def jack_round_trip(preset: str, rate: int, block: int, unbuffered: bool = False) -> dict:
+    """The round trip through the engine as realtime.live runs it (``unbuffered``: with ``--latency low``),
+    minus the server's own loop."""
     from benchmarks.jackrig.clients import PORTAUDIO_CLIENT, portaudio_on_jack
     from benchmarks.jackrig.server import start_jack_server
     from realtime.livemode import hop_at_rate, open_runner, plan_processing
@@ -121,7 +123,7 @@ def jack_round_trip(preset: str, rate: int, block: int) -> dict:
     server = start_jack_server(sample_rate=rate, period=block)
     with portaudio_on_jack(server):
         loop = measured_round_trip(server.name, [("jack_delay:out", "jack_delay:in")])
-        runner = open_runner(proc, rate, block, "system", "system", plan)
+        runner = open_runner(proc, rate, block, "system", "system", plan, unbuffered=unbuffered)
         try:
             runner.start()
             through = measured_round_trip(server.name, [("jack_delay:out", f"{PORTAUDIO_CLIENT}:in_0"),
@@ -129,7 +131,7 @@ def jack_round_trip(preset: str, rate: int, block: int) -> dict:
         finally:
             report = runner.stop()
     ms = 1e3 / rate
-    expected = proc.latency_samples + report.added_latency_samples + block  # + PortAudio's buffered block
+    expected = proc.latency_samples + report.added_latency_samples + (0 if unbuffered else block)  # PortAudio's block
     return {"server_loop_samples": loop, "round_trip_samples": through, "through_engine_samples": through - loop,
             "through_engine_ms": (through - loop) * ms, "expected_samples": expected,
             "engine_runs_on": plan.mode, "worker_samples": report.added_latency_samples}
@@ -144,15 +146,16 @@ def markdown(rows: list[dict]) -> str:
         wet = row["wet_measured_samples"]
         wet_text = "-" if wet is None else f"{wet - row['reported_samples']:+d} samples"
         jack = row.get("jack")
-        jack_text = "" if jack is None else (f" {jack['through_engine_ms']:.1f} ms ({jack['through_engine_samples']:g};"
-                                             f" expected {jack['expected_samples']}) |")
+        jack_text = "" if jack is None else "".join(
+            f" {run['through_engine_ms']:.1f} ms ({run['through_engine_samples']:g};"
+            f" expected {run['expected_samples']}) |" for run in (jack, row["jack_latency_low"]))
         lines.append(f"| {row['preset']} | {row['sample_rate']} / {row['block_size']} | {row['reported_ms']:.1f} ms "
                      f"({row['reported_samples']}) | {parts['window']:.1f} | {parts['look-ahead']:.1f} | "
                      f"{parts['blocks and resampling']:.1f} | "
                      f"{row['dry_measured_samples'] - row['reported_samples']:+d} samples | {wet_text} |" + jack_text)
     if any("jack" in row for row in rows):
-        lines[0] += " through JACK, minus the server's loop |"
-        lines[1] += "---|"
+        lines[0] += " through JACK, minus the server's loop | the same with --latency low |"
+        lines[1] += "---|---|"
     return "\n".join(lines)
 
 
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(measure(preset, rate, block))
                     if args.jack:
                         rows[-1]["jack"] = jack_round_trip(preset, rate, block)
+                        rows[-1]["jack_latency_low"] = jack_round_trip(preset, rate, block, unbuffered=True)
                     print(f"{preset} {rate} / {block}: done", file=sys.stderr, flush=True)
     except (ProtophoneError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

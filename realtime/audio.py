@@ -435,6 +435,11 @@ class DuplexRunner:
         return self._stream is not None and self._stream.active
 
     @property
+    def wrong_size_blocks(self) -> int:
+        """Running count of callbacks of another size than ``block_size`` (only when ``unbuffered``)."""
+        return self._wrong_size_blocks
+
+    @property
     def overloaded_blocks(self) -> int:
         """Running count of :attr:`RunReport.overloaded_blocks`, cheap enough to poll for a display."""
         return self._dry_blocks.count if self.mode == "worker" else self._deadline_misses.count

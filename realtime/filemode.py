@@ -53,6 +53,7 @@ class FileSettings:
     output_device: int | str | None
     processing: ProcessingChoice = "auto"  # with ``play``: see realtime.livemode.plan_processing
     worker_delay_blocks: int | None = None
+    unbuffered: bool = False  # with ``play``: see realtime.livemode.LiveSettings
 
 
 class FileSource:
@@ -182,7 +183,8 @@ def play_file(proc: Processor, settings: FileSettings, subtype: str | None, disp
     source = FileSource(metered, audio, proc.latency_samples, settings.block_size)
     plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, rate),
                            settings.worker_delay_blocks)
-    runner = open_runner(source, rate, settings.block_size, devices[0].index, devices[1].index, plan)
+    runner = open_runner(source, rate, settings.block_size, devices[0].index, devices[1].index, plan,
+                         unbuffered=settings.unbuffered)
     try:
         outcome = perform(proc, metered, runner, display, lambda elapsed_s: source.done)
     except AudioDeviceError as error:  # the device went away: keep what was played, as live mode does

@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "fed by lock-free rings (--worker-delay blocks of added latency; a block not ready in "
                             "time is played dry and counted). auto (default): the worker for blocks of at most half "
                             "the model's hop, where one callback in several computes a whole model frame")
+    audio.add_argument("--latency", choices=("normal", "low"), default="normal",
+                       help="low: open the device at its own period, without the block PortAudio's JACK host API "
+                            "otherwise buffers (one block less latency); --block-size must then be the device's "
+                            "period (JACK: the server's -p). normal (default) accepts any block size")
     audio.add_argument("--worker-delay", type=bounded_int(1, 64), metavar="BLOCKS",
                        help="worker mode: blocks of slack, and of added latency (default: one hop's worth)")
 
@@ -207,6 +211,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError("--realtime and --play apply to file mode; add --input FILE (or --input demo)")
     if args.input is not None and args.duration is not None:
         raise UsageError("--duration applies to live runs; a file runs to its end")
+    if args.latency == "low" and args.input is not None and not args.play:
+        raise UsageError("--latency low applies to a device (live runs and --play); a file alone has no device")
     if args.worker_delay is not None and args.processing == "callback":
         raise UsageError("--worker-delay applies to worker processing; drop it or use --processing worker/auto")
 
@@ -232,7 +238,8 @@ def run(args: argparse.Namespace) -> dict:
     with Display(stream) as display:
         if source is None:
             settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
-                                    args.duration, args.output, args.processing, args.worker_delay)
+                                    args.duration, args.output, args.processing, args.worker_delay,
+                                    args.latency == "low")
             summary = with_readout(proc, run_live(proc, settings, display))
         else:
             runs = []
@@ -240,7 +247,8 @@ def run(args: argparse.Namespace) -> dict:
                 if folder:
                     print(f"[{index}/{len(jobs)}] {path}", file=stream, flush=True)
                 settings = FileSettings(path, output, args.sample_rate, block_size, args.realtime, args.play,
-                                        args.input_device, args.output_device, args.processing, args.worker_delay)
+                                        args.input_device, args.output_device, args.processing, args.worker_delay,
+                                        args.latency == "low")
                 runs.append(with_readout(proc, run_file(proc, settings, display)))
                 if folder and output is not None:
                     write_text(output.with_suffix(".json"), json.dumps(runs[-1], indent=1) + "\n")

@@ -87,6 +87,7 @@ class LiveSettings:
     record_path: Path | None
     processing: ProcessingChoice = "auto"
     worker_delay_blocks: int | None = None  # None: one hop's worth of blocks
+    unbuffered: bool = False  # --latency low: the device's own period, without PortAudio's extra block
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOu
         "deadline_misses": report.deadline_misses,
         "deadline_miss_clock_s": list(report.deadline_miss_clock_s),
         "overloaded_blocks": report.overloaded_blocks,
+        "wrong_size_blocks": report.wrong_size_blocks,
         "audio_thread": audio_thread_summary(report),
         "processing": metered.timing(),
         "callback_ms": {"p50": report.callback_time.p50_ms, "p99": report.callback_time.p99_ms,
@@ -186,7 +188,8 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
     metered = MeteredProcessor(proc)
     plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, rate),
                            settings.worker_delay_blocks)
-    runner = open_runner(metered, rate, settings.block_size, input_device.index, output_device.index, plan)
+    runner = open_runner(metered, rate, settings.block_size, input_device.index, output_device.index, plan,
+                         unbuffered=settings.unbuffered)
     recorder = Recorder(settings.record_path, rate, settings.block_size) if settings.record_path else None
     metered.on_output = None if recorder is None else recorder.push
     duration_s = settings.duration_s
@@ -223,6 +226,10 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
             now, blocks = time.monotonic(), metered.blocks
             if blocks != last_blocks:
                 last_blocks, last_progress = blocks, now
+            if runner.wrong_size_blocks:
+                raise AudioDeviceError(f"{runner.input_device} calls back with blocks of another size than "
+                                       f"{block_size}: with --latency low give its own period as --block-size "
+                                       "(JACK: the server's -p, see jack_bufsize), or leave out --latency low")
             if not runner.active or now - last_progress > STALL_S:
                 return False, True
             done = blocks * block_size

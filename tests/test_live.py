@@ -239,6 +239,11 @@ def test_live_device_errors_are_one_line(portaudio_jack: JackServer, presets: Pa
         run_live(proc, LiveSettings("system", "system", 44100, period, 1.0, None), Display(io.StringIO()))
     with pytest.raises(AudioDeviceError, match=r"'no such card'.*available input devices: \[\d+\] 'system'"):
         run_live(proc, LiveSettings("no such card", "system", None, period, 1.0, None), Display(io.StringIO()))
+    with pytest.raises(AudioDeviceError, match=r"blocks of another size than 128: with --latency low give its own"):
+        run_live(proc, LiveSettings("system", "system", None, 128, 5.0, None, unbuffered=True), Display(io.StringIO()))
+    summary = run_live(proc, LiveSettings("system", "system", None, period, 1.0, None, unbuffered=True),
+                       Display(io.StringIO()))  # --latency low at the server's own period: no wrong-size block
+    assert summary["duration_s"] >= 0.9 and summary["wrong_size_blocks"] == 0
 
 
 @dataclass
