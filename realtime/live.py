@@ -217,21 +217,28 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError("--worker-delay applies to worker processing; drop it or use --processing worker/auto")
 
 
+def checked_jobs(args: argparse.Namespace, source: Path | None) -> list[tuple[Path, Path | None]]:
+    """The files to process, each with its output (none for a live run), every output path checked before
+    the model loads: a bad path costs no work."""
+    inputs = [] if source is None else [source]
+    if args.save_preset is not None:
+        check_output(args.save_preset, inputs)
+        if args.save_preset.suffix not in (".yaml", ".yml"):
+            raise UsageError(f"--save-preset {args.save_preset}: a preset file ends in .yaml")
+    if source is not None and source.is_dir():
+        if args.play:
+            raise UsageError("--play plays one file; give a file, not a folder")
+        return folder_jobs(source, args.output)
+    if args.output is not None:
+        check_output(args.output, inputs)
+    return [] if source is None else [(source, args.output)]
+
+
 def run(args: argparse.Namespace) -> dict:
     """Build the engine and run it in file, folder or live mode; the display goes to stderr under --json."""
     check_options(args)
     source = input_file(args.input) if args.input is not None else None
-    folder = source is not None and source.is_dir()
-    if folder and args.play:
-        raise UsageError("--play plays one file; give a file, not a folder")
-    # outputs are checked before the model loads: a bad output path costs no work
-    jobs = folder_jobs(source, args.output) if folder else [(source, args.output)]  # type: ignore[arg-type]
-    if not folder and args.output is not None:
-        check_output(args.output, [source] if source is not None else [])
-    if args.save_preset is not None:
-        check_output(args.save_preset, [source] if source is not None else [])
-        if args.save_preset.suffix not in (".yaml", ".yml"):
-            raise UsageError(f"--save-preset {args.save_preset}: a preset file ends in .yaml")
+    jobs = checked_jobs(args, source)
     proc = load_processor(args)
     block_size = args.block_size or proc.analysis.hop
     stream = sys.stderr if args.json else sys.stdout
@@ -244,16 +251,17 @@ def run(args: argparse.Namespace) -> dict:
         else:
             runs = []
             for index, (path, output) in enumerate(jobs, start=1):
-                if folder:
+                if source.is_dir():
                     print(f"[{index}/{len(jobs)}] {path}", file=stream, flush=True)
                 settings = FileSettings(path, output, args.sample_rate, block_size, args.realtime, args.play,
                                         args.input_device, args.output_device, args.processing, args.worker_delay,
                                         args.latency == "low")
                 runs.append(with_readout(proc, run_file(proc, settings, display)))
-                if folder and output is not None:
+                if source.is_dir() and output is not None:
                     write_text(output.with_suffix(".json"), json.dumps(runs[-1], indent=1) + "\n")
-            summary = {"source": "folder", "input": str(source), "output": None if args.output is None else
-                       str(args.output), "files": runs} if folder else runs[0]
+            summary = runs[0] if not source.is_dir() else {
+                "source": "folder", "input": str(source), "output": None if args.output is None else str(args.output),
+                "files": runs}
     if args.save_preset is not None:
         save_preset(proc.preset, args.save_preset)
     return {"preset": proc.preset.name, "mode": proc.mode, "target": proc.target, "mix": proc.mix,
