@@ -80,6 +80,14 @@ def median_pitch_hz(audio: np.ndarray, sample_rate: int) -> float:
     return float(np.nanmedian(f0[voiced]))
 
 
+def recorded_seconds(path: Path) -> float:
+    """Seconds in a recording being written; 0 while the recorder has made the file but not its header."""
+    try:
+        return sf.info(path).duration
+    except sf.LibsndfileError:
+        return 0.0
+
+
 def cents(f: float, reference: float) -> float:
     return 1200.0 * np.log2(f / reference)
 
@@ -397,7 +405,7 @@ def test_cli_live_run_stopped_with_a_signal(portaudio_jack: JackServer, presets:
     deadline = time.monotonic() + 60
     while engine.poll() is None and time.monotonic() < deadline:  # a second or more recorded: the header says so
         partial = list(tmp_path.glob(".take.*.partial.wav"))
-        if partial and sf.info(partial[0]).duration >= 1.0:
+        if partial and recorded_seconds(partial[0]) >= 1.0:
             break
         time.sleep(0.1)
     engine.send_signal(stop)
