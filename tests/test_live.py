@@ -276,12 +276,24 @@ class LiveRun:
         """When the audio may have broken: every xrun (the server's and the engine's) and deadline miss."""
         return self.server_xruns + self.summary["xrun_clock_s"] + self.summary["deadline_miss_clock_s"]
 
+    def strays(self, first: int) -> list[tuple[int, str, float]]:
+        """Where a judged decision named another class: (frame, class, seconds from the nearest mark), for
+        the failure message."""
+        marks = self.marks() or [float("inf")]
+        undisturbed = set(self.undisturbed_frames(range(first, len(self.decisions))))
+        return [(i, TIMBRES[d], round(min((self.decided_at[i] - t for t in marks), key=abs), 3))
+                for i, d in enumerate(self.decisions) if i in undisturbed and d >= 0 and TIMBRES[d] != "sawtooth"]
+
     def undisturbed(self, decisions: range) -> list[int]:
-        """The decisions in ``decisions`` made away from every mark: from :data:`DISTURBANCE_REACH_S` before
+        """The decisions of :meth:`undisturbed_frames`."""
+        return [self.decisions[i] for i in self.undisturbed_frames(decisions)]
+
+    def undisturbed_frames(self, decisions: range) -> list[int]:
+        """The frames in ``decisions`` decided away from every mark: from :data:`DISTURBANCE_REACH_S` before
         one to :data:`DISTURBANCE_MEMORY_S` after it.  Audio broken by an xrun may well sound like another
         timbre, and the readout remembers it for a while."""
         marks = self.marks()
-        return [self.decisions[i] for i in decisions
+        return [i for i in decisions
                 if not any(-DISTURBANCE_REACH_S <= self.decided_at[i] - t <= DISTURBANCE_MEMORY_S for t in marks)]
 
 
@@ -370,7 +382,7 @@ def test_live_transfer_through_jack(portaudio_jack: JackServer, presets: Path, t
     one_second = round(proc.analysis.frame_rate)
     judged = [d for d in run.undisturbed(range(onset + one_second, len(decisions))) if d >= 0]
     if judged:
-        assert {TIMBRES[d] for d in judged} == {"sawtooth"}, (decisions[onset : onset + one_second], run.context)
+        assert {TIMBRES[d] for d in judged} == {"sawtooth"}, (run.strays(onset + one_second), run.context)
     else:  # the machine broke the audio all along: the clip decision below is still judged
         warnings.warn(f"no sounding decision lay away from the run's {len(run.marks())} xruns and deadline "
                       f"misses: identification over time NOT judged\n{run.context}", stacklevel=1)
