@@ -22,7 +22,6 @@ from engine.export import LoadedModel
 from engine.frontend import frame_level_db
 from engine.identify import StreamingIdentifier
 from engine.preset import Preset
-from engine.stft import StreamingISTFT
 from engine.synth import StreamingSynth
 from engine.transfer import TransferRenderer
 
@@ -104,15 +103,3 @@ class WetPath:
             wet_frames = np.zeros_like(decided)
         return self.synth.push(wet_frames, decided_spectra).astype(np.float32)
 
-
-class PassThroughPath:
-    """A stand-in with the wet path's declared delay whose output is the input's own spectra overlap-added:
-    what an impulse sent through it shows is the delay of the framing and of everything around it."""
-
-    def __init__(self, analysis: AnalysisConfig, latency_frames: int) -> None:
-        self.latency_frames = latency_frames
-        self._delay = FrameDelay(latency_frames)
-        self._istft = StreamingISTFT(analysis.n_fft, analysis.hop)
-
-    def push(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
-        return self._istft.push(self._delay.push(spectra)).astype(np.float32)
