@@ -54,9 +54,15 @@ ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.val
 SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"], "Merlin": ["data/Merlin"]}
 SOURCES["csound + stk + freepats"] = SOURCES["csound"] + SOURCES["stk"] + SOURCES["freepats"]
 SOURCES["freepats + Merlin"] = SOURCES["freepats"] + SOURCES["Merlin"]
-#: Changes to the training recipe (the ``train`` section), each with the whole chain.
+#: Changes to the training recipe (the ``train`` section), each with the whole chain unless RECIPE_CHAINS says.
 RECIPES = {"dynamic range 60 dB": {"dynamic_range_db": 60.0}, "dynamic range 40 dB": {"dynamic_range_db": 40.0},
-           "dynamic range 60 dB, 6 prototypes per class": {"dynamic_range_db": 60.0, "prototypes_per_class": 6}}
+           "dynamic range 60 dB, 6 prototypes per class": {"dynamic_range_db": 60.0, "prototypes_per_class": 6},
+           "dynamic range 60 dB, no chain": {"dynamic_range_db": 60.0},
+           "dynamic range 60 dB, mild chain": {"dynamic_range_db": 60.0}}
+#: Every part of the chain at about half its strength (level, tilt, resonances) or share (band limit, room, noise).
+MILD_CHAIN = {"level_db": 12.0, "tilt_db_per_octave": 1.5, "resonances": 2, "resonance_db": 6.0,
+              "lowpass_probability": 0.15, "reverb_probability": 0.25, "noise_probability": 0.25}
+RECIPE_CHAINS = {"dynamic range 60 dB, no chain": ABLATIONS["none"], "dynamic range 60 dB, mild chain": MILD_CHAIN}
 VARIANTS = [*ABLATIONS, *SOURCES, *RECIPES]
 
 
@@ -96,7 +102,8 @@ def ablation_config(name: str, seed: int = 0) -> Path:
     config = _config(ABLATION_STUDY)
     slug = name.replace(" ", "-") + (f"-seed{seed}" if seed else "")
     output = Path(f"runs/ablation/{slug}")
-    config.update(name=f"ablation-{slug}", output=str(output), augment=ABLATIONS.get(name, ABLATIONS["all"]))
+    chain = ABLATIONS.get(name, RECIPE_CHAINS.get(name, ABLATIONS["all"]))
+    config.update(name=f"ablation-{slug}", output=str(output), augment=chain)
     config["train"]["seed"] = seed
     if name in SOURCES:
         config["data"]["roots"] = [*config["data"]["roots"], *SOURCES[name]]

@@ -5,7 +5,7 @@
     python -m benchmarks.latency --jack --presets violin violin-lowlatency --blocks 128 256
 
 For each preset, host rate and block size: ``Processor.latency_samples`` and its parts
-(``Processor.latency_parts``: window, look-ahead, blocks and resampling), and where an impulse sent through
+(``Processor.latency_parts``: window, look-ahead, blocks), and where an impulse sent through
 ``Processor.process`` really comes out, in the preset's own mode: the dry path (mix 0: the sample that
 the host compensates) and, for transfer presets, the wet path at full mix.  The dry measurement must equal
 the report to the sample.  The wet one does with the input's phase; RTPGHI rebuilds the phase from the
@@ -138,7 +138,7 @@ def jack_round_trip(preset: str, rate: int, block: int, unbuffered: bool = False
 
 
 def markdown(rows: list[dict]) -> str:
-    columns = ("preset", "rate / block", "reported", "window", "look-ahead", "blocks and resampling",
+    columns = ("preset", "rate / block", "reported", "window", "look-ahead", "blocks",
                "dry, measured", "wet, measured")
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in rows:
@@ -151,7 +151,7 @@ def markdown(rows: list[dict]) -> str:
             f" expected {run['expected_samples']}) |" for run in (jack, row["jack_latency_low"]))
         lines.append(f"| {row['preset']} | {row['sample_rate']} / {row['block_size']} | {row['reported_ms']:.1f} ms "
                      f"({row['reported_samples']}) | {parts['window']:.1f} | {parts['look-ahead']:.1f} | "
-                     f"{parts['blocks and resampling']:.1f} | "
+                     f"{parts['blocks']:.1f} | "
                      f"{row['dry_measured_samples'] - row['reported_samples']:+d} samples | {wet_text} |" + jack_text)
     if any("jack" in row for row in rows):
         lines[0] += " through JACK, minus the server's loop | the same with --latency low |"

@@ -20,8 +20,11 @@ def spectra_to_frames(spectra: np.ndarray, config: AnalysisConfig) -> np.ndarray
 
 def power_to_frames(power: np.ndarray, config: AnalysisConfig) -> np.ndarray:
     """STFT power frames ``(n, n_bins)`` to model frames ``(n, n_mels)`` float32 (for callers that need the
-    power too)."""
-    return power_to_x(power @ config.filterbank.T).astype(np.float32)
+    power too), in the units of ``config``'s model (:meth:`AnalysisConfig.at_rate`)."""
+    mel_power = power @ config.filterbank.T
+    if config.power_scale != 1.0:
+        mel_power *= config.power_scale
+    return power_to_x(mel_power).astype(np.float32)
 
 
 def log_mel(audio: np.ndarray, config: AnalysisConfig) -> np.ndarray:
@@ -35,7 +38,7 @@ def full_scale_db(config: AnalysisConfig) -> float:
     Adjacent HTK triangles sum to one between band centres, so the summed mel power of a sine equals its
     one-sided windowed energy, ``3 n_fft^2 / 32`` for a periodic Hann window.
     """
-    return float(10.0 * np.log10(3.0 * config.n_fft**2 / 32.0))
+    return float(10.0 * np.log10(3.0 * config.units_n_fft**2 / 32.0))
 
 
 def frame_level_db(frames: np.ndarray, config: AnalysisConfig) -> np.ndarray:
@@ -51,7 +54,8 @@ def frame_level_db(frames: np.ndarray, config: AnalysisConfig) -> np.ndarray:
 
 
 class LogMelFrontEnd:
-    """Streaming analysis: push audio at the model's sample rate, get the frames it completes.
+    """Streaming analysis: push audio at ``config``'s sample rate (the model's, or a host's through
+    :meth:`AnalysisConfig.at_rate`), get the frames it completes.
 
     Also returns the complex spectra, which input-phase synthesis reuses.
     """

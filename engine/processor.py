@@ -1,21 +1,22 @@
 """The plugin-style streaming engine: ``prepare`` once, then ``process`` blocks of any host's audio.
 
-:class:`Processor` is the host adapter (Neutone's ``SampleQueueWrapper`` is the model): it sanitises,
-resamples, buffers and aligns, around the wet path (:class:`engine.wetpath.WetPath`: model step,
-identification, rendering, synthesis).  Signal flow per block (docs/design.md section 2)::
+:class:`Processor` is the host adapter (Neutone's ``SampleQueueWrapper`` is the model): it sanitises, buffers
+and aligns, around the wet path (:class:`engine.wetpath.WetPath`: model step, identification, rendering,
+synthesis).  Signal flow per block (docs/design.md section 2)::
 
-    host block ─► sanitise/mono ─┬─► dry delay line (latency_samples) ─────────────────────┐
-                                 └─► resample to model rate ─► log-mel frames               │
-                                       ─► WetPath (model.step, identification,             mix ─► gain ─► out
-                                          rendering, synthesis) ─► resample to host rate ─► FIFO ┘
+    host block ─► sanitise/mono ─┬─► dry delay line (latency_samples) ─────────────────┐
+                                 └─► log-mel frames at the host's rate                  │
+                                       ─► WetPath (model.step, identification,          mix ─► gain ─► out
+                                          rendering, synthesis) ─► wet FIFO ────────────┘
 
-The wet path's output stream lines up with its input, so the whole delay is the wet FIFO's start: just
-enough silence that no block of the prepared size ever runs dry, counted by running the real resamplers
-and front end over silence with the frames held back by the wet path's declared look-ahead.  At the
-model's rate it is ``n_fft + latency_frames * hop - gcd(block, hop)``; :meth:`Processor.latency_parts`
-splits it by cause, and tests/test_latency.py sends an impulse through the real wet path on a grid of
-rates, blocks, look-aheads, phases and carriers.  The dry path is delayed by the same amount, so dry and
-wet line up and the host can compensate one fixed latency in every mode.
+There is no resampler: the front end and the synthesis run at the host's rate with the model's window and
+hop in seconds, and the frames come out in the model's units (:meth:`engine.config.AnalysisConfig.at_rate`;
+tests/test_frontend.py measures the difference from resampling to the model's rate).  The wet path's output
+stream lines up with its input, so the whole delay is the wet FIFO's start: just enough that no block of the
+prepared size ever runs dry, ``n_fft + latency_frames * hop - gcd(block, hop)`` host samples
+(:meth:`Processor.latency_parts` splits it by cause; tests/test_latency.py sends an impulse through the real
+wet path on a grid of rates, blocks, look-aheads, phases and carriers).  The dry path is delayed by the same
+amount, so dry and wet line up and the host can compensate one fixed latency in every mode.
 """
 
 from __future__ import annotations
@@ -29,12 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
 
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
-from engine.config import AnalysisConfig
 from engine.errors import AudioFileError, PresetError, ProtophoneError
 from engine.export import LoadedModel, load_model
 from engine.fifo import SampleFifo
@@ -44,7 +43,7 @@ from engine.identify import ClassMap, Identification, StreamingIdentifier
 from engine.parameters import SETTINGS
 from engine.preset import Preset, load_preset, with_settings
 from engine.transfer import TransferRenderer
-from engine.wetpath import FrameDelay, Tap, WetPath
+from engine.wetpath import Tap, WetPath
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
@@ -53,8 +52,6 @@ MAX_BLOCK_SIZE = 1 << 16
 MAX_ABS_SAMPLE = 16.0
 #: More channels than this is taken for a channels-first block, ``(channels, n)``, and refused.
 MAX_CHANNELS = 64
-#: Host samples of silence run through the chain in ``prepare`` to size the wet FIFO.
-SIZING_SECONDS = 3.0
 
 
 class ConcurrentUseError(ProtophoneError, RuntimeError):
@@ -71,30 +68,6 @@ class StreamStats:
     nonfinite_samples: int = 0
     clamped_samples: int = 0
     wet_underrun_samples: int = 0
-
-
-class _Resampler:
-    """Streaming sample-rate conversion (soxr), or a no-op when the rates match.
-
-    soxr's ``LQ`` setting: measured at 48 <-> 44.1 kHz, ``HQ`` holds back 841 + 1005 samples (38 ms) of
-    output where ``LQ`` holds back 443 + 23 (10 ms), and ``LQ`` moves log-mel frames below band 120 by
-    at most 0.0064 (1 dB) against ``VHQ``; cubic ``QQ`` is faster still but moves them by 0.045.
-    """
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self._rates = (rate_in, rate_out)
-        self.reset()
-
-    def reset(self) -> None:
-        rate_in, rate_out = self._rates
-        self._stream = None if rate_in == rate_out else soxr.ResampleStream(
-            rate_in, rate_out, 1, dtype="float32", quality="LQ"
-        )
-
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
-        if self._stream is None:
-            return samples
-        return self._stream.resample_chunk(samples.astype(np.float32, copy=False))
 
 
 class Processor:
@@ -128,6 +101,9 @@ class Processor:
         self.stats = StreamStats()
         self.sample_rate = 0
         self.block_size = 0
+        #: The model's analysis at the host's rate (set by :meth:`prepare`): what the front end and the
+        #: synthesis run at.
+        self.host_analysis = self.analysis
         self._latency = 0
         self._busy = threading.Lock()  # held while prepare, reset or process runs: see _exclusive
 
@@ -178,30 +154,28 @@ class Processor:
     def flush_samples(self) -> int:
         """Silence that brings a file's last sample out, and completes the frames that cover its last hop."""
         self._require_prepared()
-        return self._latency + math.ceil(self.analysis.n_fft * self.sample_rate / self.analysis.sample_rate)
+        return self._latency + self.host_analysis.n_fft
 
     @property
     def latency_samples(self) -> int:
         """Input-to-output delay at the host rate, the same for the wet and the dry path.
 
         The wet path's output stream lines up with its input (the overlap-add puts every frame back where it
-        was analysed, and soxr's streams are aligned), so the delay is the wet FIFO's start: the most wet
-        samples a block can be short of (:meth:`latency_parts`)."""
+        was analysed), so the delay is the wet FIFO's start: the most wet samples a block can be short of
+        (:meth:`latency_parts`)."""
         self._require_prepared()
         return self._latency
 
     def latency_parts(self) -> dict[str, int]:
         """:attr:`latency_samples` by cause, in host samples (docs/design.md section 8): ``window``, the part
         of the analysis window before the hop a frame completes (``n_fft - hop``); ``look-ahead``, the wet
-        path's declared frames (the model's and RTPGHI's); ``blocks and resampling``, the wait for a hop to end
-        at a host block's boundary — exactly ``hop - gcd(block, hop)`` when the host runs at the model's rate —
-        and at other rates what soxr's buffering adds to it (the two are not separable)."""
+        path's declared frames (the model's and RTPGHI's); ``blocks``, the wait for a hop to end at a host
+        block's boundary (``hop - gcd(block, hop)``).  Window and hop are the model's at the host's rate."""
         self._require_prepared()
-        scale = self.sample_rate / self.analysis.sample_rate
-        hop = self.analysis.hop
-        parts = {"window": round((self.analysis.n_fft - hop) * scale),
-                 "look-ahead": round(self._wet.latency_frames * hop * scale)}
-        return {**parts, "blocks and resampling": self._latency - sum(parts.values())}
+        analysis = self.host_analysis
+        return {"window": analysis.n_fft - analysis.hop,
+                "look-ahead": self._wet.latency_frames * analysis.hop,
+                "blocks": analysis.hop - math.gcd(self.block_size, analysis.hop)}
 
     @property
     def identification(self) -> Identification:
@@ -229,11 +203,13 @@ class Processor:
             raise ValueError(f"block_size must be 1..{MAX_BLOCK_SIZE} samples, got {block_size}")
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
-        self._latency = self._wet_prefill()
-        capacity = 4 * (self._latency + self.block_size + self.analysis.n_fft)
+        self.host_analysis = self.analysis.at_rate(self.sample_rate)
+        self._wet.prepare(self.host_analysis)
+        self._frontend = LogMelFrontEnd(self.host_analysis)
+        self._latency = sum(self.latency_parts().values())
+        capacity = 4 * (self._latency + self.block_size + self.host_analysis.n_fft)
         self._wet_fifo = SampleFifo(capacity, self._latency)
         self._dry_delay = SampleFifo(capacity, self._latency)
-        self._chain = self._new_chain()
         self._reset()
 
     def reset(self) -> None:
@@ -244,7 +220,7 @@ class Processor:
     def _reset(self) -> None:
         self._require_prepared()
         self._wet.reset()
-        self._chain.reset()
+        self._frontend.reset()
         self._wet_fifo.reset()
         self._dry_delay.reset()
 
@@ -384,58 +360,12 @@ class Processor:
     def _process_piece(self, block: np.ndarray) -> np.ndarray:
         self._dry_delay.write(block)
         dry = self._dry_delay.read(len(block))
-        frames, spectra = self._chain.analyse(block)
-        wet_model_rate = self._wet.push(frames, spectra)
+        frames, spectra = self._frontend.push(block)
+        self._wet_fifo.write(self._wet.push(frames, spectra))
         self.stats.frames += len(frames)
-        self._wet_fifo.write(self._chain.to_host(wet_model_rate))
         wet = self._wet_fifo.read(len(block))
         self.stats.blocks += 1
         self.stats.samples += len(block)
         self.stats.wet_underrun_samples = self._wet_fifo.underrun_samples
         out = dry if self.mode == "identify" else (1.0 - self.mix) * dry + self.mix * wet
         return out if self.gain_db == 0.0 else out * np.float32(10.0 ** (self.gain_db / 20.0))
-
-    def _new_chain(self) -> _Chain:
-        return _Chain(self.analysis, self.sample_rate)
-
-    def _decision_lag_frames(self) -> int:
-        """Frames between analysing a frame and hearing it: model look-ahead plus synthesis look-ahead."""
-        return self._wet.latency_frames
-
-    def _wet_prefill(self) -> int:
-        """Smallest FIFO start that never runs dry with blocks of the prepared size: the real resamplers and
-        front end run over silence while the frames they complete are counted through the wet path's
-        declared delay (``latency_frames``), and the largest shortfall of wet samples is kept."""
-        chain = self._new_chain()
-        lag = FrameDelay(self._wet.latency_frames)
-        hop = self.analysis.hop
-        needed = available = deficit = 0
-        silence = np.zeros(self.block_size, dtype=np.float32)
-        n_blocks = max(1, math.ceil(SIZING_SECONDS * self.sample_rate / self.block_size))
-        for _ in range(n_blocks):
-            frames, _ = chain.analyse(silence)
-            decided = lag.push(frames)
-            available += len(chain.to_host(np.zeros(len(decided) * hop, dtype=np.float32)))
-            needed += self.block_size
-            deficit = max(deficit, needed - available)
-        return deficit
-
-
-class _Chain:
-    """Host-rate audio ↔ model-rate frames: the resamplers around the log-mel front end."""
-
-    def __init__(self, analysis: AnalysisConfig, host_rate: int) -> None:
-        self._to_model = _Resampler(host_rate, analysis.sample_rate)
-        self._to_host = _Resampler(analysis.sample_rate, host_rate)
-        self._frontend = LogMelFrontEnd(analysis)
-
-    def reset(self) -> None:
-        self._to_model.reset()
-        self._to_host.reset()
-        self._frontend.reset()
-
-    def analyse(self, host_samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._frontend.push(self._to_model(host_samples))
-
-    def to_host(self, model_samples: np.ndarray) -> np.ndarray:
-        return self._to_host(model_samples)

@@ -49,12 +49,13 @@ X_MAX = 2.0
 
 @lru_cache(maxsize=8)
 def mel_inverse_matrix(config: AnalysisConfig) -> np.ndarray:
-    """Pseudo-inverse of the filterbank, transposed to ``(n_mels, n_bins)``, read-only, cached per config.
+    """Pseudo-inverse of the filterbank, transposed to ``(n_mels, n_bins)``, read-only, cached per config;
+    it takes mel power in the model's units back to this analysis's (:attr:`AnalysisConfig.power_scale`).
 
     The result of applying it is clipped at zero (see :func:`_mel_to_magnitude`), which is what keeps
     the linear power non-negative; clipping the matrix instead reconstructs worse (module docstring).
     """
-    inverse = np.ascontiguousarray(np.linalg.pinv(config.filterbank).T)
+    inverse = np.ascontiguousarray(np.linalg.pinv(config.filterbank).T / config.power_scale)
     inverse.setflags(write=False)
     return inverse
 

@@ -1,13 +1,15 @@
-"""The wet path: log-mel frames at the model's rate in, decisions and wet samples at the model's rate out.
+"""The wet path: log-mel frames and their spectra in, decisions and wet samples out, at the host's rate.
 
 Everything between the front end and the return to the host's rate (docs/design.md section 2): the model's
 streaming step, the look-ahead alignment of frames and spectra with the model's output, identification,
-the rendering of the transfer target (:func:`gated_render`) and the synthesis.  It does not know about host
-blocks, rates or buffers: :class:`engine.processor.Processor` is the host adapter around it, and file mode,
-``Processor.process_file`` and the benchmarks all run through it.
+the rendering of the transfer target (:func:`gated_render`) and the synthesis.  The frames are in the model's
+units whatever the rate (:meth:`engine.config.AnalysisConfig.at_rate`), so only the synthesis depends on
+the rate (:meth:`WetPath.prepare`).  It does not know about host blocks or buffers:
+:class:`engine.processor.Processor` is the host adapter around it, and file mode, ``Processor.process_file``
+and the benchmarks all run through it.
 
 Its delay is declared, not discovered: :attr:`WetPath.latency_frames` frames of look-ahead (the model's and
-the synthesis's); the host adapter composes it with the framing's and the resamplers' delays.
+the synthesis's); the host adapter composes it with the framing's and the blocks' delays.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class WetPath:
 
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
         self.model = model
+        #: The model's analysis: the units of every frame, and the rate the synthesis runs at until prepared.
         self.analysis: AnalysisConfig = model.metadata.analysis
         self.identifier = identifier
         self.synth = StreamingSynth(self.analysis, preset.phase, carrier=preset.carrier)
@@ -75,6 +78,16 @@ class WetPath:
         self._frame_delay = FrameDelay(model.metadata.lookahead)
         self._spectra_delay = FrameDelay(model.metadata.lookahead)
 
+    def prepare(self, analysis: AnalysisConfig) -> None:
+        """Synthesise at ``analysis`` (the model's at the host's rate, :meth:`AnalysisConfig.at_rate`): the
+        synthesis is rebuilt for its window and hop, keeping its phase, carrier and transposition."""
+        if analysis == self.synth.config:
+            return
+        synth = StreamingSynth(analysis, self.synth.phase, carrier=self.synth.carrier)
+        if self.synth.transpose:
+            synth.transpose = self.synth.transpose
+        self.synth = synth
+
     def reset(self) -> None:
         with torch.no_grad():
             self.model.module.reset()
@@ -84,7 +97,7 @@ class WetPath:
         self.identifier.reset()
 
     def push(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
-        """Frames ``(n, n_mels)`` with their complex spectra → wet samples at the model's rate (float32)."""
+        """Frames ``(n, n_mels)`` with their complex spectra → wet samples at the synthesis's rate (float32)."""
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
         with torch.no_grad():

@@ -72,9 +72,9 @@ def open_runner(processor: BlockProcessor, rate: int, block_size: int, input_dev
                                        ring_blocks=max(8, 2 * plan.worker_delay_blocks + 2), **options)
 
 
-def hop_at_rate(proc: Processor, rate: int) -> float:
-    """The engine's hop in samples of a stream at ``rate``."""
-    return proc.analysis.hop * rate / proc.analysis.sample_rate
+def hop_at_rate(proc: Processor, rate: int) -> int:
+    """The engine's hop in samples of a stream at ``rate`` (the model's hop at that rate, as the engine runs)."""
+    return proc.analysis.at_rate(rate).hop
 
 
 @dataclass(frozen=True)
