@@ -11,7 +11,8 @@ the host compensates) and, for transfer presets, the wet path at full mix.  The 
 the report to the sample.  The wet one does with the input's phase; RTPGHI rebuilds the phase from the
 magnitudes, so the impulse lands within a few samples of it, and the prototype carrier sings a prototype
 whose peak lies where its rebuilt phase puts it (tests/test_latency.py checks that it moves exactly with
-the report).
+the report).  The filter carrier passes an impulse only on a sounding note (a closed filter in silence):
+there it rides on a sawtooth and comes out a few samples late, the minimum-phase filter's peak.
 
 With ``--jack``, each row is also measured from outside: on a private JACK server (dummy backend, the
 block size as its period) the engine runs as ``realtime.live`` runs it (PortAudio's JACK client, the same
@@ -51,15 +52,24 @@ IODELAY_SECONDS = 3.0
 
 
 def impulse_arrival(proc: Processor, mix: float) -> int:
-    """Samples between an impulse going into ``proc`` (prepared) and the largest output sample."""
+    """Samples between an impulse going into ``proc`` (prepared) and the largest output sample.  On the filter
+    carrier's wet path the impulse rides on a steady note and is found in the difference of the outputs with
+    and without it: an impulse in silence meets a closed filter (the gate), so only its filter's tail would
+    come out, a window later."""
     proc.set(mix=mix)
-    proc.reset()
     rate, block = proc.sample_rate, proc.block_size
     signal = np.zeros(rate, dtype=np.float32)
+    if mix and proc.preset.carrier == "filter":
+        t = np.arange(rate) / rate
+        signal += (0.3 * (2.0 * ((220.0 * t) % 1.0) - 1.0)).astype(np.float32)  # a sawtooth at 220 Hz
     at = rate // 4
-    signal[at] = 1.0
-    out = np.concatenate([proc.process(signal[i : i + block]) for i in range(0, len(signal), block)])
-    return int(np.argmax(np.abs(out))) - at
+    kicked = signal.copy()
+    kicked[at] += 1.0
+    outputs = []
+    for source in (signal, kicked):
+        proc.reset()
+        outputs.append(np.concatenate([proc.process(source[i : i + block]) for i in range(0, rate, block)]))
+    return int(np.argmax(np.abs(outputs[1] - outputs[0]))) - at
 
 
 def measure(preset: str, rate: int, block: int) -> dict:

@@ -125,7 +125,7 @@ def pitch_errors(audio: np.ndarray, sample_rate: int, notes: np.ndarray) -> tupl
 
 def output_magnitudes(frames: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig, carrier: str) -> np.ndarray:
     """The magnitudes the stream's synthesis was given for these rendered frames (see ``engine.carrier``)."""
-    return InputCarrier(analysis)(frames, spectra) if carrier == "input" else MelToMagnitude(analysis)(frames)
+    return InputCarrier(analysis)(frames, spectra) if carrier != "prototype" else MelToMagnitude(analysis)(frames)
 
 
 def convergence(magnitudes: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig) -> dict[str, float]:
@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated transfer candidates")
     parser.add_argument("--carriers", default=",".join(CARRIERS),
                         help="comma-separated carriers: input (your partials under the target's envelope), "
-                             "prototype (the rendered prototype itself); every candidate is run with each")
+                             "prototype (the rendered prototype itself), filter (the input carrier's envelope as "
+                             "a filter on the audio); every candidate is run with each")
     parser.add_argument("--max-phrases", type=int, default=None, help="phrases per source class (default: all)")
     parser.add_argument("--block-size", type=int, default=512, help="host block size (default 512)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and numpy (default 1)")

@@ -176,18 +176,33 @@ class InputCarrier:
         """Magnitudes of the output frames; a target frame with every band under the gate, or holding NaN, is
         silence."""
         input_power = input_spectra.real**2 + input_spectra.imag**2
-        magnitude = np.sqrt(input_power)
-        input_envelope = power_to_frames(input_power, self.config) @ self._envelope
-        if self._shift is not None:  # the partials move, and with them the envelope they were measured under
-            moved = np.empty_like(magnitude)
-            _translate_peaks(magnitude, self._shift[0], moved)
-            magnitude = moved
-            input_envelope = self._resampled(input_envelope)
+        if self._shift is None:
+            return np.sqrt(input_power) * self.gains(target_x, input_spectra)
+        # the partials move, and with them the envelope they were measured under
+        magnitude = np.empty_like(input_power)
+        _translate_peaks(np.sqrt(input_power), self._shift[0], magnitude)
+        input_envelope = self._resampled(power_to_frames(input_power, self.config) @ self._envelope)
+        magnitude = magnitude * self._shaping(target_x, input_envelope)
+        return magnitude * self._level_match(input_power.sum(axis=1), magnitude)[:, None]
+
+    def gains(self, target_x: np.ndarray, input_spectra: np.ndarray) -> np.ndarray:
+        """Per-bin amplitude factors ``(n, n_bins)`` that turn the input's frames into this carrier's output
+        (untransposed): what :mod:`engine.filterroute` applies to the audio as a filter."""
+        if self._shift is not None:
+            raise ValueError("a transposed input carrier moves partials: it has no per-bin gains")
+        input_power = input_spectra.real**2 + input_spectra.imag**2
+        shaping = self._shaping(target_x, power_to_frames(input_power, self.config) @ self._envelope)
+        level = self._level_match(input_power.sum(axis=1), np.sqrt(input_power) * shaping)
+        return shaping * level[:, None]
+
+    def _shaping(self, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
+        """Per-bin factors that put the target's envelope in place of the input's (clipped), zero for a
+        target frame under the gate or holding NaN."""
         log_ratio = np.clip(np.asarray(target_x, dtype=np.float64) @ self._envelope - input_envelope,
                             *self._log_ratio_range)
-        magnitude = magnitude * 10.0 ** (log_ratio * X_TO_LOG10_AMPLITUDE)
-        magnitude[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0  # NaN frames are silenced too
-        return magnitude * self._level_match(input_power.sum(axis=1), magnitude)[:, None]
+        shaping = 10.0 ** (log_ratio * X_TO_LOG10_AMPLITUDE)
+        shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0  # NaN frames are silenced too
+        return shaping
 
     def _level_match(self, input_power: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
         """Per frame, the factor that gives ``magnitude`` the input frame's power ``input_power`` (at most

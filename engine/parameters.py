@@ -21,8 +21,8 @@ MODES = ("identify", "transfer")
 PHASES = ("rtpghi", "input")
 #: Whose predicted parameters drive the target prototype (engine.transfer).
 CANDIDATES = ("winner", "target")
-#: What carries the target's timbre (engine.carrier).
-CARRIERS = ("input", "prototype")
+#: What carries the target's timbre (engine.carrier, engine.filterroute).
+CARRIERS = ("input", "prototype", "filter")
 
 Value = float | str | None
 
@@ -109,7 +109,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("phase", "rtpghi", "phase of the transferred sound: rebuilt from its magnitudes (rtpghi, one hop of "
             "look-ahead) or the input's own (input: less latency, no transposition)", live=False, choices=PHASES),
     Setting("carrier", "input", "input = your own partials under the target's spectral envelope (keeps your "
-            "melody); prototype = the target's prototype itself, as in the paper", live=False, choices=CARRIERS),
+            "melody); prototype = the target's prototype itself, as in the paper; filter = the input carrier's "
+            "envelope as a filter on your audio (no analysis window on the audio path: lowest latency, the timbre "
+            "follows a window late, no transposition, phase unused)", live=False, choices=CARRIERS),
 )}
 
 
@@ -137,6 +139,9 @@ def check_together(values: Mapping[str, object]) -> None:
 def check_transposable(carrier: str, phase: str, transpose: float) -> None:
     """Raise ValueError when ``transpose`` cannot be heard with this carrier and phase: the input carrier's
     partials are moved, and the input's own phase belongs to the unmoved ones."""
+    if transpose and carrier == "filter":
+        raise ValueError("the filter carrier cannot transpose (a filter keeps your pitch): use a preset with "
+                         "carrier input and phase rtpghi, e.g. violin")
     if transpose and carrier == "input" and phase == "input":
         raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs to its "
                          "untransposed partials): use a preset with phase rtpghi, e.g. violin, or --phase rtpghi")

@@ -170,9 +170,12 @@ class Processor:
         """:attr:`latency_samples` by cause, in host samples (docs/design.md section 8): ``window``, the part
         of the analysis window before the hop a frame completes (``n_fft - hop``); ``look-ahead``, the wet
         path's declared frames (the model's and RTPGHI's); ``blocks``, the wait for a hop to end at a host
-        block's boundary (``hop - gcd(block, hop)``).  Window and hop are the model's at the host's rate."""
+        block's boundary (``hop - gcd(block, hop)``).  Window and hop are the model's at the host's rate.  The
+        filter carrier has none of them: its audio is the input through a filter (engine.filterroute)."""
         self._require_prepared()
         analysis = self.host_analysis
+        if self._wet.filtering:
+            return {"window": 0, "look-ahead": 0, "blocks": 0}
         return {"window": analysis.n_fft - analysis.hop,
                 "look-ahead": self._wet.latency_frames * analysis.hop,
                 "blocks": analysis.hop - math.gcd(self.block_size, analysis.hop)}
@@ -247,9 +250,9 @@ class Processor:
         if settings.target is not None and (wet.renderer is None or rendering != (
                 self.preset.target, self.preset.candidate, self.preset.transpose)):
             # the input carrier moves the input's partials; the prototype carrier moves the prototype
-            carried = wet.synth.carrier == "input"
+            carried = settings.carrier != "prototype"
             if carried:
-                wet.synth.transpose = settings.transpose
+                wet.transpose = settings.transpose
             wet.renderer = TransferRenderer(self.model, settings.target, settings.candidate,
                                             0.0 if carried else settings.transpose)
         wet.rendering = settings.mode == "transfer"
@@ -361,9 +364,12 @@ class Processor:
         self._dry_delay.write(block)
         dry = self._dry_delay.read(len(block))
         frames, spectra = self._frontend.push(block)
-        self._wet_fifo.write(self._wet.push(frames, spectra))
         self.stats.frames += len(frames)
-        wet = self._wet_fifo.read(len(block))
+        if self._wet.filtering:
+            wet = self._wet.filter_block(block, frames, spectra)
+        else:
+            self._wet_fifo.write(self._wet.push(frames, spectra))
+            wet = self._wet_fifo.read(len(block))
         self.stats.blocks += 1
         self.stats.samples += len(block)
         self.stats.wet_underrun_samples = self._wet_fifo.underrun_samples

@@ -37,10 +37,12 @@ from numba import njit
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.mel import LOG_FLOOR, LOG_OFFSET, LOG_SCALE
-from engine.parameters import CARRIERS, PHASES, check_transposable
+from engine.parameters import PHASES, check_transposable
 from engine.rtpghi import RTPGHI
 from engine.stft import StreamingISTFT, hann_window, stft
 
+#: The carriers this module synthesises (the third, "filter", filters the input: engine.filterroute).
+SYNTHESISED_CARRIERS = ("input", "prototype")
 #: Default gate: bands below this x are exact silence (see module docstring).
 GATE_X = 0.05
 #: x is clipped here (mel power 1e24, far above any real signal) so the power stays finite.
@@ -170,8 +172,9 @@ class StreamingSynth:
 
     def __init__(self, config: AnalysisConfig, phase: str = "rtpghi", tol: float = 1e-5,
                  gate_x: float = GATE_X, carrier: str = "prototype") -> None:
-        if carrier not in CARRIERS:
-            raise ValueError(f"carrier must be one of {CARRIERS}, got {carrier!r}")
+        if carrier not in SYNTHESISED_CARRIERS:
+            raise ValueError(f"carrier must be one of {SYNTHESISED_CARRIERS} (the filter carrier is not synthesised: "
+                             f"engine.filterroute), got {carrier!r}")
         self.config = config
         self._mel = MelToMagnitude(config, gate_x)
         self._carrier = InputCarrier(config, gate_x=gate_x) if carrier == "input" else None

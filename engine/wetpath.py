@@ -19,10 +19,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.export import LoadedModel
+from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
 from engine.identify import StreamingIdentifier
+from engine.parameters import check_transposable
 from engine.preset import Preset
 from engine.synth import StreamingSynth
 from engine.transfer import TransferRenderer
@@ -60,46 +63,97 @@ def gated_render(renderer: TransferRenderer, params: torch.Tensor, errors: torch
 
 
 class WetPath:
-    """Model step, identification, rendering and synthesis for the frames one host block completed."""
+    """Model step, identification, rendering and synthesis (or filtering) for the frames one host block
+    completed.
+
+    Two routes to the audio: the synthesised carriers (``input``, ``prototype``) resynthesise the rendered
+    frames (:meth:`push`, output lined up with the analysed input, ``latency_frames`` late); the ``filter``
+    carrier applies the input carrier's gains to the host block itself (:meth:`filter_block`, no delay on the
+    audio, the timbre a window late).
+    """
 
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
         self.model = model
-        #: The model's analysis: the units of every frame, and the rate the synthesis runs at until prepared.
+        #: The model's analysis: the units of every frame, and the rate the audio runs at until prepared.
         self.analysis: AnalysisConfig = model.metadata.analysis
         self.identifier = identifier
-        self.synth = StreamingSynth(self.analysis, preset.phase, carrier=preset.carrier)
-        #: Frames between analysing a frame and hearing it: the model's look-ahead and the synthesis's.
-        self.latency_frames = model.metadata.lookahead + self.synth.latency_frames
+        self.carrier = preset.carrier
+        self.phase = preset.phase
+        #: Whether the audio is the input through per-frame filters (engine.filterroute), not a synthesis.
+        self.filtering = preset.carrier == "filter"
+        self._build(self.analysis, transpose=0.0)
+        #: Frames between analysing a frame and hearing it: the model's look-ahead and the synthesis's (none on
+        #: the filter route, where the look-ahead delays the timbre, not the sound).
+        self.latency_frames = 0 if self.filtering else model.metadata.lookahead + self.synth.latency_frames
         self.renderer: TransferRenderer | None = None
-        #: Whether the rendered target is synthesised; otherwise the synthesis runs on silence, which is cheap
-        #: and keeps its timeline, so switching to transfer is seamless.
+        #: Whether the rendered target is heard; otherwise the synthesis runs on silence (or the filter is
+        #: silent), which is cheap and keeps its timeline, so switching to transfer is seamless.
         self.rendering = False
         self.tap: Tap | None = None
         self._frame_delay = FrameDelay(model.metadata.lookahead)
         self._spectra_delay = FrameDelay(model.metadata.lookahead)
 
-    def prepare(self, analysis: AnalysisConfig) -> None:
-        """Synthesise at ``analysis`` (the model's at the host's rate, :meth:`AnalysisConfig.at_rate`): the
-        synthesis is rebuilt for its window and hop, keeping its phase, carrier and transposition."""
-        if analysis == self.synth.config:
+    def _build(self, analysis: AnalysisConfig, transpose: float) -> None:
+        """The synthesis, or the filter route and its gains, for ``analysis``."""
+        self.audio_analysis = analysis
+        if self.filtering:
+            self.synth = None
+            self._gains = InputCarrier(analysis)
+            self._filter = FilterRoute(analysis)
             return
-        synth = StreamingSynth(analysis, self.synth.phase, carrier=self.synth.carrier)
-        if self.synth.transpose:
-            synth.transpose = self.synth.transpose
-        self.synth = synth
+        self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)
+        if transpose:
+            self.synth.transpose = transpose
+
+    @property
+    def transpose(self) -> float:
+        """Semitones the input carrier's partials are moved by (0 on the other routes)."""
+        return self.synth.transpose if self.synth is not None else 0.0
+
+    @transpose.setter
+    def transpose(self, semitones: float) -> None:
+        if self.synth is None:
+            check_transposable(self.carrier, self.phase, semitones)
+            return
+        self.synth.transpose = semitones
+
+    def prepare(self, analysis: AnalysisConfig) -> None:
+        """Run the audio at ``analysis`` (the model's at the host's rate, :meth:`AnalysisConfig.at_rate`): the
+        synthesis or the filter route is rebuilt for its window and hop, keeping carrier, phase and
+        transposition."""
+        if analysis != self.audio_analysis:
+            self._build(analysis, self.transpose)
 
     def reset(self) -> None:
         with torch.no_grad():
             self.model.module.reset()
         self._frame_delay.reset()
         self._spectra_delay.reset()
-        self.synth.reset()
+        if self.synth is not None:
+            self.synth.reset()
+        else:
+            self._filter.reset()
         self.identifier.reset()
 
     def push(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         """Frames ``(n, n_mels)`` with their complex spectra → wet samples at the synthesis's rate (float32)."""
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
+        wet_frames, decided_spectra = self._decide(frames, spectra)
+        return self.synth.push(wet_frames, decided_spectra).astype(np.float32)
+
+    def filter_block(self, block: np.ndarray, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
+        """The filter route: ``block`` through the filters of the frames it completed (``frames``, ``spectra``
+        as the front end gave them for this block) → the wet block (float32)."""
+        gains = None
+        if len(frames):
+            wet_frames, decided_spectra = self._decide(frames, spectra)
+            gains = self._gains.gains(wet_frames, decided_spectra)
+        return self._filter.push(block, len(frames), gains)
+
+    def _decide(self, frames: np.ndarray, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model step and identification for new frames; the rendered target frames of those the look-ahead
+        lets through (zeros unless rendering), with the input spectra they were analysed with."""
         with torch.no_grad():
             params, errors = self.model.module.step(torch.from_numpy(frames).to(self.model.device))
         decided = self._frame_delay.push(frames)
@@ -111,8 +165,5 @@ class WetPath:
             self.tap(decided, params.cpu().numpy(), errors_np, decisions)
         renderer = self.renderer
         if self.rendering and renderer is not None and len(decided):
-            wet_frames = gated_render(renderer, params, errors, levels, self.identifier.gate_db)
-        else:
-            wet_frames = np.zeros_like(decided)
-        return self.synth.push(wet_frames, decided_spectra).astype(np.float32)
-
+            return gated_render(renderer, params, errors, levels, self.identifier.gate_db), decided_spectra
+        return np.zeros_like(decided), decided_spectra

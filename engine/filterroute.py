@@ -1,0 +1,98 @@
+"""The filter route: the input itself through a minimum-phase filter that the analysis redesigns every frame.
+
+The input carrier (:mod:`engine.carrier`) reshapes the input's STFT frames and resynthesises them, so its
+audio waits for the analysis window (``n_fft - hop``) and for the hop to end at a block boundary.  The same
+per-bin gains (:meth:`engine.carrier.InputCarrier.gains`: the target's envelope over the input's, and the
+input's level) applied as a time-varying filter on the audio keep the window off the audio path: each block
+goes out as soon as it came in, through the filter of the latest analysed frame.  The timbre follows the
+input one analysis window late (the control lag); the sound does not (docs/design.md section 8).
+
+Design, per frame: the gain curve on the STFT bins is given the minimum phase by folding its real cepstrum
+(Oppenheim & Schafer, *Discrete-Time Signal Processing*, 12.4), so the filter's energy comes first and it
+adds no pure delay, then cut to ``n_fft / 2`` taps under a half-Hann fade.  Frame ``k`` (samples
+``[k hop, k hop + n_fft)``) is complete once its last sample has arrived; its filter takes over from the
+next sample on, crossfaded from the previous one over one hop.  Where each filter starts depends on the
+sample count only, never on the host's block size, so any blocking gives the same output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.config import AnalysisConfig
+
+#: Gains are floored here before the logarithm (-120 dB): a zero gain has no cepstrum.
+GAIN_FLOOR = 1e-6
+
+
+def minimum_phase_filters(gains: np.ndarray, n_fft: int, taps: int) -> np.ndarray:
+    """FIR filters ``(n, taps)`` whose magnitude responses follow ``gains (n, n_fft // 2 + 1)`` with minimum
+    phase; a frame of zero gains gives a zero filter (silence)."""
+    gains = np.asarray(gains, dtype=np.float64)
+    cepstrum = np.fft.irfft(np.log(np.maximum(gains, GAIN_FLOOR)), n=n_fft, axis=-1)
+    fold = np.zeros(n_fft)
+    fold[0] = fold[n_fft // 2] = 1.0
+    fold[1 : n_fft // 2] = 2.0
+    filters = np.fft.irfft(np.exp(np.fft.rfft(cepstrum * fold, axis=-1)), n=n_fft, axis=-1)[:, :taps]
+    fade = np.cos(0.5 * np.pi * np.arange(taps) / taps) ** 2  # half Hann: 1 at the start, 0 at the end
+    filters *= fade
+    filters[~(gains.max(axis=-1) > 0.0)] = 0.0
+    return filters
+
+
+class FilterRoute:
+    """Host blocks through the filters of the frames that the analysis completes, switched at the sample each
+    frame completed and crossfaded over a hop."""
+
+    def __init__(self, analysis: AnalysisConfig) -> None:
+        self.analysis = analysis
+        self.taps = analysis.n_fft // 2
+        self._history = np.zeros(self.taps - 1)
+        self._fade = np.linspace(0.0, 1.0, analysis.hop, endpoint=False)
+        self.reset()
+
+    def reset(self) -> None:
+        self._history[:] = 0.0
+        self._previous = np.zeros(self.taps)
+        self._current = np.zeros(self.taps)
+        self._switched_at = -self.analysis.hop  # sample where the current filter took over
+        self._samples = 0  # samples received so far
+        self._frames = 0  # frames completed so far
+
+    def push(self, block: np.ndarray, completed: int, gains: np.ndarray | None) -> np.ndarray:
+        """Filter ``block`` (float32 out).  ``completed`` frames finished within it; ``gains`` holds the gain
+        curves of the last ``len(gains)`` of them (frames still held back by a look-ahead have none yet)."""
+        n_fft, hop = self.analysis.n_fft, self.analysis.hop
+        start = self._samples
+        switches: list[tuple[int, np.ndarray]] = []
+        if gains is not None and len(gains):
+            filters = minimum_phase_filters(gains, n_fft, self.taps)
+            first = self._frames + completed - len(gains)
+            switches = [((first + i) * hop + n_fft - start, filters[i]) for i in range(len(gains))]
+        self._frames += completed
+        signal = np.concatenate([self._history, np.asarray(block, dtype=np.float64)])
+        out = np.empty(len(block))
+        edges = [0, *(at for at, _ in switches), len(block)]
+        for index in range(len(edges) - 1):
+            if index:
+                self._previous, self._current = self._current, switches[index - 1][1]
+                self._switched_at = start + edges[index]
+            self._filter_segment(signal, edges[index], edges[index + 1], start, out)
+        self._history = signal[len(signal) - len(self._history):]
+        self._samples += len(block)
+        return out.astype(np.float32)
+
+    def _filter_segment(self, signal: np.ndarray, begin: int, end: int, start: int, out: np.ndarray) -> None:
+        """``out[begin:end]``: the current filter, faded in over the hop after it took over."""
+        if end <= begin:
+            return
+        span = signal[begin : end + self.taps - 1]
+        current = np.convolve(span, self._current, mode="valid")
+        into_fade = start + begin - self._switched_at
+        hop = self.analysis.hop
+        if into_fade < hop:
+            fading = min(end - begin, hop - into_fade)
+            weight = self._fade[into_fade : into_fade + fading]
+            previous = np.convolve(span[: fading + self.taps - 1], self._previous, mode="valid")
+            current[:fading] = weight * current[:fading] + (1.0 - weight) * previous
+        out[begin:end] = current

@@ -1,0 +1,93 @@
+"""The filter route: the input carrier's gains applied to the audio as minimum-phase filters, no window on
+the audio path (engine/filterroute.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiny_model import tone, write_tiny_model
+
+from engine.config import AnalysisConfig
+from engine.filterroute import FilterRoute, minimum_phase_filters
+from engine.processor import Processor
+
+CONFIG = AnalysisConfig(sample_rate=44100, n_fft=1024, hop=256)
+
+
+def _smooth_gains(n_frames: int, seed: int = 0) -> np.ndarray:
+    """Gain curves (linear amplitude) with a few broad peaks and dips, as an envelope ratio has."""
+    rng = np.random.default_rng(seed)
+    bins = np.arange(CONFIG.n_bins)
+    curves = []
+    for _ in range(n_frames):
+        db = sum(rng.uniform(-15, 15) * np.exp(-0.5 * ((bins - rng.uniform(0, CONFIG.n_bins)) / 40.0) ** 2)
+                 for _ in range(4))
+        curves.append(10.0 ** (db / 20.0))
+    return np.array(curves)
+
+
+def test_a_designed_filter_follows_the_gain_curve_with_its_energy_first():
+    gains = _smooth_gains(3)
+    filters = minimum_phase_filters(gains, CONFIG.n_fft, CONFIG.n_fft // 2)
+    response = np.abs(np.fft.rfft(filters, n=CONFIG.n_fft, axis=-1))
+    error_db = 20 * np.log10(response / gains)
+    assert np.median(np.abs(error_db)) < 0.5 and np.abs(error_db).max() < 3.0
+    energy = np.cumsum(filters**2, axis=-1) / np.sum(filters**2, axis=-1, keepdims=True)
+    assert (energy[:, 44] > 0.9).all()  # 90 % of the energy within the first millisecond: no pure delay
+
+
+def test_zero_gains_make_a_silent_filter():
+    gains = _smooth_gains(2)
+    gains[1] = 0.0
+    filters = minimum_phase_filters(gains, CONFIG.n_fft, 64)
+    assert np.abs(filters[0]).max() > 0.0 and not filters[1].any()
+
+
+@pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024)])
+def test_the_output_does_not_depend_on_the_block_size(blocks):
+    """Each frame's filter takes over at the sample the frame completed, whatever the blocking."""
+    signal = np.random.default_rng(1).standard_normal(20 * CONFIG.hop).astype(np.float32)
+    n_frames = (len(signal) - CONFIG.n_fft) // CONFIG.hop + 1
+    gains = _smooth_gains(n_frames, seed=2)
+    outputs = []
+    for block in blocks:
+        route, done, out = FilterRoute(CONFIG), 0, []
+        for start in range(0, len(signal), block):
+            piece = signal[start : start + block]
+            completed = max(0, (start + len(piece) - CONFIG.n_fft) // CONFIG.hop + 1) - done
+            out.append(route.push(piece, completed, gains[done : done + completed] if completed else None))
+            done += completed
+        outputs.append(np.concatenate(out))
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
+    assert np.abs(outputs[0]).max() > 0.1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    return write_tiny_model(tmp_path_factory.mktemp("filter") / "tiny.pt", head_std=0.0)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+@pytest.mark.parametrize("block", [128, 700])
+def test_an_impulse_on_a_note_comes_out_at_once(tiny, rate, block):
+    """The reported latency is 0 and real: an impulse added to a steady note comes out through the note's
+    filter within a few samples (the filter's minimum phase), not a window later."""
+    proc = Processor.from_preset(tiny, carrier="filter", mode="transfer", target="sawtooth", mix=1.0)
+    proc.prepare(rate, block)
+    assert proc.latency_samples == 0 and proc.latency_parts() == {"window": 0, "look-ahead": 0, "blocks": 0}
+    note = tone("sawtooth", 220.0, 1.0, rate)
+    at = rate // 2 + 77
+    kicked = note.copy()
+    kicked[at] += 1.0
+    outputs = []
+    for signal in (note, kicked):
+        proc.reset()
+        outputs.append(np.concatenate([proc.process(signal[i : i + block]) for i in range(0, len(signal), block)]))
+    response = outputs[1] - outputs[0]
+    assert np.abs(response).max() > 0.01, "the note's filter passed nothing"
+    assert 0 <= int(np.argmax(np.abs(response))) - at <= rate // 1000
+
+
+def test_the_filter_carrier_refuses_transposition_in_one_line(tiny):
+    with pytest.raises(Exception, match="filter carrier cannot transpose"):
+        Processor.from_preset(tiny, carrier="filter", mode="transfer", target="sawtooth", transpose=3)
