@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.accuracy import STUDIES, _config
 from engine.atomic import write_text
 from engine.config import AnalysisConfig
-from engine.export import load_model
+from engine.modelfile import load_model
 from training.enrol import enrol, write_enrolled
 from training.evaluate import evaluate
 from training.features import load_clips

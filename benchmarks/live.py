@@ -29,7 +29,7 @@ from benchmarks.jackrig.server import JackUnavailable, start_jack_server
 from benchmarks.speed import test_signal, untrained_model_file
 from engine.errors import ProtophoneError
 from engine.processor import Processor
-from realtime.livemode import ProcessingChoice, audio_thread_summary, hop_at_rate, open_runner, plan_processing
+from realtime.devicemode import ProcessingChoice, audio_thread_summary, hop_at_rate, open_runner, plan_processing
 from realtime.metering import MeteredProcessor
 from realtime.rtpolicy import audio_thread_policy
 

@@ -7,7 +7,7 @@ level-shifted, then shelved; ``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the p
 
 The predictor only looks back (causal dilated convolutions) plus an optional fixed look-ahead of ``L``
 frames, so :meth:`PrototypeModel.step` on consecutive chunks of frames gives what :meth:`forward` gives on
-the whole clip.  The module is TorchScript-compatible; :mod:`engine.export` writes and reads it.
+the whole clip.  The module is TorchScript-compatible; :mod:`engine.modelfile` writes and reads it.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import torch
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
 from engine.errors import AudioFileError, PresetError, ProtophoneError
-from engine.export import LoadedModel, load_model
+from engine.modelfile import LoadedModel, load_model
 from engine.fifo import SampleFifo
 from engine.filestream import stream_file
 from engine.frontend import LogMelFrontEnd

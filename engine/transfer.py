@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from engine.export import LoadedModel
+from engine.modelfile import LoadedModel
 from engine.parameters import CANDIDATES
 
 LOG2_PER_SEMITONE = math.log(2.0) / 12.0

@@ -21,7 +21,7 @@ import torch
 
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
-from engine.export import LoadedModel
+from engine.modelfile import LoadedModel
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
 from engine.identify import StreamingIdentifier

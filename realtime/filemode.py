@@ -4,7 +4,7 @@ The file is cut into host-sized blocks and fed to the metered engine, as fast as
 real time (``pace``), read and written block by block as ``Processor.process_file`` does
 (:func:`engine.filestream.stream_file`): an hour of audio needs the memory of a few blocks.  With ``play``
 the file stands in for the input of a duplex device: the engine runs in the device's callback exactly as
-in live mode (:func:`realtime.livemode.perform`) and the output is heard; then the file is held in memory,
+in live mode (:func:`realtime.devicemode.perform`) and the output is heard; then the file is held in memory,
 because the callback may not read the disk.  Either way the output is aligned with the input and as long
 as it.  No sound card (and no PortAudio) is needed unless ``play``.
 """
@@ -24,7 +24,7 @@ from engine.filestream import FileRun, stream_file
 from engine.processor import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from realtime.cli_errors import AudioDeviceError
 from realtime.display import Display, View
-from realtime.livemode import (
+from realtime.devicemode import (
     ProcessingChoice,
     engine_parts_ms,
     hop_at_rate,
@@ -51,9 +51,9 @@ class FileSettings:
     play: bool
     input_device: int | str | None
     output_device: int | str | None
-    processing: ProcessingChoice = "auto"  # with ``play``: see realtime.livemode.plan_processing
+    processing: ProcessingChoice = "auto"  # with ``play``: see realtime.devicemode.plan_processing
     worker_delay_blocks: int | None = None
-    unbuffered: bool = False  # with ``play``: see realtime.livemode.LiveSettings
+    unbuffered: bool = False  # with ``play``: see realtime.devicemode.LiveSettings
 
 
 class FileSource:

@@ -40,7 +40,7 @@ import torch
 from engine.atomic import check_output, write_text
 from engine.audiofile import AUDIO_EXTENSIONS
 from engine.errors import PresetError, ProtophoneError, UsageError
-from engine.export import read_metadata
+from engine.modelfile import read_metadata
 from engine.parameters import SETTINGS, add_setting_flags
 from engine.preset import available_presets, load_preset, presets_dir, save_preset
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
@@ -48,7 +48,7 @@ from presets import demo_file
 from realtime.cli_errors import NO_DEVICE_HINT, AudioDeviceError, audio_module
 from realtime.display import Display
 from realtime.filemode import FileSettings, run_file
-from realtime.livemode import LiveSettings, run_live
+from realtime.devicemode import LiveSettings, run_live
 
 DEMO_FILE = demo_file()
 EXIT_ERROR = 2

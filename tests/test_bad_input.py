@@ -30,7 +30,7 @@ from tiny_model import write_tiny_model
 
 from engine.atomic import OutputPathError, check_output, replacing
 from engine.audiofile import AudioFileWarning
-from engine.export import METADATA_NAME, quiet_torchscript
+from engine.modelfile import METADATA_NAME, quiet_torchscript
 from engine.processor import ConcurrentUseError, Processor
 from realtime import live
 from training import train

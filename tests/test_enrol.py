@@ -16,7 +16,7 @@ from tiny_model import build_tiny_model
 
 from benchmarks.enrolment import takes_of
 from engine.config import AnalysisConfig
-from engine.export import load_model, save_model
+from engine.modelfile import load_model, save_model
 from engine.preset import load_preset
 from engine.processor import Processor
 from training.enrol import compared_frames, enrol, write_enrolled

@@ -9,7 +9,7 @@ import torch
 from tiny_model import build_tiny_model
 
 from engine.errors import ModelFileError
-from engine.export import load_model, save_model
+from engine.modelfile import load_model, save_model
 
 
 @pytest.mark.parametrize(("lookahead", "dynamic_range_db"), [(0, 0.0), (2, 0.0), (2, 60.0)])
@@ -37,7 +37,7 @@ def test_loading_needs_no_training_code_and_prints_no_deprecation_warning(tmp_pa
     path = save_model(model, metadata, tmp_path / "tiny.pt")
     script = (
         "import sys, warnings; warnings.simplefilter('always');"
-        "from engine.export import load_model; m = load_model(sys.argv[1]);"
+        "from engine.modelfile import load_model; m = load_model(sys.argv[1]);"
         "assert 'training' not in sys.modules; print(m.metadata.class_names)"
     )
     result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)

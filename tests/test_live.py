@@ -238,7 +238,7 @@ def portaudio_jack(jack_server: JackServer) -> Iterator[JackServer]:
 def test_live_device_errors_are_one_line(portaudio_jack: JackServer, presets: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from realtime.cli_errors import AudioDeviceError
-    from realtime.livemode import LiveSettings, run_live
+    from realtime.devicemode import LiveSettings, run_live
 
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
     proc = load_processor(build_parser().parse_args(["--preset", "tiny"]))
@@ -330,7 +330,7 @@ def test_live_transfer_through_jack(portaudio_jack: JackServer, presets: Path, t
     benchmarks/live.py and not asserted here: on the shared CI kind it does not always (one run saw
     111 deadline misses in 20 s at a median load of 0.5).  A disturbed run is retried once, loudly."""
     from benchmarks.jackrig.clients import JackPatch  # needs PortAudio + JACK
-    from realtime.livemode import LiveSettings, run_live
+    from realtime.devicemode import LiveSettings, run_live
 
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
     rate, period, run_s = portaudio_jack.sample_rate, portaudio_jack.period, 20.0
@@ -446,7 +446,7 @@ def test_cli_file_mode_played_on_device(portaudio_jack: JackServer, presets: Pat
 
 
 def test_processing_plan_puts_small_blocks_on_the_worker() -> None:
-    from realtime.livemode import plan_processing
+    from realtime.devicemode import plan_processing
 
     hop = 512 * 48000 / 44100  # 557.3 samples at 48 kHz
     assert plan_processing("auto", 512, hop).mode == "callback"  # about one frame per callback
@@ -466,7 +466,7 @@ def test_small_periods_run_the_engine_on_the_worker(portaudio_jack: JackServer, 
     every block it did not finish in time is played dry and counted.  How often that happens is the
     engine's speed, measured in benchmarks/live.py (``--periods 128``), not asserted here."""
     from benchmarks.jackrig.clients import JackPatch  # needs PortAudio + JACK
-    from realtime.livemode import LiveSettings, run_live
+    from realtime.devicemode import LiveSettings, run_live
 
     monkeypatch.setenv("PROTOPHONE_PRESETS", str(presets))
     rate, period, run_s = portaudio_jack.sample_rate, portaudio_jack.period, 6.0

@@ -21,7 +21,7 @@ import torch
 import yaml
 from second_attempt import retry_if_disturbed
 
-from engine.export import load_model
+from engine.modelfile import load_model
 from training.config import load_config
 from training.evaluate import evaluate
 from training.train import load_split, training_clips

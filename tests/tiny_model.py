@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from engine.config import AnalysisConfig
-from engine.export import ModelMetadata, save_model
+from engine.modelfile import ModelMetadata, save_model
 from engine.frontend import log_mel
 from engine.model import PrototypeModel
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from engine.errors import AudioFileError, ProtophoneError
-from engine.export import LoadedModel, ModelMetadata, load_model, quiet_torchscript, save_model
+from engine.modelfile import LoadedModel, ModelMetadata, load_model, quiet_torchscript, save_model
 from engine.frontend import frame_level_db
 from engine.identify import SoundingGate
 from engine.preset import Preset, load_preset, save_preset

@@ -21,7 +21,7 @@ import torch
 
 from engine.audiofile import write_audio
 from engine.errors import ProtophoneError
-from engine.export import LoadedModel, load_model
+from engine.modelfile import LoadedModel, load_model
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
 from engine.preset import load_preset

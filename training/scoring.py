@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from engine.export import LoadedModel
+from engine.modelfile import LoadedModel
 from engine.frontend import frame_level_db
 from engine.identify import ClassMap, StreamingIdentifier
 

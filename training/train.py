@@ -30,7 +30,7 @@ from engine.atomic import replacing, write_text
 from engine.errors import ProtophoneError
 from training.chain import RecordingChain
 from training.config import ConfigError, RunConfig, load_config
-from training.exporting import export_model
+from training.export import export_model
 from training.features import ClipSet, load_clips
 from training.layouts import DatasetError, Item, scan
 from training.splits import Split, SplitError, leave_library_out, load_or_create_split, split_items

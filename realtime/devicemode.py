@@ -1,4 +1,4 @@
-"""Live mode: the engine on a duplex sound device, watched from the main thread until time or Ctrl-C.
+"""Device mode: the engine on a duplex sound device, watched from the main thread until time or Ctrl-C.
 
 Audio runs through :class:`realtime.audio.DuplexRunner`, with the engine in the audio callback or on a
 worker thread (:func:`plan_processing` picks); :func:`perform` only starts it, polls snapshots ten times
