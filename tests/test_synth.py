@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine.config import AnalysisConfig
+from engine.frontend import power_to_frames
 from engine.mel import power_to_x
 from engine.stft import stft
 from engine.synth import (
@@ -114,6 +115,18 @@ def test_mel_inverse_is_non_negative_and_reproduces_the_mel_frame() -> None:
     loud = x > x.max() - 0.3  # the top 51 dB
     error = np.abs(again - x)[loud]
     assert error.mean() < 2e-3 and error.max() < 1e-2  # measured 1e-5 / 1e-4
+
+
+@pytest.mark.parametrize("rate", [32000, 48000])
+def test_at_a_host_rate_the_mel_inverse_returns_the_model_units(rate: int) -> None:
+    """The synthesis at a host's rate (no resampler) turns model-unit frames into host-rate magnitudes whose
+    host-rate analysis gives the frames back: the filterbank's inverse undoes the level scaling."""
+    host = CONFIG.at_rate(rate)
+    _, x = analyse(sawtooth(55.0, 0.5))
+    again = power_to_frames(MelToMagnitude(host)(x) ** 2, host)
+    sounding = (x > x.max() - 0.3) & (CONFIG.band_centres_hz < 0.45 * rate)[None, :]
+    error = np.abs(again - x)[sounding]
+    assert error.mean() < 2e-3 and error.max() < 1e-2
 
 
 def test_rtpghi_quality_between_random_phase_and_griffin_lim() -> None:
