@@ -63,7 +63,11 @@ RECIPES = {"dynamic range 60 dB": {"dynamic_range_db": 60.0}, "dynamic range 40 
 MILD_CHAIN = {"level_db": 12.0, "tilt_db_per_octave": 1.5, "resonances": 2, "resonance_db": 6.0,
               "lowpass_probability": 0.15, "reverb_probability": 0.25, "noise_probability": 0.25}
 RECIPE_CHAINS = {"dynamic range 60 dB, no chain": ABLATIONS["none"], "dynamic range 60 dB, mild chain": MILD_CHAIN}
-VARIANTS = [*ABLATIONS, *SOURCES, *RECIPES]
+#: The shipped recipe (training/configs/orchestra.yaml) on the rotation: Freepats added, the chain, the floor.
+SHIPPED_RECIPE = "freepats, dynamic range 60 dB"
+SOURCES[SHIPPED_RECIPE] = SOURCES["freepats"]
+RECIPES[SHIPPED_RECIPE] = RECIPES["dynamic range 60 dB"]
+VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 
 def _config(study: str) -> dict:

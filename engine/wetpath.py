@@ -22,6 +22,7 @@ import torch
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.modelfile import LoadedModel
+from engine import filterroute
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
 from engine.identify import StreamingIdentifier
@@ -98,7 +99,8 @@ class WetPath:
         self.audio_analysis = analysis
         if self.filtering:
             self.synth = None
-            self._gains = InputCarrier(analysis)
+            self._gains = InputCarrier(analysis, max_boost_db=filterroute.MAX_BOOST_DB,
+                                       max_level_boost_db=filterroute.MAX_LEVEL_BOOST_DB)
             self._filter = FilterRoute(analysis)
             return
         self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)

@@ -1,6 +1,6 @@
 """Rebuild every shipped model from scratch: render the sample libraries, train, export to ``presets/``.
 
-    python -m training.rebuild              # about 15 minutes on 2 CPU cores
+    python -m training.rebuild              # four libraries, then two models of about 20 CPU-core minutes each
     python -m training.rebuild --data-only  # just render every library into data/ (the benchmarks need them)
 
 Renders the libraries the shipped configs train on into ``data/`` (skipped where a library is already
