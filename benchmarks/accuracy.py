@@ -142,13 +142,18 @@ def run_ablation(names: list[str], seed: int = 0) -> list[dict]:
     return rows
 
 
-def scored_ablations() -> list[dict]:
-    """Every ablation run scored so far (this and earlier invocations), in the order of the variants, then
-    of the seeds: the table shows all of them, not only what one command trained."""
+def scored_ablations(kept: Path) -> list[dict]:
+    """Every ablation run scored so far, in the order of the variants, then of the seeds: the rows already kept
+    in ``kept`` (the results file, which outlives ``runs/``), replaced by those scored in ``runs/ablation``
+    for the same variant and seed.  The table shows all of them, not only what one command trained."""
     order = VARIANTS
-    rows = [json.loads(path.read_text()) for path in Path("runs/ablation").glob("*/row.json")]
-    rows = [row for row in rows if row["ablation"] in order]
-    return sorted(rows, key=lambda row: (order.index(row["ablation"]), row.get("seed", 0)))
+    rows = {(row["ablation"], row.get("seed", 0)): row
+            for row in (json.loads(kept.read_text()) if kept.is_file() else [])}
+    for path in Path("runs/ablation").glob("*/row.json"):
+        row = json.loads(path.read_text())
+        rows[row["ablation"], row.get("seed", 0)] = row
+    return sorted((row for row in rows.values() if row["ablation"] in order),
+                  key=lambda row: (order.index(row["ablation"]), row.get("seed", 0)))
 
 
 def ablation_markdown(rows: list[dict]) -> str:
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
         for name, seed in product(args.ablation or VARIANTS, args.seeds):
             run_ablation([name], seed)
-            rows = scored_ablations()  # the table grows row by row: a cut run keeps it
+            rows = scored_ablations(args.keep / "ablation.json")  # the table grows row by row: a cut run keeps it
             write_text(args.keep / "ablation.json", json.dumps(rows, indent=1) + "\n")
             write_text(args.keep / "ablation.md", ablation_markdown(rows) + "\n")
         print(json.dumps(rows, indent=1) if args.json else ablation_markdown(rows))
