@@ -285,10 +285,11 @@ def overload_text(summary: dict) -> str:
 
 
 def latency_text(latency: dict) -> str:
-    """The latency's parts: the engine's by cause, then the worker's and the device's where there are."""
+    """The total and its parts: the engine's by cause, then the worker's and the device's where there are."""
     parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0) for name in ("worker", "stream_in",
                                                                                                "stream_out")}}
-    return " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
+    named = " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
+    return f"{latency['total_ms']:.1f} ms" + (f" ({named})" if named else "")
 
 
 def human_summary(summary: dict) -> str:
@@ -307,7 +308,7 @@ def run_line(summary: dict) -> str:
     return (f"{summary['source']}: {summary['duration_s']:.1f} s at {summary['sample_rate']} Hz, block "
             f"{summary['block_size']}; heard {summary['clip_label'] or 'nothing'} over the whole {summary['source']} "
             f"(readout at the end: {summary['label'] or 'nothing confident'}); "
-            f"latency {summary['latency']['total_ms']:.1f} ms ({latency_text(summary['latency'])}); "
+            f"latency {latency_text(summary['latency'])}; "
             + (f"took {summary['wall_s']:.1f} s, {1 / max(summary['realtime_factor'], 1e-9):.1f}x real time"
                if summary.get("offline") else f"xruns {summary['xruns']}, " + overload_text(summary)
                + f"; DSP load p50 {processing['load_p50']:.2f}, max {processing['load_max']:.2f}")
