@@ -27,9 +27,9 @@ from threadpoolctl import threadpool_limits
 
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError
-from engine.modelfile import ModelMetadata, save_model
 from engine.frontend import LogMelFrontEnd
 from engine.model import PrototypeModel, parameter_count
+from engine.modelfile import ModelMetadata, save_model
 from engine.parameters import add_setting_flags
 from engine.processor import Processor
 

@@ -35,11 +35,11 @@ import torch
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
 from engine.errors import AudioFileError, PresetError, ProtophoneError
-from engine.modelfile import LoadedModel, load_model
 from engine.fifo import SampleFifo
 from engine.filestream import stream_file
 from engine.frontend import LogMelFrontEnd
 from engine.identify import ClassMap, Identification, StreamingIdentifier
+from engine.modelfile import LoadedModel, load_model
 from engine.parameters import SETTINGS
 from engine.preset import Preset, load_preset, with_settings
 from engine.transfer import TransferRenderer

@@ -19,13 +19,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from engine import filterroute
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
-from engine.modelfile import LoadedModel
-from engine import filterroute
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
 from engine.identify import StreamingIdentifier
+from engine.modelfile import LoadedModel
 from engine.parameters import check_transposable
 from engine.preset import Preset
 from engine.synth import StreamingSynth
@@ -85,7 +85,7 @@ class WetPath:
         self._build(self.analysis, transpose=0.0)
         #: Frames between analysing a frame and hearing it: the model's look-ahead and the synthesis's (none on
         #: the filter route, where the look-ahead delays the timbre, not the sound).
-        self.latency_frames = 0 if self.filtering else model.metadata.lookahead + self.synth.latency_frames
+        self.latency_frames = 0 if self.synth is None else model.metadata.lookahead + self.synth.latency_frames
         self.renderer: TransferRenderer | None = None
         #: Whether the rendered target is heard; otherwise the synthesis runs on silence (or the filter is
         #: silent), which is cheap and keeps its timeline, so switching to transfer is seamless.
@@ -139,6 +139,8 @@ class WetPath:
 
     def push(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         """Frames ``(n, n_mels)`` with their complex spectra → wet samples at the synthesis's rate (float32)."""
+        if self.synth is None:
+            raise RuntimeError("the filter carrier is not synthesised: call filter_block")
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
         wet_frames, decided_spectra = self._decide(frames, spectra)

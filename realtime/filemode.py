@@ -23,7 +23,6 @@ from engine.errors import AudioFileError
 from engine.filestream import FileRun, stream_file
 from engine.processor import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from realtime.cli_errors import AudioDeviceError
-from realtime.display import Display, View
 from realtime.devicemode import (
     ProcessingChoice,
     engine_parts_ms,
@@ -34,6 +33,7 @@ from realtime.devicemode import (
     resolve_devices,
     stream_summary,
 )
+from realtime.display import Display, View
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.rtpolicy import audio_thread_policy
 

@@ -46,9 +46,9 @@ from engine.preset import available_presets, load_preset, presets_dir, save_pres
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from presets import demo_file
 from realtime.cli_errors import NO_DEVICE_HINT, AudioDeviceError, audio_module
+from realtime.devicemode import LiveSettings, run_live
 from realtime.display import Display
 from realtime.filemode import FileSettings, run_file
-from realtime.devicemode import LiveSettings, run_live
 
 DEMO_FILE = demo_file()
 EXIT_ERROR = 2

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from tiny_model import tone, write_tiny_model
 
-from engine.config import AnalysisConfig
 from engine import filterroute
+from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute, minimum_phase_filters
 from engine.processor import Processor
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from engine.config import AnalysisConfig
-from engine.modelfile import ModelMetadata, save_model
 from engine.frontend import log_mel
 from engine.model import PrototypeModel
+from engine.modelfile import ModelMetadata, save_model
 
 TIMBRES = ("sine", "sawtooth", "square")
 REFERENCE_MIDI = 57  # A3, 220 Hz

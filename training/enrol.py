@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from engine.errors import AudioFileError, ProtophoneError
-from engine.modelfile import LoadedModel, ModelMetadata, load_model, quiet_torchscript, save_model
 from engine.frontend import frame_level_db
 from engine.identify import SoundingGate
+from engine.modelfile import LoadedModel, ModelMetadata, load_model, quiet_torchscript, save_model
 from engine.preset import Preset, load_preset, save_preset
 from training.features import audio_features
 from training.objective import supervised_loss

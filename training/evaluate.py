@@ -25,8 +25,8 @@ import numpy as np
 from engine.atomic import write_text
 from engine.config import AnalysisConfig
 from engine.errors import ModelFileError, ProtophoneError
-from engine.modelfile import load_model
 from engine.identify import DEFAULT_GATE_DB
+from engine.modelfile import load_model
 from engine.preset import load_preset
 from training.baselines import AutoencoderKMeans, CnnClassifier, accuracy_metrics
 from training.features import load_clips

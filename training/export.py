@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from engine.config import AnalysisConfig
-from engine.modelfile import ModelMetadata, save_model
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
 from engine.model import PrototypeModel, semitones
+from engine.modelfile import ModelMetadata, save_model
 from training.baselines import majority_mapping
 
 

@@ -21,9 +21,9 @@ import torch
 
 from engine.audiofile import write_audio
 from engine.errors import ProtophoneError
-from engine.modelfile import LoadedModel, load_model
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
+from engine.modelfile import LoadedModel, load_model
 from engine.preset import load_preset
 from engine.synth import MelToMagnitude, griffin_lim
 from training.features import load_clips

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import torch
 
-from engine.modelfile import LoadedModel
 from engine.frontend import frame_level_db
 from engine.identify import ClassMap, StreamingIdentifier
+from engine.modelfile import LoadedModel
 
 STREAMING_CHECKPOINTS_S = (0.25, 1.0)
 
