@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
+# --- JACK server fixture (live audio path, see docs/design.md section 4) ----------------------------
+from jack_server import INSTALL_HINT, JackServer, JackUnavailable, start_jack_server
+
 # A shell starts a background job (``.ci/run &``) with SIGINT ignored, and Python keeps an ignored SIGINT
 # ignored, in this process and in the engines the tests start: the Ctrl-C tests would then wait out their runs.
 # Ctrl-C is what they test, so SIGINT raises KeyboardInterrupt here however the suite was launched.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-
-# --- JACK server fixture (live audio path, see docs/design.md section 4) ----------------------------
-from jack_server import INSTALL_HINT, JackServer, JackUnavailable, start_jack_server
 
 
 @pytest.fixture(scope="module")
