@@ -1,11 +1,11 @@
 """Play through Protophone: hear what instrument you are, or sound like another one.
 
-Live (a duplex sound device; the engine resamples from the device's rate):
+Live (a duplex sound device, at its own rate: the engine analyses at that rate, no resampler):
   python -m realtime.live --preset violin                     # play anything, hear a violin
   python -m realtime.live --preset identify --mode identify   # just name the instrument
   python -m realtime.live --preset violin --transpose -12 --mix 0.7 --output take1.wav
   python -m realtime.live --input-device "USB Audio" --output-device 3 --block-size 256
-  python -m realtime.live --preset violin-lowlatency --block-size 128    # small blocks: worker thread (auto)
+  python -m realtime.live --preset violin-lowlatency --block-size 128 --latency low   # 8 ms through JACK
   python -m realtime.live --preset flute --carrier prototype              # hear the flute prototype itself
 
 Files (the same streaming path, no sound card needed):
