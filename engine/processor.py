@@ -34,6 +34,7 @@ import torch
 
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
+from engine.config import AnalysisConfig
 from engine.errors import AudioFileError, PresetError, ProtophoneError
 from engine.fifo import SampleFifo
 from engine.filestream import stream_file
@@ -101,9 +102,6 @@ class Processor:
         self.stats = StreamStats()
         self.sample_rate = 0
         self.block_size = 0
-        #: The model's analysis at the host's rate (set by :meth:`prepare`): what the front end and the
-        #: synthesis run at.
-        self.host_analysis = self.analysis
         self._latency = 0
         self._busy = threading.Lock()  # held while prepare, reset or process runs: see _exclusive
 
@@ -150,6 +148,12 @@ class Processor:
         return self.preset.gain_db
 
     # ------------------------------------------------------------------------------------ host interface
+    @property
+    def host_analysis(self) -> AnalysisConfig:
+        """The model's analysis at the host's rate (the model's own until :meth:`prepare`): what the front end
+        and the wet path's audio run at."""
+        return self._wet.audio_analysis
+
     @property
     def flush_samples(self) -> int:
         """Silence that brings a file's last sample out, and completes the frames that cover its last hop."""
@@ -206,8 +210,7 @@ class Processor:
             raise ValueError(f"block_size must be 1..{MAX_BLOCK_SIZE} samples, got {block_size}")
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
-        self.host_analysis = self.analysis.at_rate(self.sample_rate)
-        self._wet.prepare(self.host_analysis)
+        self._wet.prepare(self.analysis.at_rate(self.sample_rate))
         self._frontend = LogMelFrontEnd(self.host_analysis)
         self._latency = sum(self.latency_parts().values())
         capacity = 4 * (self._latency + self.block_size + self.host_analysis.n_fft)

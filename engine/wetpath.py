@@ -80,8 +80,6 @@ class WetPath:
         self.identifier = identifier
         self.carrier = preset.carrier
         self.phase = preset.phase
-        #: Whether the audio is the input through per-frame filters (engine.filterroute), not a synthesis.
-        self.filtering = preset.carrier == "filter"
         self._build(self.analysis, transpose=0.0)
         #: Frames between analysing a frame and hearing it: the model's look-ahead and the synthesis's (none on
         #: the filter route, where the look-ahead delays the timbre, not the sound).
@@ -93,6 +91,11 @@ class WetPath:
         self.tap: Tap | None = None
         self._frame_delay = FrameDelay(model.metadata.lookahead)
         self._spectra_delay = FrameDelay(model.metadata.lookahead)
+
+    @property
+    def filtering(self) -> bool:
+        """Whether the audio is the input through per-frame filters (engine.filterroute), not a synthesis."""
+        return self.carrier == "filter"
 
     def _build(self, analysis: AnalysisConfig, transpose: float) -> None:
         """The synthesis, or the filter route and its gains, for ``analysis``."""
