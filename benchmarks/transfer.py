@@ -153,8 +153,7 @@ class Capture:
     def rendered(self, renderer: TransferRenderer, analysis: AnalysisConfig, gate_db: float) -> np.ndarray:
         """The wet mel frames the stream synthesised: the wet path's own rendering of what it decided."""
         frames, params, errors = (np.concatenate(part) for part in zip(*self.chunks, strict=True))
-        return gated_render(renderer, torch.from_numpy(params), torch.from_numpy(errors),
-                            frame_level_db(frames, analysis), gate_db)
+        return gated_render(renderer, params, errors, frame_level_db(frames, analysis), gate_db)
 
 
 def select_phrases(root: Path, max_per_class: int | None) -> list[Phrase]:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
+from engine.fusedmodel import PrototypeRenderer
 from engine.modelfile import LoadedModel
 from engine.parameters import CANDIDATES
 
@@ -26,7 +26,10 @@ LOG2_PER_SEMITONE = math.log(2.0) / 12.0
 
 
 class TransferRenderer:
-    """Rendered target mel frames ``(m, n_mels)`` from the model's ``params (m, K, 6)`` and ``errors (m, K)``."""
+    """Rendered target mel frames ``(m, n_mels)`` from the model's ``params (m, K, 6)`` and ``errors (m, K)``.
+
+    Only the chosen prototype is rendered per frame (:class:`engine.fusedmodel.PrototypeRenderer`).
+    """
 
     def __init__(self, model: LoadedModel, target: str, candidate: str = "winner", transpose: float = 0.0) -> None:
         metadata = model.metadata
@@ -34,41 +37,37 @@ class TransferRenderer:
             raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(metadata.class_names)}")
         if candidate not in CANDIDATES:
             raise ValueError(f"candidate must be one of {', '.join(CANDIDATES)}, got {candidate!r}")
-        self._module = model.module
+        self._prototypes = PrototypeRenderer(model)
         self.candidate = candidate
         self.transpose = float(transpose)
         target_index = metadata.class_names.index(target)
-        classes = np.asarray(metadata.prototype_classes)
-        self._target_prototypes = torch.from_numpy(np.flatnonzero(classes == target_index))
+        self._target_prototypes = np.flatnonzero(np.asarray(metadata.prototype_classes) == target_index)
         if not len(self._target_prototypes):
             raise ValueError(f"class {target!r} has no prototype in this model, so it cannot be a transfer target")
-        pitches = [np.nan if p is None else float(p) for p in metadata.reference_pitch]
-        self._reference = torch.tensor(pitches, dtype=torch.float32, device=model.device)
-        self._has_reference = bool(np.isfinite(pitches).all())
-        self._target_prototypes = self._target_prototypes.to(model.device)
+        self._reference = np.array([np.nan if p is None else float(p) for p in metadata.reference_pitch])
+        self._has_reference = bool(np.isfinite(self._reference).all())
 
-    def render(self, params: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
+    def render(self, params: np.ndarray, errors: np.ndarray) -> np.ndarray:
         """Mel frames (x units) of the target along the input trajectory, one per decided frame."""
-        frames = torch.arange(params.shape[0], device=params.device)
+        frames = np.arange(params.shape[0])
         if self.candidate == "winner":
-            winner = errors.argmin(dim=1)
-            chosen = params[frames, winner].clone()
+            winner = errors.argmin(axis=1)
+            chosen = params[frames, winner].copy()
             prototype = self._nearest_target_prototype(winner, chosen[:, 0])
             if self._has_reference:
                 input_pitch = self._reference[winner] + chosen[:, 0] / LOG2_PER_SEMITONE
                 chosen[:, 0] = (input_pitch - self._reference[prototype]) * LOG2_PER_SEMITONE
         else:
-            local = errors[:, self._target_prototypes].argmin(dim=1)
+            local = errors[:, self._target_prototypes].argmin(axis=1)
             prototype = self._target_prototypes[local]
-            chosen = params[frames, prototype].clone()
+            chosen = params[frames, prototype].copy()
         chosen[:, 0] += self.transpose * LOG2_PER_SEMITONE
-        rendered = self._module.render(chosen.unsqueeze(1).expand(-1, self._reference.shape[0], -1))
-        return rendered[frames, prototype]
+        return self._prototypes.render(prototype, chosen)
 
-    def _nearest_target_prototype(self, winner: torch.Tensor, winner_pitch: torch.Tensor) -> torch.Tensor:
+    def _nearest_target_prototype(self, winner: np.ndarray, winner_pitch: np.ndarray) -> np.ndarray:
         """Per frame, the target prototype whose reference pitch is nearest the input's absolute pitch."""
         if not self._has_reference or len(self._target_prototypes) == 1:
-            return self._target_prototypes[torch.zeros_like(winner)]
+            return self._target_prototypes[np.zeros_like(winner)]
         input_pitch = self._reference[winner] + winner_pitch / LOG2_PER_SEMITONE
-        distance = (self._reference[self._target_prototypes][None, :] - input_pitch[:, None]).abs()
-        return self._target_prototypes[distance.argmin(dim=1)]
+        distance = np.abs(self._reference[self._target_prototypes][None, :] - input_pitch[:, None])
+        return self._target_prototypes[distance.argmin(axis=1)]

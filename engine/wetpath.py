@@ -24,6 +24,7 @@ from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
+from engine.fusedmodel import FusedModel, torchscript_step
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
 from engine.parameters import check_transposable
@@ -53,12 +54,11 @@ class FrameDelay:
         return np.array(queue[:ready]) if ready else items[:0]
 
 
-def gated_render(renderer: TransferRenderer, params: torch.Tensor, errors: torch.Tensor, levels: np.ndarray,
+def gated_render(renderer: TransferRenderer, params: np.ndarray, errors: np.ndarray, levels: np.ndarray,
                  gate_db: float) -> np.ndarray:
     """The wet mel frames: the target rendered along the input's trajectory, silent where the input frame is
     below the level gate (frames the identification ignores are not sung either)."""
-    with torch.no_grad():
-        wet = renderer.render(params, errors).cpu().numpy()
+    wet = renderer.render(params, errors)
     wet[levels < gate_db] = 0.0
     return wet
 
@@ -75,6 +75,8 @@ class WetPath:
 
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
         self.model = model
+        #: The model's step in numba on the CPU (the TorchScript module runs it on CUDA).
+        self._fused = FusedModel(model) if model.device.type == "cpu" else None
         #: The model's analysis: the units of every frame, and the rate the audio runs at until prepared.
         self.analysis: AnalysisConfig = model.metadata.analysis
         self.identifier = identifier
@@ -132,6 +134,8 @@ class WetPath:
     def reset(self) -> None:
         with torch.no_grad():
             self.model.module.reset()
+        if self._fused is not None:
+            self._fused.reset()
         self._frame_delay.reset()
         self._spectra_delay.reset()
         if self.synth is not None:
@@ -161,15 +165,16 @@ class WetPath:
     def _decide(self, frames: np.ndarray, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model step and identification for new frames; the rendered target frames of those the look-ahead
         lets through (zeros unless rendering), with the input spectra they were analysed with."""
-        with torch.no_grad():
-            params, errors = self.model.module.step(torch.from_numpy(frames).to(self.model.device))
+        if self._fused is not None:
+            params, errors = self._fused.step(frames)
+        else:
+            params, errors = torchscript_step(self.model, frames)
         decided = self._frame_delay.push(frames)
         decided_spectra = self._spectra_delay.push(spectra)
         levels = frame_level_db(decided, self.analysis)
-        errors_np = errors.cpu().numpy()
-        decisions = self.identifier.update(errors_np, levels)
+        decisions = self.identifier.update(errors, levels)
         if self.tap is not None:
-            self.tap(decided, params.cpu().numpy(), errors_np, decisions)
+            self.tap(decided, params, errors, decisions)
         renderer = self.renderer
         if self.rendering and renderer is not None and len(decided):
             return gated_render(renderer, params, errors, levels, self.identifier.gate_db), decided_spectra

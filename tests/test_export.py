@@ -81,3 +81,24 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path):
     path = save_model(model, metadata, tmp_path / "tiny.pt")
     with pytest.raises(ModelFileError, match="no CUDA GPU"):
         load_model(path, device="cuda")
+
+
+def test_a_model_file_written_again_keeps_its_numbers_and_never_its_own_path(tmp_path):
+    """``python -m training.export MODEL --out NEW`` rescripts with this engine's code, same weights."""
+    model, metadata = build_tiny_model(lookahead=2, dynamic_range_db=60.0)
+    original = save_model(model, metadata, tmp_path / "tiny.pt")
+    again = tmp_path / "again.pt"
+    run = subprocess.run([sys.executable, "-m", "training.export", str(original), "--out", str(again)],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    first, second = load_model(original), load_model(again)
+    assert second.metadata == first.metadata
+    frames = torch.rand(1, 50, metadata.n_mels) * 0.7
+    with torch.no_grad():
+        for a, b in zip(first.module(frames), second.module(frames), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    refused = subprocess.run([sys.executable, "-m", "training.export", str(original), "--out", str(original)],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: --out {original} is the input itself; write elsewhere, then move it"]

@@ -11,6 +11,8 @@ and the pitch shift it needed.  That gives:
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,9 @@ import torch
 from engine.config import AnalysisConfig
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
+from engine.mel import LOG_SCALE
 from engine.model import PrototypeModel, semitones
-from engine.modelfile import ModelMetadata, save_model
+from engine.modelfile import LoadedModel, ModelFileError, ModelMetadata, load_model, save_model
 from training.baselines import majority_mapping
 
 
@@ -75,3 +78,45 @@ def export_model(model: PrototypeModel, analysis: AnalysisConfig, class_names: l
     )
     save_model(model, metadata, path)
     return metadata
+
+
+def rescripted(source: LoadedModel) -> PrototypeModel:
+    """The model in ``source`` rebuilt with this code's :class:`PrototypeModel`: same weights, so
+    :func:`save_model` writes it with this engine's TorchScript (its streaming ``step`` included)."""
+    module = source.module
+    blocks = [block for _, block in module.predictor.blocks.named_children()]
+    weights = {name: value for name, value in module.state_dict().items()
+               if not name.endswith(".cache") and name not in ("pending", "frames_seen")}
+    model = PrototypeModel(
+        source.metadata.n_prototypes, module.band_centres.cpu().numpy(), lookahead=source.metadata.lookahead,
+        pitch_mode=source.metadata.pitch_mode, channels=weights["predictor.input.weight"].shape[0],
+        kernel_size=int(blocks[0].conv.conv.weight.shape[2]),
+        dilations=tuple(int(block.conv.conv.dilation[0]) for block in blocks),
+        dynamic_range_db=float(module.dynamic_range) * 10.0 * LOG_SCALE)
+    model.load_state_dict(weights)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export",
+        description="Write a model file again with this engine's TorchScript code, keeping its weights and "
+                    "metadata (a model exported before a change to the streaming step gets the new step).",
+        epilog="example: python -m training.export presets/orchestra.pt --out /tmp/orchestra.pt")
+    parser.add_argument("model", type=Path, help="a model file (.pt) written by training")
+    parser.add_argument("--out", type=Path, required=True, help="where to write it (never the input itself)")
+    args = parser.parse_args(argv)
+    try:
+        if args.out.resolve() == args.model.resolve():
+            raise ModelFileError(f"--out {args.out} is the input itself; write elsewhere, then move it")
+        source = load_model(args.model)
+        save_model(rescripted(source), source.metadata, args.out)
+    except (ModelFileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
