@@ -26,6 +26,7 @@ from training.dataset import DatasetReport, OutputError, check_writable, render_
 from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
 from training.performance import VARIANTS, legato_phrase
 from training.render import Library, Renderer, SoundFontError
+from training.sampler import SampleLibrary, SamplerError
 from training.silence import trim_trailing_silence
 from training.stk import StkError, StkLibrary
 from training.timidity import FREEPATS, PatchError, PatchLibrary
@@ -69,6 +70,7 @@ examples:
   python -m training.data render --physical csound --out data/csound   # physical models (needs csound)
   python -m training.data render --physical stk --out data/stk         # (needs stk)
   python -m training.data render --patches /etc/timidity/freepats.cfg --out data/freepats  # (timidity, freepats)
+  python -m training.data render --samples data/sources/tonejs --out data/tonejs  # recordings (install.sh)
   python -m training.data demo --out presets/demo.flac
 """
 
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--patches", type=Path, metavar="CFG",
                         help=f"a GUS patch set played by TiMidity++, by its configuration: {FREEPATS} "
                         "(Freepats: 12 of the 14 classes, no viola or contrabass)")
+    source.add_argument("--samples", type=Path, metavar="DIR",
+                        help="recorded notes played like a sampler, DIR/<class>/<note>.<ext> (C4 = middle C): "
+                        "data/sources/tonejs, which install.sh fetches (VSCO 2 and others: 11 of the 14 classes)")
     render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
                         "file stem, e.g. FluidR3_GM, the --physical name, or the --patches file stem)")
@@ -132,14 +137,16 @@ def run_render(args: argparse.Namespace) -> DatasetReport:
     elif args.physical:
         renderer, default_name = PHYSICAL[args.physical]
         library, name = renderer(args.sample_rate), args.library or default_name
-    else:
+    elif args.patches:
         library, name = PatchLibrary(args.patches, args.sample_rate), args.library or args.patches.stem
+    else:
+        library, name = SampleLibrary(args.samples, args.sample_rate), args.library or args.samples.name
     if not (args.soundfont or args.classes):  # a library of some of the classes: by default, all it has
         instruments = [inst for inst in instruments if library.has_program(inst.program)]
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
-        raise SoundFontError(f"{args.soundfont or args.physical or args.patches} has no instrument for: "
-                             f"{', '.join(missing)} (leave them out with --classes)")
+        source = args.soundfont or args.physical or args.patches or args.samples
+        raise SoundFontError(f"{source} has no instrument for: {', '.join(missing)} (leave them out with --classes)")
     report = render_dataset(library, name, args.out, instruments, seed=args.seed,
                             max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
                             workers=args.jobs, progress=_bar)
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             run_render(args)
         else:
             run_demo(args)
-    except (SoundFontError, CsoundError, StkError, PatchError, OutputError, UnknownClassError) as exc:
+    except (SoundFontError, CsoundError, StkError, PatchError, SamplerError, OutputError, UnknownClassError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -195,3 +195,15 @@ def control_curves(performance: Performance) -> tuple[np.ndarray, np.ndarray]:
         elif event.kind == "bend":
             bend[index:] = 2.0 ** (event.a / 8192.0 * BEND_RANGE_CENTS / 1200.0)
     return expression, bend
+
+
+def level_curve(performance: Performance, sample_rate: int, length: int) -> np.ndarray:
+    """Level of each output sample for renderers without dynamics of their own: CC11 expression times
+    ``(velocity / 127)^1.5`` of the latest note."""
+    expression, _ = control_curves(performance)
+    times = np.arange(length) / sample_rate
+    level = np.interp(times, np.arange(len(expression)) * CONTROL_PERIOD_S, expression)
+    velocity = np.ones(length)
+    for start, _, _, note_velocity in notes_of(performance):
+        velocity[int(start * sample_rate):] = (note_velocity / 127.0) ** 1.5
+    return level * velocity

@@ -32,7 +32,7 @@ import soundfile as sf
 
 from training.csound import VOICES as CSOUND_VOICES
 from training.instruments import BY_NAME
-from training.performance import CONTROL_PERIOD_S, Performance, control_curves, notes_of
+from training.performance import CONTROL_PERIOD_S, Performance, control_curves, level_curve, notes_of
 
 #: The NoteOn velocity STK gets: a speaking pressure, from 92 at velocity 0 to 112 at 127 (Saxofony
 #: clips at 120).
@@ -92,17 +92,7 @@ class StkLibrary:
         audio = audio.mean(axis=1) if audio.ndim > 1 else audio
         out = np.zeros(length)
         out[: min(length, len(audio))] = audio[:length]
-        return (self._body(out, voice) * self._dynamics(performance, length)).astype(np.float32)
-
-    def _dynamics(self, performance: Performance, length: int) -> np.ndarray:
-        """Level of each sample: CC11 expression times ``(velocity / 127)^1.5`` of the latest note."""
-        expression, _ = control_curves(performance)
-        times = np.arange(length) / self.sample_rate
-        level = np.interp(times, np.arange(len(expression)) * CONTROL_PERIOD_S, expression)
-        velocity = np.ones(length)
-        for start, _, _, note_velocity in notes_of(performance):
-            velocity[int(start * self.sample_rate):] = (note_velocity / 127.0) ** 1.5
-        return level * velocity
+        return (self._body(out, voice) * level_curve(performance, self.sample_rate, length)).astype(np.float32)
 
     def _body(self, audio: np.ndarray, voice: StkVoice) -> np.ndarray:
         body = audio.copy()
