@@ -36,6 +36,7 @@ from realtime.devicemode import (
 from realtime.display import Display, View
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.rtpolicy import audio_thread_policy
+from realtime.timeline import Timeline, draw_timeline
 
 #: Seconds of audio between display updates.
 UPDATE_S = 0.1
@@ -54,6 +55,7 @@ class FileSettings:
     processing: ProcessingChoice = "auto"  # with ``play``: see realtime.devicemode.plan_processing
     worker_delay_blocks: int | None = None
     unbuffered: bool = False  # with ``play``: see realtime.devicemode.LiveSettings
+    timeline_path: Path | None = None  # without ``play``: where the timeline picture goes (realtime.timeline)
 
 
 class FileSource:
@@ -136,6 +138,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         metered.prepare(rate, settings.block_size)
         latency_ms = 1e3 * proc.latency_samples / rate
         seconds = SecondLog(rate)
+        timeline = Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
         started = time.perf_counter()
         processed = 0
@@ -144,6 +147,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
             nonlocal processed
             processed += settings.block_size
             seconds.observe(run.heard, lambda: proc.identification)
+            timeline.observe(run.heard, lambda: proc.identification)
             if settings.pace:
                 time.sleep(max(0.0, started + processed / rate - time.perf_counter()))
             if processed // settings.block_size % update_every == 1:
@@ -154,6 +158,10 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         with audio_thread_policy():
             run = stream_file(metered.process, file, rate, settings.block_size, proc.latency_samples,
                               proc.flush_samples, settings.output_path, subtype, after_block)
+    if settings.timeline_path is not None:
+        heard = f"heard {proc.clip_label}" if proc.clip_label else "heard nothing"
+        draw_timeline(timeline, settings.input_path, settings.timeline_path,
+                      f"{settings.input_path.name}: {heard} ({proc.preset.name}, {proc.mode})")
     return {
         "duration_s": run.heard / rate,
         "samples_processed": processed,

@@ -11,7 +11,7 @@ Live (a duplex sound device, at its own rate: the engine analyses at that rate, 
 Files (the same streaming path, no sound card needed):
   python -m realtime.live --preset violin --input demo --output out.wav   # presets/demo.flac
   python -m realtime.live --preset violin --input cello.wav --output out.wav --json
-  python -m realtime.live --preset identify --input takes/ --output heard/  # every file; a .json report each
+  python -m realtime.live --preset identify --input takes/ --output heard/  # every file; .json report, .png timeline
   python -m realtime.live --input demo --output out.wav --realtime --play   # paced and heard
 
 Find things:
@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "sound file in a folder and its sub-folders")
     files.add_argument("--output", type=Path, metavar="OUT.wav|FOLDER",
                        help="write the output: the processed file, a recording of a live run, or with a folder "
-                            "input a folder of processed files at the same relative paths, each with a .json report")
+                            "input a folder of processed files at the same relative paths, each with a .json report; "
+                            "a processed file gets its timeline beside it (OUT.png: what was heard when, above the "
+                            "waveform)")
     files.add_argument("--save-preset", type=Path, metavar="FILE.yaml",
                        help="write this run's settings (the preset's with the flags above) as a preset that "
                             "--preset FILE.yaml plays back identically")
@@ -253,9 +255,10 @@ def run(args: argparse.Namespace) -> dict:
             for index, (path, output) in enumerate(jobs, start=1):
                 if source.is_dir():
                     print(f"[{index}/{len(jobs)}] {path}", file=stream, flush=True)
+                timeline = None if output is None or args.play else output.with_suffix(".png")
                 settings = FileSettings(path, output, args.sample_rate, block_size, args.realtime, args.play,
                                         args.input_device, args.output_device, args.processing, args.worker_delay,
-                                        args.latency == "low")
+                                        args.latency == "low", timeline)
                 runs.append(with_readout(proc, run_file(proc, settings, display)))
                 if source.is_dir() and output is not None:
                     write_text(output.with_suffix(".json"), json.dumps(runs[-1], indent=1) + "\n")
@@ -300,7 +303,8 @@ def human_summary(summary: dict) -> str:
     seconds = sum(run["duration_s"] for run in files)
     return "\n".join([*(f"{run['input']}: {run_line(run)}" for run in files),
                       f"folder {summary['input']}: {len(files)} files, {seconds:.1f} s of sound"
-                      + (f", outputs and .json reports in {summary['output']}" if summary["output"] else "")])
+                      + (f", outputs, .json reports and .png timelines in {summary['output']}"
+                         if summary["output"] else "")])
 
 
 def run_line(summary: dict) -> str:

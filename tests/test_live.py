@@ -108,7 +108,8 @@ def test_a_folder_is_processed_file_by_file_with_a_report_each(presets: Path, tm
     assert sf.info(heard / "saw.wav").subtype == "PCM_24" and sf.info(heard / "day2" / "sine.flac").samplerate == 48000
     report = json.loads((heard / "day2" / "sine.json").read_text())
     assert report["clip_label"] == "sine" and report["input"] == str(takes / "day2" / "sine.flac")
-    assert sorted(p.name for p in heard.rglob("*")) == ["day2", "saw.json", "saw.wav", "sine.flac", "sine.json"]
+    assert sorted(p.name for p in heard.rglob("*")) == ["day2", "saw.json", "saw.png", "saw.wav", "sine.flac",
+                                                         "sine.json", "sine.png"]
     text = cli(presets, "--preset", "tiny", "--input", str(takes / "saw.wav")).stdout.strip().splitlines()[-1]
     assert "x real time" in text and "xruns" not in text and "DSP load" not in text, text  # offline: speed, not xruns
     inside = cli(presets, "--preset", "tiny", "--input", str(takes), "--output", str(takes / "out"))
