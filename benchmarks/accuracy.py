@@ -51,7 +51,8 @@ CHAIN_PARTS = {
 ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.values() for k, v in part.items()}}
 #: Sources added to the training libraries (with the whole chain), rendered by training.data; none shares a
 #: recording with FluidR3_GM (Merlin shares 4-5 classes with TimGM6mb and sf_GMbank: benchmarks/results/independence).
-SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"], "Merlin": ["data/Merlin"]}
+SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"], "Merlin": ["data/Merlin"],
+           "tonejs": ["data/tonejs"]}
 SOURCES["csound + stk + freepats"] = SOURCES["csound"] + SOURCES["stk"] + SOURCES["freepats"]
 SOURCES["freepats + Merlin"] = SOURCES["freepats"] + SOURCES["Merlin"]
 #: Changes to the training recipe (the ``train`` section), each with the whole chain unless RECIPE_CHAINS says.
@@ -67,6 +68,14 @@ RECIPE_CHAINS = {"dynamic range 60 dB, no chain": ABLATIONS["none"], "dynamic ra
 SHIPPED_RECIPE = "freepats, dynamic range 60 dB"
 SOURCES[SHIPPED_RECIPE] = SOURCES["freepats"]
 RECIPES[SHIPPED_RECIPE] = RECIPES["dynamic range 60 dB"]
+#: The shipped recipe with recordings of real instruments added (training.sampler, data/tonejs: 11 classes).
+RECORDINGS_RECIPE = "freepats + tonejs, dynamic range 60 dB"
+SOURCES[RECORDINGS_RECIPE] = SOURCES["freepats"] + SOURCES["tonejs"]
+RECIPES[RECORDINGS_RECIPE] = RECIPES["dynamic range 60 dB"]
+#: Both, with batches that draw every (class, library) pair equally (train.balance: sources).
+for recipe in (SHIPPED_RECIPE, RECORDINGS_RECIPE):
+    SOURCES[f"{recipe}, balanced sources"] = SOURCES[recipe]
+    RECIPES[f"{recipe}, balanced sources"] = {**RECIPES[recipe], "balance": "sources"}
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 

@@ -26,7 +26,7 @@ from training.config import load_config
 from training.evaluate import evaluate
 from training.train import load_split, training_clips
 from training.train import main as train_main
-from training.trainer import Trainer
+from training.trainer import Trainer, TrainSettings, draw_weights
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 CLASSES = "flute,tuba,violin"
@@ -236,3 +236,18 @@ def test_augment_section_errors_name_the_key(dataset, tmp_path, capsys):
     config = _config(tmp_path, dataset, augment={"echo": 1})
     assert train_main(["--config", str(config), "--no-progress"]) == 2
     assert "unknown key(s) in 'augment': echo" in capsys.readouterr().err
+
+
+def test_balanced_sources_draw_every_class_and_library_pair_equally():
+    """``train.balance: sources``: each class equally, each of its libraries equally within it, whatever the
+    number of notes; ``clips`` keeps the uniform draw (None: the old generator calls, so old runs reproduce)."""
+    labels = np.array([0] * 30 + [0] * 3 + [1] * 5 + [2] * 12)
+    libraries = ["big"] * 30 + ["small"] * 3 + ["big"] * 5 + ["small"] * 12
+    weights = draw_weights(labels, libraries, "sources")
+    assert weights.sum() == pytest.approx(1.0)
+    shares = {(int(c), lib): weights[(labels == c) & (np.array(libraries) == lib)].sum()
+              for c, lib in {(int(c), lib) for c, lib in zip(labels, libraries, strict=True)}}
+    assert shares == pytest.approx({(0, "big"): 1 / 6, (0, "small"): 1 / 6, (1, "big"): 1 / 3, (2, "small"): 1 / 3})
+    assert draw_weights(labels, libraries, "clips") is None
+    with pytest.raises(ValueError, match=r"^train\.balance must be one of clips, sources, got 'classes'$"):
+        TrainSettings(balance="classes")

@@ -93,7 +93,8 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
                                 config.analysis)
     chain = RecordingChain(config.augment, config.analysis)  # passes crops through when nothing is asked
     trainer = Trainer(config.train, config.analysis.band_centres_hz, clips.features, labels, len(class_names),
-                      config.output, chain=chain, validation=validation)
+                      config.output, chain=chain, validation=validation,
+                      libraries=[item.library for item in clips.items])
     if trainer.checkpoint_path.exists():
         if not resume:
             raise ConfigError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1
                      "crop_frames": 1, "scored_frames": 1, "batches_per_epoch": 0, "weight_decay": 0, "patience": 0,
                      "max_stage_epochs": 0, "min_improvement": 0, "warmup_batches": 0, "stretch": 0, "offset": 0,
                      "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0}
+#: The ways a batch can draw its clips (TrainSettings.balance).
+BALANCES = ("clips", "sources")
 #: Settings that must be above zero: rates.
 POSITIVE_SETTINGS = ("lr", "theta_lr", "warmup_start")
 
@@ -95,11 +98,17 @@ class TrainSettings:
     theta_lr: float = 0.01
     ce_weight: float = CE_WEIGHT
     early_temperature: bool = True
+    #: How a batch draws its clips: ``clips`` uniformly (a class or a library with more notes weighs more), or
+    #: ``sources`` every (class, library) pair equally often (each class equally, each of its libraries
+    #: equally within it), so a library that lacks a class does not lower that class's share.
+    balance: str = "clips"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("supervised", "clustering"):
             raise ValueError(f"train.mode must be 'supervised' or 'clustering', got {self.mode!r}")
+        if self.balance not in BALANCES:
+            raise ValueError(f"train.balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
         for name, least in SMALLEST_SETTINGS.items():
             if getattr(self, name) < least:
                 raise ValueError(f"train.{name} must be at least {least}, got {getattr(self, name)}")
@@ -172,6 +181,20 @@ def validation_accuracy(model: PrototypeModel, class_map: ClassMap, validation: 
     return 100.0 * correct / max(1, len(validation.clips))
 
 
+def draw_weights(labels: np.ndarray, libraries: list[str] | None, balance: str) -> np.ndarray | None:
+    """Each clip's probability of being drawn into a batch under ``balance`` (see TrainSettings.balance);
+    None for uniform draws."""
+    if balance == "clips":
+        return None
+    if libraries is None or len(libraries) != len(labels):
+        raise ValueError("balance 'sources' needs the library of every training clip")
+    pairs = [(int(label), library) for label, library in zip(labels, libraries, strict=True)]
+    counts = Counter(pairs)
+    libraries_of = Counter(label for label, _ in counts)
+    classes = len(libraries_of)
+    return np.array([1.0 / (classes * libraries_of[label] * counts[label, library]) for label, library in pairs])
+
+
 def prototype_classes_for(settings: TrainSettings, n_classes: int) -> np.ndarray:
     """Class of each prototype: ``prototypes_per_class`` each (supervised); clustering gives all class 0..K."""
     if settings.mode == "supervised":
@@ -192,12 +215,14 @@ class Trainer:
         out_dir: Path,
         chain: RecordingChain | None = None,
         validation: Validation | None = None,
+        libraries: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.chain = chain
         self.validation = validation
         self.clips = clips
         self.labels = np.asarray(labels)
+        self._draw_weights = draw_weights(self.labels, libraries, settings.balance)
         self.out_dir = Path(out_dir)
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
@@ -339,7 +364,7 @@ class Trainer:
         bar = tqdm(range(n_batches), desc=f"epoch {self.state.epoch + 1}/{settings.epochs} [{self.stage_name}]",
                    disable=not progress or self.rank != 0, leave=False)
         for _ in bar:
-            chosen = rng.integers(len(self.clips), size=settings.batch_size)
+            chosen = self._draw(rng)
             crops = torch.from_numpy(crop_batch([self.clips[i] for i in chosen], settings.crop_frames, rng))
             with torch.no_grad():
                 if self.chain is not None:
@@ -360,6 +385,12 @@ class Trainer:
             wins += np.bincount(errors.argmin(dim=1).numpy(), minlength=len(wins))
             bar.set_postfix(loss=f"{loss.item():.5f}")
         return self._all_mean(total / n_batches), self._all_sum(wins)
+
+    def _draw(self, rng: np.random.Generator) -> np.ndarray:
+        """A batch's clip indices (uniform draws as before ``balance`` existed, so old runs reproduce)."""
+        if self._draw_weights is None:
+            return rng.integers(len(self.clips), size=self.settings.batch_size)
+        return rng.choice(len(self.clips), size=self.settings.batch_size, p=self._draw_weights)
 
     def _all_mean(self, value: float) -> float:
         if self.world == 1:
