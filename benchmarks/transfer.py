@@ -45,7 +45,7 @@ import math
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,7 @@ class Tally:
 
     hits: int = 0
     phrases: int = 0
+    heard: Counter[str] = field(default_factory=Counter)  # what the judge named, transfer by transfer
     cents: list[np.ndarray] = field(default_factory=list)
     in_note_frames: int = 0
     convergence: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -181,7 +182,9 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     audio, _ = read_audio(phrase.item.path)
 
     clip = log_mel(to_rate(output, rate, analysis.sample_rate), analysis)
-    tally.hits += int(cnn.class_names[cnn.predict([clip])[0]] == target)
+    heard = cnn.class_names[cnn.predict([clip])[0]]
+    tally.hits += int(heard == target)
+    tally.heard[heard] += 1
     tally.phrases += 1
     cents, in_note = pitch_errors(output, rate, read_notes(phrase.notes_path))
     tally.cents.append(cents)
@@ -225,6 +228,7 @@ def summarise(target: str, variant: tuple[str, str], tally: Tally) -> dict:
         "carrier": variant[1],
         "phrases": tally.phrases,
         "hit_rate": tally.hits / tally.phrases,
+        "judge_heard": dict(tally.heard.most_common()),
         "pitch_error_cents": _number(np.median(cents)) if len(cents) else None,
         "voiced_share": len(cents) / tally.in_note_frames if tally.in_note_frames else None,
         "spectral_convergence": {name: _number(np.median(values)) for name, values in tally.convergence.items()},

@@ -69,6 +69,8 @@ def test_json_reports_every_figure_for_both_candidates_and_carriers(world, capsy
     for row in rows.values():
         assert row["phrases"] == 2  # the two other timbres, never the target's own phrase
         assert 0.0 <= row["hit_rate"] <= 1.0
+        assert sum(row["judge_heard"].values()) == 2 and row["judge_heard"].get(row["target"], 0) == round(
+            2 * row["hit_rate"])  # what the judge named, the hits among it
         assert row["pitch_error_cents"] is not None and 0.0 <= row["pitch_error_cents"] < 50.0, row
         assert row["voiced_share"] > 0.5, row
         assert set(row["spectral_convergence"]) == {"rtpghi", "input", "griffin_lim"}
