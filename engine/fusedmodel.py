@@ -167,7 +167,8 @@ class FusedModel:
         self.n_mels = model.metadata.n_mels
         self.lookahead = model.metadata.lookahead
         self.renderer = PrototypeRenderer(model)
-        self._dynamic_range = float(module.dynamic_range)
+        # model files written before the frame floor existed have no such attribute: their floor is off
+        self._dynamic_range = float(getattr(module, "dynamic_range", 0.0))
         self._input = state["predictor.input.weight"], state["predictor.input.bias"]
         names = [f"predictor.blocks.{index}" for index in range(len(blocks))]
         weights = np.stack([state[f"{name}.conv.conv.weight"] for name in names])  # (blocks, out, in, kernel)

@@ -1,6 +1,8 @@
 """The fused numba step equals the TorchScript step it replaces on the CPU; each causal layer's step
 equals its whole-clip forward (one chunked-vs-batch test per layer, as cached_conv does)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +44,15 @@ def test_fused_step_follows_large_parameters_to_their_bounds(tmp_path):
     expected, got = torchscript_step(loaded, frames), fused.step(frames)
     assert np.abs(got[0]).max(axis=(0, 1)).min() > 0.2  # every parameter far from identity somewhere
     for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+
+
+def test_a_model_file_from_before_the_frame_floor_runs_fused_as_it_runs_scripted():
+    """``benchmarks/results/accuracy/lolo-fluidr3-gm`` was exported before ``dynamic_range`` existed."""
+    loaded = load_model(Path(__file__).parent.parent / "benchmarks/results/accuracy/lolo-fluidr3-gm/prototypes.pt")
+    assert not hasattr(loaded.module, "dynamic_range")
+    frames = np.random.default_rng(3).uniform(0.0, 0.7, (12, loaded.metadata.n_mels)).astype(np.float32)
+    for a, b in zip(torchscript_step(loaded, frames), FusedModel(loaded).step(frames), strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
 
 

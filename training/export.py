@@ -92,7 +92,7 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
         pitch_mode=source.metadata.pitch_mode, channels=weights["predictor.input.weight"].shape[0],
         kernel_size=int(blocks[0].conv.conv.weight.shape[2]),
         dilations=tuple(int(block.conv.conv.dilation[0]) for block in blocks),
-        dynamic_range_db=float(module.dynamic_range) * 10.0 * LOG_SCALE)
+        dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE)  # none: written before it
     model.load_state_dict(weights)
     return model
 
