@@ -96,7 +96,8 @@ def test_render_command_on_a_folder_of_recordings(tmp_path):
                               "--out", str(out)], capture_output=True, text=True, check=False)
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        f"error: recordings folder not found: {tmp_path / 'none'} (./install.sh fetches data/sources/tonejs)"]
+        (f"error: recordings folder not found: {tmp_path / 'none'} "
+         "(training/fetch_tonejs.sh fetches data/sources/tonejs)")]
 
 
 def test_an_unreadable_recording_is_one_line(tmp_path):

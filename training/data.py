@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Freepats: 12 of the 14 classes, no viola or contrabass)")
     source.add_argument("--samples", type=Path, metavar="DIR",
                         help="recorded notes played like a sampler, DIR/<class>/<note>.<ext> (C4 = middle C): "
-                        "data/sources/tonejs, which install.sh fetches (VSCO 2 and others: 11 of the 14 classes)")
+                        "data/sources/tonejs, which training/fetch_tonejs.sh fetches (VSCO 2 and others: 11 of "
+                        "the 14 classes)")
     render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
                         "file stem, e.g. FluidR3_GM, the --physical name, or the --patches file stem)")

@@ -8,8 +8,8 @@ sampler does: each key reads the nearest recording, resampled by the interval (a
 them like a SoundFont's gaps), bent by the performance's pitch bend, cut at the note-off with a short
 release, and scaled by velocity and CC11 expression (:func:`training.performance.level_curve`).
 
-The recordings ``install.sh`` fetches (``data/sources/tonejs``) are the tonejs-instruments packages
-(npm, CC-BY 3.0): Versilian Studios' VSCO 2 (bassoon, contrabass, flute, horn, trombone, trumpet, tuba,
+The recordings ``training/fetch_tonejs.sh`` fetches (``data/sources/tonejs``) are the tonejs-instruments
+packages (npm, CC-BY 3.0): Versilian Studios' VSCO 2 (bassoon, contrabass, flute, horn, trombone, trumpet, tuba,
 violin), a Freesound cello and Karoryfer's alto saxophone, long sustained notes with the players' own
 vibrato, every two to four semitones.  One dynamic only: velocity changes the level, not the timbre.
 """
@@ -52,7 +52,8 @@ class SampleLibrary:
     def __init__(self, folder: str | Path, sample_rate: int = 44100) -> None:
         self.path = Path(folder)
         if not self.path.is_dir():
-            raise SamplerError(f"recordings folder not found: {self.path} (./install.sh fetches data/sources/tonejs)")
+            raise SamplerError(f"recordings folder not found: {self.path} "
+                               "(training/fetch_tonejs.sh fetches data/sources/tonejs)")
         self.sample_rate = sample_rate
         self.recordings: dict[int, dict[int, Path]] = {}
         for inst in INSTRUMENTS:
