@@ -44,6 +44,7 @@ class Setting:
     above_low: bool = False
     choices: tuple[str, ...] = ()
     text: bool = False
+    transfer_only: bool = False  # heard only in transfer mode (identify passes the input through unchanged)
 
     @property
     def is_number(self) -> bool:
@@ -91,13 +92,14 @@ class Setting:
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("mode", "identify", "identify: pass the sound through and name the instrument; transfer: sound like "
             "the target", live=True, choices=MODES),
-    Setting("target", None, "instrument to sound like in transfer mode", live=True, text=True),
-    Setting("mix", 1.0, "0 = dry input only, 1 = transferred sound only", live=True, low=0.0, high=1.0),
+    Setting("target", None, "instrument to sound like in transfer mode", live=True, text=True, transfer_only=True),
+    Setting("mix", 1.0, "0 = dry input only, 1 = transferred sound only", live=True, low=0.0, high=1.0,
+            transfer_only=True),
     Setting("transpose", 0.0, "pitch shift of the transferred sound", live=True, unit="semitones", low=-48.0,
-            high=48.0),
+            high=48.0, transfer_only=True),
     Setting("gain_db", 0.0, "output gain", live=True, unit="dB", low=-96.0, high=24.0),
     Setting("candidate", "winner", "whose predicted gain, pitch and shelves drive the target prototype: the "
-            "best-fitting prototype's (winner) or the target's own", live=True, choices=CANDIDATES),
+            "best-fitting prototype's (winner) or the target's own", live=True, choices=CANDIDATES, transfer_only=True),
     Setting("gate_db", DEFAULT_GATE_DB, "frames quieter than this are ignored", live=False, unit="dB", low=-120.0,
             high=0.0),
     Setting("time_constant_s", DEFAULT_TIME_CONSTANT_S, "smoothing of the live identification", live=False,
@@ -107,11 +109,12 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("min_confidence", DEFAULT_MIN_CONFIDENCE, "probability the readout needs to name a class", live=False,
             low=0.0, high=0.99),
     Setting("phase", "rtpghi", "phase of the transferred sound: rebuilt from its magnitudes (rtpghi, one hop of "
-            "look-ahead) or the input's own (input: less latency, no transposition)", live=False, choices=PHASES),
+            "look-ahead) or the input's own (input: less latency, no transposition)", live=False, choices=PHASES,
+            transfer_only=True),
     Setting("carrier", "input", "input = your own partials under the target's spectral envelope (keeps your "
             "melody); prototype = the target's prototype itself, as in the paper; filter = the input carrier's "
             "envelope as a filter on your audio (no analysis window on the audio path: lowest latency, the timbre "
-            "follows a window late, no transposition, phase unused)", live=False, choices=CARRIERS),
+            "follows a window late, no transposition, phase unused)", live=False, choices=CARRIERS, transfer_only=True),
 )}
 
 

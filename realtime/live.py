@@ -185,6 +185,18 @@ def load_processor(args: argparse.Namespace) -> Processor:
     return Processor.from_preset(args.preset, device=args.device, **{name: getattr(args, name) for name in SETTINGS})
 
 
+def check_heard(args: argparse.Namespace, proc: Processor) -> None:
+    """A flag that changes nothing in the run's mode is refused, not silently ignored."""
+    if proc.mode != "identify":
+        return
+    idle = [setting.flag for name, setting in SETTINGS.items()
+            if setting.transfer_only and getattr(args, name) is not None]
+    if idle:
+        raise UsageError(f"{', '.join(idle)} change{'s' if len(idle) == 1 else ''} nothing in identify mode (the input "
+                         "passes through unchanged): add --mode transfer, or leave "
+                         f"{'it' if len(idle) == 1 else 'them'} out")
+
+
 def input_file(name: str) -> Path:
     return DEMO_FILE if name == "demo" else Path(name)
 
@@ -242,6 +254,7 @@ def run(args: argparse.Namespace) -> dict:
     source = input_file(args.input) if args.input is not None else None
     jobs = checked_jobs(args, source)
     proc = load_processor(args)
+    check_heard(args, proc)
     block_size = args.block_size or proc.analysis.hop
     stream = sys.stderr if args.json else sys.stdout
     with Display(stream) as display:
