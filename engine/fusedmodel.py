@@ -12,15 +12,16 @@ equals :meth:`engine.model.PrototypeModel.step` to float tolerance (``tests/test
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from numba import njit
 
-from engine.model import N_PARAMETERS
+from engine.model import N_PARAMETERS, SHELF_SOFTPLUS_BETA
 from engine.modelfile import LoadedModel
 
-SOFTPLUS_BETA = 10.0  # the shelves' softplus, as engine.model.PrototypeModel.transform
+SOFTPLUS_BETA = SHELF_SOFTPLUS_BETA
 SOFTPLUS_THRESHOLD = 20.0  # torch's: above it softplus(x) is x
 
 
@@ -149,7 +150,7 @@ class PrototypeRenderer:
         out = np.empty((len(prototypes), self.n_mels))
         _render(np.asarray(prototypes, dtype=np.int64), np.asarray(params, dtype=np.float64), self.prototypes,
                 *self._bands, out)
-        return out
+        return out.astype(np.float32)  # float32 as the TorchScript module gives, whichever path ran
 
 
 class FusedModel:
@@ -193,8 +194,8 @@ class FusedModel:
 
     def step(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The next frames ``(n, n_mels)`` → ``(params (m, K, 6), errors (m, K))`` of the frames now decided,
-        as :meth:`PrototypeModel.step` (float64 here, float32 there)."""
-        frames = np.asarray(frames, dtype=np.float64)
+        as :meth:`PrototypeModel.step` (computed in float64, returned in float32 as there)."""
+        frames = np.ascontiguousarray(frames, dtype=np.float64)
         n = len(frames)
         params = np.empty((n, self.n_prototypes, N_PARAMETERS))
         floored = np.empty_like(frames)
@@ -207,7 +208,41 @@ class FusedModel:
             skip = min(max(self.lookahead - self._frames_seen, 0), n)
             self._frames_seen += n
             params, targets = params[skip:], targets[skip:]
-        return params, self.renderer.errors(targets, params)
+        return params.astype(np.float32), self.renderer.errors(targets, params).astype(np.float32)
+
+
+#: Largest difference from the model file's own step accepted when a fused model is checked (float32 gives ~1e-6).
+CHECK_TOLERANCE = 1e-4
+
+
+class FusedModelWarning(UserWarning):
+    """A model file whose step the fused kernels do not reproduce: its own TorchScript step runs instead."""
+
+
+def checked_fused_model(model: LoadedModel) -> FusedModel | None:
+    """A :class:`FusedModel` of ``model`` if it gives the model file's own step on a few frames of noise; None,
+    with a :class:`FusedModelWarning`, for a file whose code does other arithmetic than this engine's (a model
+    file carries its own TorchScript) or whose weights it cannot read.  Both streams are reset after."""
+    frames = np.random.default_rng(0).uniform(0.0, 0.7, (model.metadata.lookahead + 8, model.metadata.n_mels))
+    try:
+        fused = FusedModel(model)
+        expected, got = torchscript_step(model, frames.astype(np.float32)), fused.step(frames)
+        agrees = all(a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=CHECK_TOLERANCE)
+                     for a, b in zip(expected, got, strict=True))
+    except (KeyError, IndexError, AttributeError, ValueError, RuntimeError) as error:
+        agrees, fused = False, None
+        reason = f"{error.__class__.__name__}: {str(error).splitlines()[0][:100] if str(error) else ''}"
+    else:
+        reason = f"its step differs from the fused kernels' by more than {CHECK_TOLERANCE}"
+    finally:
+        with torch.no_grad():
+            model.module.reset()
+    if not agrees or fused is None:
+        warnings.warn(f"this model file runs its own TorchScript step ({reason}); the engine is slower with it",
+                      FusedModelWarning, stacklevel=2)
+        return None
+    fused.reset()
+    return fused
 
 
 def torchscript_step(model: LoadedModel, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

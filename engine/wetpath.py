@@ -24,7 +24,7 @@ from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
-from engine.fusedmodel import FusedModel, torchscript_step
+from engine.fusedmodel import checked_fused_model, torchscript_step
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
 from engine.parameters import check_transposable
@@ -76,7 +76,7 @@ class WetPath:
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
         self.model = model
         #: The model's step in numba on the CPU (the TorchScript module runs it on CUDA).
-        self._fused = FusedModel(model) if model.device.type == "cpu" else None
+        self._fused = checked_fused_model(model) if model.device.type == "cpu" else None
         #: The model's analysis: the units of every frame, and the rate the audio runs at until prepared.
         self.analysis: AnalysisConfig = model.metadata.analysis
         self.identifier = identifier

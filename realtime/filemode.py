@@ -105,10 +105,18 @@ class FileSource:
 def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
     """Stream the file; write the aligned output; return the run's summary (see ``realtime.live``)."""
     subtype = None if settings.output_path is None else matching_subtype(settings.input_path, settings.output_path)
-    run = play_file if settings.play else stream_from_disk
+    timeline = None if settings.timeline_path is None or settings.play else Timeline(proc.metadata.class_names,
+                                                                                      host_rate_for_file(settings))
     started = time.perf_counter()
-    summary = run(proc, settings, subtype, display)
-    elapsed = time.perf_counter() - started
+    if settings.play:
+        summary = play_file(proc, settings, subtype, display)
+    else:
+        summary = stream_from_disk(proc, settings, subtype, display, timeline)
+    elapsed = time.perf_counter() - started  # the run, not the picture drawn after it
+    if timeline is not None and settings.timeline_path is not None:
+        heard = f"heard {proc.clip_label}" if proc.clip_label else "heard nothing"
+        draw_timeline(timeline, settings.input_path, settings.timeline_path,
+                      f"{settings.input_path.name}: {heard} ({proc.preset.name}, {proc.mode})")
     return {
         "source": "file",
         "offline": not settings.play,  # no device: xruns and deadlines mean nothing, speed does
@@ -129,16 +137,23 @@ def host_rate_for(settings: FileSettings, file_rate: int, device_rate: int | Non
     return rate
 
 
-def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | None, display: Display) -> dict:
+def host_rate_for_file(settings: FileSettings) -> int:
+    """The host rate a file run without a device uses (:func:`host_rate_for` with the file's own rate)."""
+    with open_audio(settings.input_path) as file:
+        return host_rate_for(settings, file.samplerate)
+
+
+def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | None, display: Display,
+                     timeline: Timeline | None = None) -> dict:
     """The file through the engine with no device, disk to disk in constant memory (engine.filestream): as
-    fast as possible, or paced at real time."""
+    fast as possible, or paced at real time; ``timeline`` (at the same host rate) records the identification
+    for a picture."""
     with open_audio(settings.input_path) as file:
         rate = host_rate_for(settings, file.samplerate)
         metered = MeteredProcessor(proc)
         metered.prepare(rate, settings.block_size)
         latency_ms = 1e3 * proc.latency_samples / rate
         seconds = SecondLog(rate)
-        timeline = Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
         started = time.perf_counter()
         processed = 0
@@ -147,7 +162,8 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
             nonlocal processed
             processed += settings.block_size
             seconds.observe(run.heard, lambda: proc.identification)
-            timeline.observe(run.heard, lambda: proc.identification)
+            if timeline is not None:
+                timeline.observe(run.heard, lambda: proc.identification)
             if settings.pace:
                 time.sleep(max(0.0, started + processed / rate - time.perf_counter()))
             if processed // settings.block_size % update_every == 1:
@@ -158,10 +174,6 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         with audio_thread_policy():
             run = stream_file(metered.process, file, rate, settings.block_size, proc.latency_samples,
                               proc.flush_samples, settings.output_path, subtype, after_block)
-    if settings.timeline_path is not None:
-        heard = f"heard {proc.clip_label}" if proc.clip_label else "heard nothing"
-        draw_timeline(timeline, settings.input_path, settings.timeline_path,
-                      f"{settings.input_path.name}: {heard} ({proc.preset.name}, {proc.mode})")
     return {
         "duration_s": run.heard / rate,
         "samples_processed": processed,

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,3 +103,19 @@ def test_a_model_file_written_again_keeps_its_numbers_and_never_its_own_path(tmp
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         f"error: --out {original} is the input itself; write elsewhere, then move it"]
+
+
+def test_an_old_model_file_written_again_streams_the_same_numbers(tmp_path):
+    """A file from before the frame floor and the row-wise step: the rewritten file's step, chunk by chunk,
+    gives what the old file's own step gives."""
+    old = Path(__file__).parent.parent / "benchmarks/results/accuracy/lolo-fluidr3-gm/prototypes.pt"
+    run = subprocess.run([sys.executable, "-m", "training.export", str(old), "--out", str(tmp_path / "new.pt")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    first, second = load_model(old), load_model(tmp_path / "new.pt")
+    frames = torch.rand(24, first.metadata.n_mels) * 0.7
+    with torch.no_grad():
+        for start in range(0, 24, 5):
+            for a, b in zip(first.module.step(frames[start:start + 5]), second.module.step(frames[start:start + 5]),
+                            strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

@@ -8,7 +8,13 @@ import pytest
 import torch
 from tiny_model import build_tiny_model
 
-from engine.fusedmodel import FusedModel, PrototypeRenderer, torchscript_step
+from engine.fusedmodel import (
+    FusedModel,
+    FusedModelWarning,
+    PrototypeRenderer,
+    checked_fused_model,
+    torchscript_step,
+)
 from engine.model import CausalBlock, CausalConv1d, PrototypeModel
 from engine.modelfile import load_model, save_model
 
@@ -85,3 +91,34 @@ def test_each_causal_layer_streams_as_it_runs_on_the_whole_clip(layer, chunk):
         layer.reset()
         streamed = torch.cat([layer.step(clip[0, :, i : i + chunk].T) for i in range(0, 40, chunk)])
     torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset_model", ["orchestra.pt", "orchestra-lowlatency.pt"])
+def test_the_shipped_models_run_fused_as_they_run_scripted(preset_model):
+    loaded = load_model(Path(__file__).parent.parent / "presets" / preset_model)
+    fused = checked_fused_model(loaded)
+    assert fused is not None
+    frames = np.random.default_rng(4).uniform(0.0, 0.7, (30, loaded.metadata.n_mels)).astype(np.float32)
+    for start in range(0, 30, 3):
+        expected, got = torchscript_step(loaded, frames[start:start + 3]), fused.step(frames[start:start + 3])
+        for a, b in zip(expected, got, strict=True):
+            assert b.dtype == np.float32
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+
+
+def test_a_model_file_the_fused_kernels_do_not_reproduce_runs_its_own_step(tmp_path, monkeypatch):
+    """A model file carries its own TorchScript: if its step is other arithmetic than the kernels', or its
+    weights are not where they look, the engine warns once and runs the file's step."""
+    loaded = _loaded(tmp_path)
+    assert checked_fused_model(loaded) is not None
+    honest_step = FusedModel.step
+    monkeypatch.setattr(FusedModel, "step", lambda self, frames: tuple(x + 1e-3 for x in honest_step(self, frames)))
+    with pytest.warns(FusedModelWarning, match=r"runs its own TorchScript step \(its step differs"):
+        assert checked_fused_model(loaded) is None
+
+    def unreadable(self, model):
+        raise KeyError("predictor.blocks.0.conv.conv.weight")
+
+    monkeypatch.setattr(FusedModel, "__init__", unreadable)
+    with pytest.warns(FusedModelWarning, match=r"runs its own TorchScript step \(KeyError"):
+        assert checked_fused_model(loaded) is None

@@ -190,8 +190,8 @@ def test_list_presets_shows_names_and_descriptions(presets: Path) -> None:
         (["--preset", "tiny", "--play", "--realtime"], "add --input FILE"),
         (["--preset", "tiny", "--processing", "callback", "--worker-delay", "3"], "applies to worker processing"),
         (["--preset", "tiny", "--mode", "identify", "--mix", "0.5", "--transpose", "12", "--input", "demo"],
-         "--mix, --transpose change nothing in identify mode (the input passes through unchanged): add --mode "
-         "transfer, or leave them out"),
+         ("--mix, --transpose change nothing in identify mode (the input passes through unchanged): add --mode "
+          "transfer, or leave them out")),
     ],
 )
 def test_errors_are_one_line_without_traceback(presets: Path, args: list[str], expected: str) -> None:

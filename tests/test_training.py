@@ -251,3 +251,8 @@ def test_balanced_sources_draw_every_class_and_library_pair_equally():
     assert draw_weights(labels, libraries, "clips") is None
     with pytest.raises(ValueError, match=r"^train\.balance must be one of clips, sources, got 'classes'$"):
         TrainSettings(balance="classes")
+
+
+def test_a_predictor_needs_at_least_one_block():
+    with pytest.raises(ValueError, match=r"^train\.dilations must list one dilation \(1 or more\) per block"):
+        TrainSettings(dilations=())

@@ -70,7 +70,7 @@ examples:
   python -m training.data render --physical csound --out data/csound   # physical models (needs csound)
   python -m training.data render --physical stk --out data/stk         # (needs stk)
   python -m training.data render --patches /etc/timidity/freepats.cfg --out data/freepats  # (timidity, freepats)
-  python -m training.data render --samples data/sources/tonejs --out data/tonejs  # recordings (install.sh)
+  python -m training.data render --samples data/sources/tonejs --out data/tonejs  # (training/fetch_tonejs.sh)
   python -m training.data demo --out presets/demo.flac
 """
 

@@ -94,6 +94,7 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
         dilations=tuple(int(block.conv.conv.dilation[0]) for block in blocks),
         dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE)  # none: written before it
     model.load_state_dict(weights)
+    model.mels_per_log = float(module.mels_per_log)  # as written, not recomputed from float32 centres
     return model
 
 
@@ -110,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.resolve() == args.model.resolve():
             raise ModelFileError(f"--out {args.out} is the input itself; write elsewhere, then move it")
         source = load_model(args.model)
-        save_model(rescripted(source), source.metadata, args.out)
+        try:
+            model = rescripted(source)
+        except (KeyError, IndexError, AttributeError, RuntimeError) as error:
+            raise ModelFileError(f"{args.model} does not hold a prototype model this code can rebuild "
+                                 f"({error.__class__.__name__}: {str(error).splitlines()[0][:120]})") from None
+        save_model(model, source.metadata, args.out)
     except (ModelFileError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the recorded instruments of the tonejs-instruments packages (npm; CC-BY 3.0: Versilian Studios'
-# VSCO 2, a Freesound cello, Karoryfer's alto saxophone; 11 of the 14 classes, 26 MB) into
+# VSCO 2 and its clarinet, a Freesound cello, Karoryfer's alto saxophone; 11 of the 14 classes, 26 MB) into
 # data/sources/tonejs/<class>/<note>.mp3, for `python -m training.data render --samples data/sources/tonejs
 # --out data/tonejs` (the "tonejs" rows of `python -m benchmarks.accuracy --ablation`). A download you run
 # yourself, once: nothing in Protophone fetches data while it runs, and no shipped preset needs these.

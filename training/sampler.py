@@ -9,8 +9,8 @@ them like a SoundFont's gaps), bent by the performance's pitch bend, cut at the 
 release, and scaled by velocity and CC11 expression (:func:`training.performance.level_curve`).
 
 The recordings ``training/fetch_tonejs.sh`` fetches (``data/sources/tonejs``) are the tonejs-instruments
-packages (npm, CC-BY 3.0): Versilian Studios' VSCO 2 (bassoon, contrabass, flute, horn, trombone, trumpet, tuba,
-violin), a Freesound cello and Karoryfer's alto saxophone, long sustained notes with the players' own
+packages (npm, CC-BY 3.0): Versilian Studios' VSCO 2 (bassoon, clarinet, contrabass, flute, horn, trombone, trumpet,
+tuba, violin), a Freesound cello and Karoryfer's alto saxophone, long sustained notes with the players' own
 vibrato, every two to four semitones.  One dynamic only: velocity changes the level, not the timbre.
 """
 

@@ -116,6 +116,9 @@ class TrainSettings:
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be above 0, got {getattr(self, name)}")
         self.dilations = tuple(int(d) for d in self.dilations)
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError(f"train.dilations must list one dilation (1 or more) per block, "
+                             f"got {list(self.dilations)}")
         check_lookahead(self.lookahead, self.dilations, name="train.lookahead")
 
     def stages(self) -> tuple[str, ...]:
