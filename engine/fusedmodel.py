@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from numba import njit
 
-from engine.model import N_PARAMETERS, SHELF_SOFTPLUS_BETA
+from engine.model import N_PARAMETERS, SHELF_SOFTPLUS_BETA, scripted_dilations
 from engine.modelfile import LoadedModel
 
-SOFTPLUS_BETA = SHELF_SOFTPLUS_BETA
 SOFTPLUS_THRESHOLD = 20.0  # torch's: above it softplus(x) is x
 
 
@@ -32,8 +31,8 @@ def _gelu(x: float) -> float:
 
 @njit(cache=True)
 def _softplus(x: float, scaled_exp: float) -> float:
-    """``softplus(x)`` at :data:`SOFTPLUS_BETA` given ``exp(beta * x)``, torch's threshold included."""
-    return x if scaled_exp > math.exp(SOFTPLUS_THRESHOLD) else math.log1p(scaled_exp) / SOFTPLUS_BETA
+    """``softplus(x)`` at :data:`SHELF_SOFTPLUS_BETA` given ``exp(beta * x)``, torch's threshold included."""
+    return x if scaled_exp > math.exp(SOFTPLUS_THRESHOLD) else math.log1p(scaled_exp) / SHELF_SOFTPLUS_BETA
 
 
 @njit(cache=True)
@@ -48,8 +47,8 @@ def _transform(prototype: np.ndarray, p: np.ndarray, bands: np.ndarray, mels_per
     n = prototype.shape[0]
     scale = math.exp(p[0])
     log_scale = p[0]
-    low_factor = math.exp(SOFTPLUS_BETA * (1.0 - 2.0 * p[2]))  # exp(beta x_low) = low_factor * exp(-2 beta u)
-    high_factor = math.exp(SOFTPLUS_BETA * (2.0 * p[4] - 1.0))
+    low_factor = math.exp(SHELF_SOFTPLUS_BETA * (1.0 - 2.0 * p[2]))  # exp(beta x_low) = low_factor * exp(-2 beta u)
+    high_factor = math.exp(SHELF_SOFTPLUS_BETA * (2.0 * p[4] - 1.0))
     for j in range(n):
         if linear_pitch:
             position = j / scale
@@ -133,8 +132,8 @@ class PrototypeRenderer:
         self.prototypes = module.prototypes.detach().cpu().numpy().astype(np.float64)
         centres = module.band_centres.cpu().numpy().astype(np.float64)
         u = module.band_position.cpu().numpy().astype(np.float64)
-        bands = np.stack([centres, np.log(700.0 + centres), u, np.exp(-2.0 * SOFTPLUS_BETA * u),
-                          np.exp(2.0 * SOFTPLUS_BETA * u)])
+        bands = np.stack([centres, np.log(700.0 + centres), u, np.exp(-2.0 * SHELF_SOFTPLUS_BETA * u),
+                          np.exp(2.0 * SHELF_SOFTPLUS_BETA * u)])
         self._bands = (bands, float(module.mels_per_log), bool(module.linear_pitch))
         self.render(np.zeros(1, dtype=np.int64), np.zeros((1, 6)))  # compile now, not in the first audio callback
 
@@ -163,7 +162,7 @@ class FusedModel:
     def __init__(self, model: LoadedModel) -> None:
         module = model.module
         state = {name: value.detach().cpu().numpy().astype(np.float64) for name, value in module.state_dict().items()}
-        blocks = [block for _, block in module.predictor.blocks.named_children()]
+        dilations = scripted_dilations(module)
         self.n_prototypes = model.metadata.n_prototypes
         self.n_mels = model.metadata.n_mels
         self.lookahead = model.metadata.lookahead
@@ -171,15 +170,15 @@ class FusedModel:
         # model files written before the frame floor existed have no such attribute: their floor is off
         self._dynamic_range = float(getattr(module, "dynamic_range", 0.0))
         self._input = state["predictor.input.weight"], state["predictor.input.bias"]
-        names = [f"predictor.blocks.{index}" for index in range(len(blocks))]
+        names = [f"predictor.blocks.{index}" for index in range(len(dilations))]
         weights = np.stack([state[f"{name}.conv.conv.weight"] for name in names])  # (blocks, out, in, kernel)
         self._conv_w = np.ascontiguousarray(weights.transpose(0, 1, 3, 2).reshape(*weights.shape[:2], -1))
         self._conv_b = np.stack([state[f"{name}.conv.conv.bias"] for name in names])
         self._norm_w = np.stack([state[f"{name}.norm.weight"] for name in names])
         self._norm_b = np.stack([state[f"{name}.norm.bias"] for name in names])
-        self._dilations = np.array([int(block.conv.conv.dilation[0]) for block in blocks], dtype=np.int64)
+        self._dilations = np.array(dilations, dtype=np.int64)
         kernel = weights.shape[3]
-        self._caches = np.zeros((len(blocks), (kernel - 1) * int(self._dilations.max()) + 1, weights.shape[1]))
+        self._caches = np.zeros((len(dilations), (kernel - 1) * int(self._dilations.max()) + 1, weights.shape[1]))
         self._head = state["predictor.head.weight"], state["predictor.head.bias"]
         self._scales = state["bounds"] * state["enabled"]
         self.reset()

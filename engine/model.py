@@ -105,6 +105,11 @@ def receptive_field(kernel_size: int, dilations: tuple[int, ...]) -> int:
     return 1 + (kernel_size - 1) * sum(dilations)
 
 
+def scripted_dilations(module: torch.jit.ScriptModule) -> tuple[int, ...]:
+    """The dilation of each causal block of a loaded (scripted) :class:`PrototypeModel`, as its file holds them."""
+    return tuple(int(block.conv.conv.dilation[0]) for _, block in module.predictor.blocks.named_children())
+
+
 def check_lookahead(lookahead: int, dilations: tuple[int, ...], kernel_size: int = PREDICTOR_KERNEL_SIZE,
                     name: str = "lookahead") -> None:
     """Raise ValueError unless ``0 <= lookahead < field``: frame t is predicted from inputs

@@ -105,14 +105,11 @@ class FileSource:
 def run_file(proc: Processor, settings: FileSettings, display: Display) -> dict:
     """Stream the file; write the aligned output; return the run's summary (see ``realtime.live``)."""
     subtype = None if settings.output_path is None else matching_subtype(settings.input_path, settings.output_path)
-    timeline = None if settings.timeline_path is None or settings.play else Timeline(proc.metadata.class_names,
-                                                                                      host_rate_for_file(settings))
+    run = play_file if settings.play else stream_from_disk
     started = time.perf_counter()
-    if settings.play:
-        summary = play_file(proc, settings, subtype, display)
-    else:
-        summary = stream_from_disk(proc, settings, subtype, display, timeline)
+    summary = run(proc, settings, subtype, display)
     elapsed = time.perf_counter() - started  # the run, not the picture drawn after it
+    timeline = summary.pop("timeline", None)
     if timeline is not None and settings.timeline_path is not None:
         heard = f"heard {proc.clip_label}" if proc.clip_label else "heard nothing"
         draw_timeline(timeline, settings.input_path, settings.timeline_path,
@@ -137,23 +134,17 @@ def host_rate_for(settings: FileSettings, file_rate: int, device_rate: int | Non
     return rate
 
 
-def host_rate_for_file(settings: FileSettings) -> int:
-    """The host rate a file run without a device uses (:func:`host_rate_for` with the file's own rate)."""
-    with open_audio(settings.input_path) as file:
-        return host_rate_for(settings, file.samplerate)
-
-
-def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | None, display: Display,
-                     timeline: Timeline | None = None) -> dict:
+def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | None, display: Display) -> dict:
     """The file through the engine with no device, disk to disk in constant memory (engine.filestream): as
-    fast as possible, or paced at real time; ``timeline`` (at the same host rate) records the identification
-    for a picture."""
+    fast as possible, or paced at real time; with ``settings.timeline_path`` the summary's ``timeline`` holds
+    the identification for the picture."""
     with open_audio(settings.input_path) as file:
         rate = host_rate_for(settings, file.samplerate)
         metered = MeteredProcessor(proc)
         metered.prepare(rate, settings.block_size)
         latency_ms = 1e3 * proc.latency_samples / rate
         seconds = SecondLog(rate)
+        timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
         started = time.perf_counter()
         processed = 0
@@ -185,6 +176,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         "deadline_misses": metered.deadline_misses,
         "processing": metered.timing(),
         "per_second": seconds.entries,
+        "timeline": timeline,  # taken out by run_file, which draws it
         "clip_label": proc.clip_label,
         "interrupted": run.interrupted,
     }

@@ -12,11 +12,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from engine.identify import Identification
 from engine.processor import Processor
+
+Entry = TypeVar("Entry")
 
 SILENCE_DB = -120.0
 WARM_UP_S = 0.5
@@ -118,16 +121,25 @@ def identification_record(second: int, snapshot: Identification, top: int = 5) -
     }
 
 
-class SecondLog:
-    """Identification snapshots taken each time another full second of audio has been processed."""
+class PeriodicLog(Generic[Entry]):
+    """What ``keep(period number, snapshot)`` makes of the identification each time another ``period`` samples
+    of audio have been processed."""
 
-    def __init__(self, sample_rate: int) -> None:
-        self.sample_rate = sample_rate
-        self.entries: list[dict] = []
+    def __init__(self, period: int, keep: Callable[[int, Identification], Entry]) -> None:
+        self.period = period
+        self._keep = keep
+        self.entries: list[Entry] = []
 
     def observe(self, samples_done: int, snapshot: Callable[[], Identification]) -> None:
-        """Record one entry per second boundary crossed since the last call (snapshot taken once)."""
-        due = samples_done // self.sample_rate
+        """One entry per period boundary crossed since the last call (the snapshot taken once)."""
+        due = samples_done // self.period
         if due > len(self.entries):
             current = snapshot()
-            self.entries += [identification_record(s, current) for s in range(len(self.entries) + 1, due + 1)]
+            self.entries += [self._keep(index, current) for index in range(len(self.entries) + 1, due + 1)]
+
+
+class SecondLog(PeriodicLog[dict]):
+    """JSON-ready identification entries (:func:`identification_record`), one per second of audio processed."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(sample_rate, identification_record)

@@ -9,7 +9,6 @@ underneath, on one time axis.  Written beside the job's output (``OUT.png``), at
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import soundfile as sf
 
 from engine.atomic import replacing
 from engine.identify import Identification
+from realtime.metering import PeriodicLog
 
 #: Seconds of audio between two snapshots of the identification (and two waveform peaks).
 PERIOD_S = 0.1
@@ -24,24 +24,24 @@ PERIOD_S = 0.1
 READ_FRAMES = 1 << 16
 
 
-class Timeline:
-    """Identification snapshots every :data:`PERIOD_S` of processed audio, for :func:`draw_timeline`."""
+class Timeline(PeriodicLog[tuple[np.ndarray, str | None]]):
+    """Every class's probability and the readout's label every :data:`PERIOD_S` of processed audio, for
+    :func:`draw_timeline` (a few numbers a period: an hour of audio keeps about 5 MB)."""
 
     def __init__(self, class_names: tuple[str, ...], sample_rate: int) -> None:
+        super().__init__(max(1, round(PERIOD_S * sample_rate)), self._row)
         self.class_names = class_names
-        self.period_samples = max(1, round(PERIOD_S * sample_rate))
-        self.probabilities: list[np.ndarray] = []
-        self.labels: list[str | None] = []
 
-    def observe(self, samples_done: int, snapshot: Callable[[], Identification]) -> None:
-        """One snapshot for each period boundary crossed since the last call (taken once)."""
-        due = samples_done // self.period_samples
-        if due > len(self.labels):
-            current = snapshot()
-            row = np.array([current.probabilities.get(name, 0.0) for name in self.class_names])
-            missing = due - len(self.labels)
-            self.probabilities += [row] * missing
-            self.labels += [current.label] * missing
+    def _row(self, _period: int, snapshot: Identification) -> tuple[np.ndarray, str | None]:
+        return np.array([snapshot.probabilities.get(name, 0.0) for name in self.class_names]), snapshot.label
+
+    @property
+    def probabilities(self) -> list[np.ndarray]:
+        return [row for row, _ in self.entries]
+
+    @property
+    def labels(self) -> list[str | None]:
+        return [label for _, label in self.entries]
 
 
 def waveform_peaks(path: Path, period_s: float = PERIOD_S) -> tuple[np.ndarray, float]:

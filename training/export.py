@@ -23,7 +23,7 @@ from engine.config import AnalysisConfig
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
 from engine.mel import LOG_SCALE
-from engine.model import PrototypeModel, semitones
+from engine.model import PrototypeModel, scripted_dilations, semitones
 from engine.modelfile import LoadedModel, ModelFileError, ModelMetadata, load_model, save_model
 from training.baselines import majority_mapping
 
@@ -84,14 +84,13 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
     """The model in ``source`` rebuilt with this code's :class:`PrototypeModel`: same weights, so
     :func:`save_model` writes it with this engine's TorchScript (its streaming ``step`` included)."""
     module = source.module
-    blocks = [block for _, block in module.predictor.blocks.named_children()]
     weights = {name: value for name, value in module.state_dict().items()
                if not name.endswith(".cache") and name not in ("pending", "frames_seen")}
     model = PrototypeModel(
         source.metadata.n_prototypes, module.band_centres.cpu().numpy(), lookahead=source.metadata.lookahead,
         pitch_mode=source.metadata.pitch_mode, channels=weights["predictor.input.weight"].shape[0],
-        kernel_size=int(blocks[0].conv.conv.weight.shape[2]),
-        dilations=tuple(int(block.conv.conv.dilation[0]) for block in blocks),
+        kernel_size=int(weights["predictor.blocks.0.conv.conv.weight"].shape[2]),
+        dilations=scripted_dilations(module),
         dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE)  # none: written before it
     model.load_state_dict(weights)
     model.mels_per_log = float(module.mels_per_log)  # as written, not recomputed from float32 centres
