@@ -76,6 +76,10 @@ RECIPES[RECORDINGS_RECIPE] = RECIPES["dynamic range 60 dB"]
 for recipe in (SHIPPED_RECIPE, RECORDINGS_RECIPE):
     SOURCES[f"{recipe}, balanced sources"] = SOURCES[recipe]
     RECIPES[f"{recipe}, balanced sources"] = {**RECIPES[recipe], "balance": "sources"}
+#: The shipped recipe with learned bodies: each prototype's resonances stay put when it is transposed.
+BODIES_RECIPE = f"{SHIPPED_RECIPE}, bodies"
+SOURCES[BODIES_RECIPE] = SOURCES[SHIPPED_RECIPE]
+RECIPES[BODIES_RECIPE] = {**RECIPES[SHIPPED_RECIPE], "bodies": True}
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 

@@ -124,8 +124,9 @@ def measured_round_trip(server_name: str, connections: list[tuple[str, str]]) ->
 def jack_round_trip(preset: str, rate: int, block: int, unbuffered: bool = False) -> dict:
     """The round trip through the engine as realtime.live runs it (``unbuffered``: with ``--latency low``),
     minus the server's own loop."""
-    from benchmarks.jackrig.clients import PORTAUDIO_CLIENT, portaudio_on_jack
+    from benchmarks.jackrig.clients import portaudio_on_jack
     from benchmarks.jackrig.server import start_jack_server
+    from realtime.audio import DEFAULT_CLIENT_NAME
     from realtime.devicemode import hop_at_rate, open_runner, plan_processing
 
     proc = Processor.from_preset(preset, mix=0.0)
@@ -136,8 +137,8 @@ def jack_round_trip(preset: str, rate: int, block: int, unbuffered: bool = False
         runner = open_runner(proc, rate, block, "system", "system", plan, unbuffered=unbuffered)
         try:
             runner.start()
-            through = measured_round_trip(server.name, [("jack_delay:out", f"{PORTAUDIO_CLIENT}:in_0"),
-                                                        (f"{PORTAUDIO_CLIENT}:out_0", "jack_delay:in")])
+            through = measured_round_trip(server.name, [("jack_delay:out", f"{DEFAULT_CLIENT_NAME}:in_0"),
+                                                        (f"{DEFAULT_CLIENT_NAME}:out_0", "jack_delay:in")])
         finally:
             report = runner.stop()
     ms = 1e3 / rate

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from engine.model import N_PARAMETERS, SHELF_SOFTPLUS_BETA, scripted_dilations
+from engine.model import N_PARAMETERS, SHELF_SOFTPLUS_BETA, prototype_bodies, scripted_dilations
 from engine.modelfile import LoadedModel
 
 SOFTPLUS_THRESHOLD = 20.0  # torch's: above it softplus(x) is x
@@ -36,9 +36,10 @@ def _softplus(x: float, scaled_exp: float) -> float:
 
 
 @njit(cache=True)
-def _transform(prototype: np.ndarray, p: np.ndarray, bands: np.ndarray, mels_per_log: float, linear_pitch: bool,
-               out: np.ndarray) -> None:
-    """One prototype transposed, level-shifted and shelved by its bounded parameters ``p`` (6,) into ``out``.
+def _transform(prototype: np.ndarray, body: np.ndarray, p: np.ndarray, bands: np.ndarray, mels_per_log: float,
+               linear_pitch: bool, out: np.ndarray) -> None:
+    """One prototype transposed, level-shifted and shelved by its bounded parameters ``p`` (6,), plus its
+    ``body`` (untransposed), into ``out``.
 
     ``bands (5, n_mels)``: centre f, log(700 + f), position u, exp(-2 beta u), exp(2 beta u) — the
     per-band factors of the pitch warp and of each shelf's ``exp(beta x)``, so a band costs one log and
@@ -62,7 +63,7 @@ def _transform(prototype: np.ndarray, p: np.ndarray, bands: np.ndarray, mels_per
         u = bands[2, j]
         low = _softplus(-2.0 * (u - 0.5 + p[2]), low_factor * bands[3, j])
         high = _softplus(2.0 * (u - 0.5 + p[4]), high_factor * bands[4, j])
-        out[j] = warped + p[1] + p[3] * low + p[5] * high
+        out[j] = warped + p[1] + p[3] * low + p[5] * high + body[j]
 
 
 @njit(cache=True)
@@ -102,13 +103,13 @@ def _step(frames: np.ndarray, dynamic_range: float, input_w: np.ndarray, input_b
 
 
 @njit(cache=True)
-def _errors(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bands: np.ndarray,
+def _errors(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bodies: np.ndarray, bands: np.ndarray,
             mels_per_log: float, linear_pitch: bool, errors: np.ndarray) -> None:
     """``errors (m, K)``: mean squared difference of each transformed prototype from its target frame."""
     rendered = np.empty(prototypes.shape[1], dtype=np.float64)
     for t in range(targets.shape[0]):
         for k in range(prototypes.shape[0]):
-            _transform(prototypes[k], params[t, k], bands, mels_per_log, linear_pitch, rendered)
+            _transform(prototypes[k], bodies[k], params[t, k], bands, mels_per_log, linear_pitch, rendered)
             total = 0.0
             for j in range(rendered.shape[0]):
                 total += (targets[t, j] - rendered[j]) ** 2
@@ -116,10 +117,10 @@ def _errors(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, ban
 
 
 @njit(cache=True)
-def _render(indices: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bands: np.ndarray,
+def _render(indices: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bodies: np.ndarray, bands: np.ndarray,
             mels_per_log: float, linear_pitch: bool, out: np.ndarray) -> None:
     for t in range(indices.shape[0]):
-        _transform(prototypes[indices[t]], params[t], bands, mels_per_log, linear_pitch, out[t])
+        _transform(prototypes[indices[t]], bodies[indices[t]], params[t], bands, mels_per_log, linear_pitch, out[t])
 
 
 class PrototypeRenderer:
@@ -129,7 +130,8 @@ class PrototypeRenderer:
     def __init__(self, model: LoadedModel) -> None:
         module = model.module
         self.n_mels = model.metadata.n_mels
-        self.prototypes = module.prototypes.detach().cpu().numpy().astype(np.float64)
+        self._prototypes = module.prototypes.detach().cpu().numpy().astype(np.float64)
+        self._bodies = prototype_bodies(module).detach().cpu().numpy().astype(np.float64)
         centres = module.band_centres.cpu().numpy().astype(np.float64)
         u = module.band_position.cpu().numpy().astype(np.float64)
         bands = np.stack([centres, np.log(700.0 + centres), u, np.exp(-2.0 * SHELF_SOFTPLUS_BETA * u),
@@ -141,14 +143,14 @@ class PrototypeRenderer:
         """``e (m, K)``: mean squared error of every prototype transformed by ``params (m, K, 6)`` against
         its frame of ``targets (m, n_mels)``, as :meth:`PrototypeModel.errors`."""
         errors = np.empty(params.shape[:2])
-        _errors(targets, params, self.prototypes, *self._bands, errors)
+        _errors(targets, params, self._prototypes, self._bodies, *self._bands, errors)
         return errors
 
     def render(self, prototypes: np.ndarray, params: np.ndarray) -> np.ndarray:
         """Frame ``t``'s prototype ``prototypes[t]`` transformed by ``params[t] (6,)``: ``(m, n_mels)``."""
         out = np.empty((len(prototypes), self.n_mels))
-        _render(np.asarray(prototypes, dtype=np.int64), np.asarray(params, dtype=np.float64), self.prototypes,
-                *self._bands, out)
+        _render(np.asarray(prototypes, dtype=np.int64), np.asarray(params, dtype=np.float64), self._prototypes,
+                self._bodies, *self._bands, out)
         return out.astype(np.float32)  # float32 as the TorchScript module gives, whichever path ran
 
 

@@ -58,6 +58,11 @@ def power_to_x(mel_power: np.ndarray) -> np.ndarray:
     return (np.log10(mel_power + LOG_FLOOR) + LOG_OFFSET) / LOG_SCALE
 
 
+def x_to_db(x: np.ndarray | float) -> np.ndarray:
+    """Log-mel units in dB of mel power (``10 log10 M``; the floor's own level is -100 dB)."""
+    return 10.0 * (np.asarray(x, dtype=np.float64) * LOG_SCALE - LOG_OFFSET)
+
+
 def x_to_power(x: np.ndarray) -> np.ndarray:
     """Inverse of :func:`power_to_x` (clipped at zero power)."""
     return np.maximum(10.0 ** (np.asarray(x, dtype=np.float64) * LOG_SCALE - LOG_OFFSET) - LOG_FLOOR, 0.0)

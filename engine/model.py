@@ -3,7 +3,8 @@
 For every frame ``x_t`` and prototype ``P_k`` the predictor outputs six numbers, each bounded by
 ``scale * tanh`` (docs/design.md section 1): pitch ``p`` (frequency scaling ``s = exp(p)``), gain ``g`` and two
 shelves ``(f_lo, G_lo)``, ``(f_hi, G_hi)``.  The reconstruction ``R_k(x)_t`` is ``P_k`` transposed, then
-level-shifted, then shelved; ``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the prototypes.
+level-shifted, then shelved, plus its body ``B_k`` (fixed in frequency; zero unless trained);
+``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the prototypes.
 
 The predictor only looks back (causal dilated convolutions) plus an optional fixed look-ahead of ``L``
 frames, so :meth:`PrototypeModel.step` on consecutive chunks of frames gives what :meth:`forward` gives on
@@ -13,7 +14,8 @@ the whole clip.  The module is TorchScript-compatible; :mod:`engine.modelfile` w
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -196,6 +198,7 @@ class PrototypeModel(nn.Module):
         kernel_size: int = PREDICTOR_KERNEL_SIZE,
         dilations: tuple[int, ...] = (1, 2, 4, 8),
         dynamic_range_db: float = 0.0,
+        bodies: bool = False,
     ) -> None:
         super().__init__()
         if pitch_mode not in ("hz", "linear"):
@@ -210,6 +213,9 @@ class PrototypeModel(nn.Module):
             raise ValueError(f"dynamic_range_db must be 0 (off) or more, got {dynamic_range_db}")
         self.dynamic_range = float(dynamic_range_db) / (10.0 * LOG_SCALE)  # in x units (1 unit = 170 dB)
         self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
+        # each prototype's body: a log spectrum added after the transposition, so it stays at the same
+        # frequencies whatever the pitch (an instrument's resonances do); zero and frozen unless ``bodies``
+        self.bodies = nn.Parameter(torch.zeros(n_prototypes, n_mels), requires_grad=bodies)
         self.theta = nn.Parameter(torch.tensor(-4.0))
         self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations)
 
@@ -282,8 +288,9 @@ class PrototypeModel(nn.Module):
 
     @torch.jit.export
     def render(self, params: Tensor) -> Tensor:
-        """Every prototype transformed by its parameters: ``(..., K, 6)`` → ``(..., K, n_mels)``."""
-        return self.transform(self.prototypes, params)
+        """Every prototype transformed by its parameters, its body added at fixed frequencies:
+        ``(..., K, 6)`` → ``(..., K, n_mels)``."""
+        return self.transform(self.prototypes, params) + self.bodies
 
     @torch.jit.export
     def errors(self, frames: Tensor, params: Tensor) -> Tensor:
@@ -338,6 +345,25 @@ class PrototypeModel(nn.Module):
         self.predictor.reset()
         self.pending = torch.zeros_like(self.pending)
         self.frames_seen = torch.zeros_like(self.frames_seen)
+
+    @torch.jit.ignore
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """As :meth:`nn.Module.load_state_dict`; weights written before bodies existed load with zero bodies."""
+        state = dict(state_dict)
+        state.setdefault("bodies", torch.zeros_like(self.bodies))
+        return super().load_state_dict(state, strict, assign)
+
+
+def prototype_bodies(module: nn.Module) -> Tensor:
+    """A model's bodies (:class:`PrototypeModel`, a loaded TorchScript module, any device); zeros for a model
+    file written before bodies existed, whose prototypes carry everything."""
+    bodies = getattr(module, "bodies", None)
+    return torch.zeros_like(cast(Tensor, module.prototypes)) if bodies is None else bodies
+
+
+def prototype_spectra(module: nn.Module) -> Tensor:
+    """What each prototype sounds like untransposed: its spectrum plus its body, ``(K, n_mels)``."""
+    return cast(Tensor, module.prototypes) + prototype_bodies(module)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -30,6 +30,7 @@ preallocated NumPy array indexed by a counter, and counters are plain integer at
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,36 @@ def refresh_portaudio() -> None:
     """
     release_portaudio()
     sd._initialize()
+
+
+#: The JACK client name of the engine's stream (PortAudio's own default, "PortAudio", names no program).
+DEFAULT_CLIENT_NAME = "protophone"
+#: Longest JACK client name (``jack_client_name_size()`` is 64 with the terminating NUL).
+MAX_CLIENT_NAME_BYTES = 63
+#: The name PortAudio was last given: it keeps the pointer, so the bytes must outlive its initialisation.
+_client_name = [ctypes.create_string_buffer(b"PortAudio")]
+
+
+def name_jack_client(name: str) -> None:
+    """Give PortAudio's JACK client ``name`` (its ports become ``NAME:in_0``, ``NAME:out_0`` ...).
+
+    PortAudio opens its JACK client when it initialises, under the name ``PaJack_SetClientName`` gave it,
+    so a new name re-initialises PortAudio (no stream may be open).  A PortAudio built without JACK has
+    no such client and ignores the name.
+    """
+    encoded = name.encode()
+    if not name.strip() or ":" in name or len(encoded) > MAX_CLIENT_NAME_BYTES:
+        raise ValueError(f"JACK client name {name!r}: give 1 to {MAX_CLIENT_NAME_BYTES} bytes without ':'")
+    if encoded == _client_name[0].value:
+        return
+    set_name = getattr(ctypes.CDLL(sd._libname), "PaJack_SetClientName", None)  # the library sounddevice loaded
+    if set_name is None:
+        return
+    buffer = ctypes.create_string_buffer(encoded)
+    if set_name(buffer) != 0:
+        raise ValueError(f"PortAudio refused the JACK client name {name!r}")
+    _client_name[0] = buffer
+    refresh_portaudio()
 
 
 def release_portaudio() -> None:
@@ -314,7 +345,7 @@ class DuplexRunner:
         block_size: int,
         input_device: DeviceSpec = None,
         output_device: DeviceSpec = None,
-        input_channels: int = 1,
+        input_channels: tuple[int, ...] = (1,),
         output_channels: int | None = None,
         mode: Mode = "callback",
         worker_delay_blocks: int = 1,
@@ -322,7 +353,9 @@ class DuplexRunner:
         timing_capacity: int = 1 << 16,
         unbuffered: bool = False,
     ) -> None:
-        """``output_channels`` defaults to min(2, device channels).  ``timing_capacity`` bounds the
+        """``input_channels``: the device's input channels (from 1) the processor hears, in that order; the
+        stream opens as many as the highest of them (PortAudio connects them to the device's first ones).
+        ``output_channels`` defaults to min(2, device channels).  ``timing_capacity`` bounds the
         timing history: longer runs keep the most recent ``timing_capacity`` blocks for percentiles.
 
         ``unbuffered=True`` opens the stream with PortAudio's ``blocksize=0`` (the host's own
@@ -341,13 +374,19 @@ class DuplexRunner:
         self.mode: Mode = mode
         self.input_device = resolve_device(input_device, "input")
         self.output_device = resolve_device(output_device, "output")
-        self.input_channels = input_channels
+        if not input_channels or min(input_channels) < 1:
+            raise ValueError(f"input channels are numbered from 1, got {list(input_channels)}")
+        if max(input_channels) > self.input_device.max_input_channels:
+            raise ValueError(f"input channel {max(input_channels)} asked for, but {self.input_device.name!r} has "
+                             f"{self.input_device.max_input_channels}")
+        self.input_channels = tuple(input_channels)
+        self._opened_inputs = max(input_channels)
         self.output_channels = output_channels or min(2, self.output_device.max_output_channels)
         self.unbuffered = unbuffered
         self._delay = worker_delay_blocks if mode == "worker" else 0
         self._budget_s = self.block_size / self.sample_rate
 
-        n, cin = self.block_size, self.input_channels
+        n, cin = self.block_size, len(self.input_channels)
         self._in_block = np.zeros((n, cin), dtype=np.float32)
         self._out_mono = np.zeros(n, dtype=np.float32)
         self._callback_times = np.zeros(timing_capacity, dtype=np.float64)
@@ -381,7 +420,7 @@ class DuplexRunner:
                 samplerate=self.sample_rate,
                 blocksize=0 if self.unbuffered else self.block_size,
                 device=(self.input_device.index, self.output_device.index),
-                channels=(self.input_channels, self.output_channels),
+                channels=(self._opened_inputs, self.output_channels),
                 dtype="float32",
                 latency="low",
                 callback=self._callback,
@@ -530,11 +569,12 @@ class DuplexRunner:
             outdata.fill(0.0)
             return
         try:
+            for column, channel in enumerate(self.input_channels):  # a copy: PA reuses indata, the
+                np.copyto(self._in_block[:, column], indata[:, channel - 1])  # processor may keep a reference
             if self.mode == "callback":
-                np.copyto(self._in_block, indata)  # the processor may keep a reference; PA reuses indata
                 np.copyto(self._out_mono, self.processor.process(self._processor_input(self._in_block)))
             else:
-                self._exchange_with_worker(indata, k)
+                self._exchange_with_worker(self._in_block, k)
             np.copyto(outdata, self._out_mono[:, None])
         except Exception as exc:  # surface in stop(), not as a traceback printed from the audio thread
             self._error = exc

@@ -88,6 +88,8 @@ class LiveSettings:
     processing: ProcessingChoice = "auto"
     worker_delay_blocks: int | None = None  # None: one hop's worth of blocks
     unbuffered: bool = False  # --latency low: the device's own period, without PortAudio's extra block
+    input_channels: tuple[int, ...] = (1,)  # the input device's channels (from 1) the engine hears, mixed
+    client_name: str | None = None  # the stream's JACK client name (None: realtime.audio.DEFAULT_CLIENT_NAME)
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,17 @@ class StreamOutcome:
     interrupted: bool
 
 
-def resolve_devices(input_spec: int | str | None, output_spec: int | str | None) -> tuple[DeviceInfo, DeviceInfo]:
-    """The input and output devices asked for (None: the defaults), or a one-line error that lists them."""
+def resolve_devices(input_spec: int | str | None, output_spec: int | str | None,
+                    client_name: str | None = None) -> tuple[DeviceInfo, DeviceInfo]:
+    """The input and output devices asked for (None: the defaults), or a one-line error that lists them.
+
+    PortAudio's JACK client is named first (``client_name``, None: ``DEFAULT_CLIENT_NAME``): PortAudio opens
+    it, and enumerates the devices, when it initialises."""
     audio = audio_module()
+    try:
+        audio.name_jack_client(client_name or audio.DEFAULT_CLIENT_NAME)
+    except ValueError as error:
+        raise AudioDeviceError(f"{error} (--client-name)") from None
     try:
         return audio.resolve_device(input_spec, "input"), audio.resolve_device(output_spec, "output")
     except audio.DeviceNotFoundError as error:
@@ -183,13 +193,17 @@ def audio_thread_summary(report: RunReport) -> dict:
 
 def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
     """Run until ``duration_s`` or Ctrl-C; return the run's summary (see ``realtime.live``)."""
-    input_device, output_device = resolve_devices(settings.input_device, settings.output_device)
+    input_device, output_device = resolve_devices(settings.input_device, settings.output_device, settings.client_name)
+    if max(settings.input_channels) > input_device.max_input_channels:
+        raise AudioDeviceError(f"input channel {max(settings.input_channels)} asked for, but {input_device} has "
+                               f"{input_device.max_input_channels}; give --input-channel 1.."
+                               f"{input_device.max_input_channels} (see --list-devices)")
     rate = settings.sample_rate or int(input_device.default_samplerate)
     metered = MeteredProcessor(proc)
     plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, rate),
                            settings.worker_delay_blocks)
     runner = open_runner(metered, rate, settings.block_size, input_device.index, output_device.index, plan,
-                         unbuffered=settings.unbuffered)
+                         unbuffered=settings.unbuffered, input_channels=settings.input_channels)
     recorder = Recorder(settings.record_path, rate, settings.block_size) if settings.record_path else None
     metered.on_output = None if recorder is None else recorder.push
     duration_s = settings.duration_s

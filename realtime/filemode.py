@@ -56,6 +56,7 @@ class FileSettings:
     worker_delay_blocks: int | None = None
     unbuffered: bool = False  # with ``play``: see realtime.devicemode.LiveSettings
     timeline_path: Path | None = None  # without ``play``: where the timeline picture goes (realtime.timeline)
+    client_name: str | None = None  # with ``play``: see realtime.devicemode.LiveSettings
 
 
 class FileSource:
@@ -186,7 +187,7 @@ def play_file(proc: Processor, settings: FileSettings, subtype: str | None, disp
     """The file as a duplex device's input, heard on its output.  The audio callback must not read the disk,
     so the file is held in memory (:class:`FileSource`) and the output written at the end."""
     audio, file_rate = read_audio(settings.input_path)
-    devices = resolve_devices(settings.input_device, settings.output_device)
+    devices = resolve_devices(settings.input_device, settings.output_device, settings.client_name)
     rate = host_rate_for(settings, file_rate, int(devices[0].default_samplerate))
     if rate != file_rate:
         audio = soxr.resample(audio, file_rate, rate).astype(np.float32)

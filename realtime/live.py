@@ -55,11 +55,25 @@ EXIT_ERROR = 2
 #: Settings of the identification readout: their own group in --help.
 READOUT_SETTINGS = ("gate_db", "time_constant_s", "hold_s", "min_confidence")
 EXIT_INTERRUPTED = 130
+#: Highest --input-channel accepted (the device's own count is checked when it opens).
+MAX_INPUT_CHANNEL = 64
 
 
 def device_spec(text: str) -> int | str:
     """A device given as an index ("3") or a (partial) name ("USB Audio")."""
     return int(text) if text.strip().isdigit() else text
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    """An argparse type: channel numbers from 1, comma-separated ("2" or "1,2"), each at most once."""
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"give channel numbers from 1, comma-separated (e.g. 2 or 1,2), got {text!r}") from None
+    if min(channels) < 1 or max(channels) > MAX_INPUT_CHANNEL or len(set(channels)) != len(channels):
+        raise argparse.ArgumentTypeError(f"channels are 1..{MAX_INPUT_CHANNEL}, each once, got {text!r}")
+    return channels
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -105,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="live input (default: the system's default)")
     audio.add_argument("--output-device", type=device_spec, metavar="INDEX|NAME",
                        help="live or --play output (default: the system's default)")
+    audio.add_argument("--input-channel", type=channel_list, default=(1,), metavar="N[,N...]",
+                       help="the input device's channels the engine hears, from 1; several are mixed "
+                            "(default: 1; e.g. 2 for an interface's second input)")
+    audio.add_argument("--client-name", metavar="NAME",
+                       help="the JACK client's name, which its ports carry (NAME:in_0, NAME:out_0; "
+                            "default: protophone)")
     audio.add_argument("--sample-rate", type=bounded_int(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE), metavar="HZ",
                        help="stream rate (default: the device's own; in file mode the file's)")
     audio.add_argument("--block-size", type=bounded_int(1, MAX_BLOCK_SIZE), metavar="SAMPLES",
@@ -227,6 +247,11 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError("--duration applies to live runs; a file runs to its end")
     if args.latency == "low" and args.input is not None and not args.play:
         raise UsageError("--latency low applies to a device (live runs and --play); a file alone has no device")
+    if args.input is not None and args.input_channel != (1,):
+        raise UsageError("--input-channel chooses a live input's channels; a file is heard whole (mixed to mono)")
+    if args.input is not None and args.client_name is not None and not args.play:
+        raise UsageError("--client-name names the JACK client of a device (live runs and --play); a file alone "
+                         "has none")
     if args.worker_delay is not None and args.processing == "callback":
         raise UsageError("--worker-delay applies to worker processing; drop it or use --processing worker/auto")
 
@@ -261,7 +286,7 @@ def run(args: argparse.Namespace) -> dict:
         if source is None:
             settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
                                     args.duration, args.output, args.processing, args.worker_delay,
-                                    args.latency == "low")
+                                    args.latency == "low", args.input_channel, args.client_name)
             summary = with_readout(proc, run_live(proc, settings, display))
         else:
             runs = []
@@ -271,7 +296,7 @@ def run(args: argparse.Namespace) -> dict:
                 timeline = None if output is None or args.play else output.with_suffix(".png")
                 settings = FileSettings(path, output, args.sample_rate, block_size, args.realtime, args.play,
                                         args.input_device, args.output_device, args.processing, args.worker_delay,
-                                        args.latency == "low", timeline)
+                                        args.latency == "low", timeline, args.client_name)
                 runs.append(with_readout(proc, run_file(proc, settings, display)))
                 if source.is_dir() and output is not None:
                     write_text(output.with_suffix(".json"), json.dumps(runs[-1], indent=1) + "\n")

@@ -42,6 +42,21 @@ def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dyna
         fused.reset()
 
 
+def test_fused_step_adds_each_prototype_s_body(tmp_path):
+    model, metadata = build_tiny_model(head_std=0.5)
+    bodied = PrototypeModel(3, np.asarray(model.band_centres), channels=32, bodies=True)
+    bodied.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        bodied.bodies.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(6))
+    loaded = load_model(save_model(bodied, metadata, tmp_path / "bodied.pt"))
+    frames = np.random.default_rng(5).uniform(0.0, 0.7, (20, loaded.metadata.n_mels)).astype(np.float32)
+    fused = checked_fused_model(loaded)  # checks, then resets both streams
+    assert fused is not None
+    expected, got = torchscript_step(loaded, frames), fused.step(frames)
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+
+
 def test_fused_step_follows_large_parameters_to_their_bounds(tmp_path):
     """Head weights large enough to saturate tanh and move the shelves and pitch far: still the same numbers."""
     loaded = _loaded(tmp_path, head_std=3.0)
@@ -62,11 +77,14 @@ def test_a_model_file_from_before_the_frame_floor_runs_fused_as_it_runs_scripted
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("pitch_mode", ["hz", "linear"])
-def test_prototype_renderer_equals_the_module_render(tmp_path, pitch_mode):
+@pytest.mark.parametrize(("pitch_mode", "bodies"), [("hz", False), ("linear", False), ("hz", True)])
+def test_prototype_renderer_equals_the_module_render(tmp_path, pitch_mode, bodies):
     model, metadata = build_tiny_model()
-    scripted = PrototypeModel(3, np.asarray(model.band_centres), pitch_mode=pitch_mode, channels=32)
+    scripted = PrototypeModel(3, np.asarray(model.band_centres), pitch_mode=pitch_mode, channels=32, bodies=bodies)
     scripted.load_state_dict(model.state_dict())
+    if bodies:
+        with torch.no_grad():
+            scripted.bodies.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(5))
     loaded = load_model(save_model(scripted, metadata, tmp_path / "tiny.pt"))
     rng = np.random.default_rng(2)
     params = (np.tanh(rng.normal(0.0, 1.5, (40, 3, 6))) * np.array([1.0, 0.5, 0.25, 0.25, 0.25, 0.25]))

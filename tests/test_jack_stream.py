@@ -23,12 +23,14 @@ from second_attempt import assert_xruns_are_the_machines, retry_if_disturbed
 
 from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns
 from realtime.audio import (
+    DEFAULT_CLIENT_NAME,
     EVENT_HISTORY,
     DeviceNotFoundError,
     DuplexRunner,
     EventClock,
     RunReport,
     list_devices,
+    name_jack_client,
     refresh_portaudio,
     release_portaudio,
     resolve_device,
@@ -38,7 +40,6 @@ from realtime.ringbuffer import BlockRing
 jack = pytest.importorskip("jack", reason="JACK-Client missing: pip install JACK-Client")
 
 JACK_HOSTAPI = "JACK Audio Connection Kit"
-PORTAUDIO_CLIENT = "PortAudio"  # PortAudio's JACK client name; sounddevice cannot change it
 
 
 @dataclass
@@ -182,6 +183,7 @@ def best_lag(reference: np.ndarray, recorded: np.ndarray) -> tuple[int, float, f
 def portaudio_on_jack(jack_server: JackServer) -> Iterator[JackServer]:
     """PortAudio re-scanned so that it sees the private server; on teardown PortAudio lets go of the
     server *before* it stops (else PortAudio aborts the process at exit), then re-scans the machine."""
+    name_jack_client(DEFAULT_CLIENT_NAME)
     refresh_portaudio()
     try:
         yield jack_server
@@ -193,7 +195,7 @@ def portaudio_on_jack(jack_server: JackServer) -> Iterator[JackServer]:
 
 def engine_ports(client: jack.Client) -> tuple[list[jack.Port], list[jack.Port]]:
     """PortAudio's input and output ports, in channel order."""
-    ports = client.get_ports(f"{PORTAUDIO_CLIENT}:", is_audio=True)
+    ports = client.get_ports(f"{DEFAULT_CLIENT_NAME}:", is_audio=True)
     return [p for p in ports if p.is_input], [p for p in ports if p.is_output]
 
 

@@ -449,6 +449,37 @@ def test_cli_file_mode_played_on_device(portaudio_jack: JackServer, presets: Pat
     assert sf.info(tmp_path / "out.wav").frames == round(summary["duration_s"] * summary["sample_rate"])
 
 
+@JACK_AT_MODEL_HOP
+def test_cli_client_name_and_input_channel_route_the_second_input(portaudio_jack: JackServer, presets: Path) -> None:
+    """``--client-name`` names the JACK client (its ports carry the name) and ``--input-channel 2`` makes the
+    engine hear the device's second input: a sawtooth played into ``in_1`` alone is identified, while the
+    first input (the dummy backend's silent capture) is not heard."""
+    from benchmarks.jackrig.clients import JackPatch  # needs PortAudio + JACK
+
+    name = "protophone-routed"
+    phrase = sawtooth_phrase(portaudio_jack.sample_rate)
+    engine = subprocess.Popen(**cli_command(presets, "--preset", "tiny", "--mode", "identify", "--input-device",
+                                            "system", "--output-device", "system", "--client-name", name,
+                                            "--input-channel", "2", "--duration", "9", "--json"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    patch = JackPatch(phrase, loop=True, engine_client=name)
+    try:
+        patch.connect_to_engine(timeout_s=60, input_channel=2)
+        inputs, outputs = patch.engine_ports()
+        assert [port.name for port in inputs] == [f"{name}:in_0", f"{name}:in_1"]
+        assert outputs and all(port.name.startswith(f"{name}:out_") for port in outputs)
+        patch.armed = True
+        stdout, stderr = engine.communicate(timeout=120)
+    finally:
+        patch.close()
+        if engine.poll() is None:
+            engine.kill()
+    assert engine.returncode == 0 and "Traceback" not in stderr, stderr
+    summary = json.loads(stdout)
+    assert summary["clip_label"] == "sawtooth", summary["per_second"]
+    assert "sawtooth" in [entry["label"] for entry in summary["per_second"]]
+
+
 def test_processing_plan_puts_small_blocks_on_the_worker() -> None:
     from realtime.devicemode import plan_processing
 

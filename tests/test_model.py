@@ -59,6 +59,33 @@ def test_octave_pitch_doubles_partial_frequencies():
     assert abs(shifted[band_440] - frame.numpy()[band_220]) < 0.02
 
 
+def test_a_body_stays_at_its_frequencies_when_its_prototype_is_transposed():
+    """Render = transposed prototype + body: the body is added after the transposition, so a resonance
+    written into it sits in the same bands at any pitch, while the prototype's own partials move."""
+    model = PrototypeModel(1, CONFIG.band_centres_hz, bodies=True)
+    assert model.bodies.requires_grad and not PrototypeModel(1, CONFIG.band_centres_hz).bodies.requires_grad
+    resonance = torch.zeros(CONFIG.n_mels)
+    resonance[30:34] = 0.2
+    with torch.no_grad():
+        model.prototypes.copy_(torch.linspace(0.1, 0.5, CONFIG.n_mels)[None])
+        model.bodies.copy_(resonance[None])
+    for pitch in (-0.5, 0.0, 0.7):
+        params = _params(pitch=pitch)[None]
+        without_body = model.transform(model.prototypes, params)
+        torch.testing.assert_close(model.render(params) - without_body, resonance[None], rtol=0, atol=1e-6)
+
+
+def test_weights_from_before_bodies_load_with_zero_bodies():
+    model, _ = build_tiny_model()
+    older = {name: value for name, value in model.state_dict().items() if name != "bodies"}
+    fresh = PrototypeModel(len(model.prototypes), CONFIG.band_centres_hz, channels=32, bodies=True)
+    with torch.no_grad():
+        fresh.bodies.fill_(1.0)
+    fresh.load_state_dict(older)
+    assert torch.equal(fresh.bodies, torch.zeros_like(fresh.bodies))
+    torch.testing.assert_close(fresh.prototypes, model.prototypes, rtol=0, atol=0)
+
+
 def test_linear_pitch_mode_is_a_different_transformation():
     model_hz = PrototypeModel(1, CONFIG.band_centres_hz)
     model_linear = PrototypeModel(1, CONFIG.band_centres_hz, pitch_mode="linear")

@@ -31,6 +31,7 @@ import torch
 from engine.errors import AudioFileError, ProtophoneError
 from engine.frontend import frame_level_db
 from engine.identify import SoundingGate
+from engine.model import prototype_bodies
 from engine.modelfile import LoadedModel, ModelMetadata, load_model, quiet_torchscript, save_model
 from engine.preset import Preset, load_preset, save_preset
 from training.features import audio_features
@@ -107,17 +108,18 @@ def enrol(model: LoadedModel, takes: dict[str, list[np.ndarray]], settings: Enro
     membership = classes[None, :] == torch.arange(len(metadata.class_names))[:, None]
     module = model.module.cpu()
     shipped = module.prototypes.detach().clone()
+    bodies = prototype_bodies(module).detach()  # the bodies stay: enrolment moves only the prototypes
     indices = torch.nonzero(enrolled).flatten()
     with torch.no_grad():
         temperature = module.temperature()
-        fixed_errors = torch.cat([_window_errors(module, shipped, frames[i:i + 256], params[i:i + 256])
+        fixed_errors = torch.cat([_window_errors(module, shipped, bodies, frames[i:i + 256], params[i:i + 256])
                                   for i in range(0, len(labels), 256)])  # the others' never change
     moving = shipped[indices].clone().requires_grad_(True)
     optimiser = torch.optim.Adam([moving], lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
     for _ in range(settings.steps):
         batch = torch.randperm(len(labels), generator=generator)[: settings.batch_windows]
-        moved = _window_errors(module, moving, frames[batch], params[batch][:, :, indices])
+        moved = _window_errors(module, moving, bodies[indices], frames[batch], params[batch][:, :, indices])
         errors = fixed_errors[batch].index_copy(1, indices, moved)
         loss = supervised_loss(errors, labels[batch], temperature, membership, settings.ce_weight)
         loss = loss + settings.anchor * (moving - shipped[indices]).pow(2).mean()
@@ -128,10 +130,12 @@ def enrol(model: LoadedModel, takes: dict[str, list[np.ndarray]], settings: Enro
     return shipped.index_copy(0, indices, moving.detach()).numpy()
 
 
-def _window_errors(module: torch.nn.Module, prototypes: torch.Tensor, frames: torch.Tensor,
+def _window_errors(module: torch.nn.Module, prototypes: torch.Tensor, bodies: torch.Tensor, frames: torch.Tensor,
                    params: torch.Tensor) -> torch.Tensor:
-    """Mean error of each prototype over each window: ``(W, n, F)``, ``(W, n, k, 6)`` → ``(W, k)``."""
-    return (frames.unsqueeze(-2) - module.transform(prototypes, params)).pow(2).mean(-1).mean(1)
+    """Mean error of each prototype (with its body) over each window: ``(W, n, F)``, ``(W, n, k, 6)`` →
+    ``(W, k)``."""
+    rendered = module.transform(prototypes, params) + bodies
+    return (frames.unsqueeze(-2) - rendered).pow(2).mean(-1).mean(1)
 
 
 def write_enrolled(model: LoadedModel, prototypes: np.ndarray, path: Path, note: dict) -> ModelMetadata:

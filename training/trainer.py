@@ -79,6 +79,9 @@ class TrainSettings:
     lookahead: int = 0
     pitch_mode: str = "hz"
     dynamic_range_db: float = 0.0  # 0: no floor (engine.model.PrototypeModel.floored)
+    #: Learn each prototype's body (``PrototypeModel.bodies``): a part of its spectrum that stays at fixed
+    #: frequencies when the prototype is transposed, as an instrument's resonances do.
+    bodies: bool = False
     epochs: int = 60
     batch_size: int = 64
     crop_frames: int = 48
@@ -234,6 +237,7 @@ class Trainer:
         self.model = PrototypeModel(
             len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
             settings.channels, dilations=settings.dilations, dynamic_range_db=settings.dynamic_range_db,
+            bodies=settings.bodies,
         )
         membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
         if settings.mode == "supervised":
@@ -244,7 +248,8 @@ class Trainer:
         self.class_map = None if validation is None else ClassMap(
             tuple(str(c) for c in range(n_classes)), tuple(self.prototype_classes.tolist()))
         self.optimizer = torch.optim.AdamW([
-            {"name": "prototypes", "params": [self.model.prototypes], "weight_decay": 0.0},
+            {"name": "prototypes", "params": [self.model.prototypes] + ([self.model.bodies] if settings.bodies else []),
+             "weight_decay": 0.0},
             {"name": "predictor", "params": list(self.model.predictor.parameters()),
              "weight_decay": settings.weight_decay},
             {"name": "theta", "params": [self.model.theta], "weight_decay": 0.0},
@@ -489,6 +494,7 @@ class Trainer:
             for target, source in zip(starved, sources, strict=True):
                 self.model.prototypes[target] = self.model.prototypes[source] + 0.01 * torch.randn(
                     self.model.n_mels, generator=torch.Generator().manual_seed(int(target)))
+                self.model.bodies[target] = self.model.bodies[source]
                 rows_t = slice(target * width, (target + 1) * width)
                 rows_s = slice(source * width, (source + 1) * width)
                 head.weight[rows_t] = head.weight[rows_s]

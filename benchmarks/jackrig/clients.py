@@ -1,8 +1,9 @@
 """A JACK client that plays a signal into the engine and records what comes back, for tests and benchmarks.
 
 With a private JACK server (:mod:`benchmarks.jackrig.server`) and PortAudio re-scanned onto it
-(:func:`portaudio_on_jack`), the engine's duplex stream appears as the JACK client ``PortAudio``.
-:class:`JackPatch` connects itself to that client's first input and output ports, plays a signal (once or
+(:func:`portaudio_on_jack`), the engine's duplex stream appears as the JACK client ``protophone``
+(:data:`realtime.audio.DEFAULT_CLIENT_NAME`, or the name it was given).  :class:`JackPatch` connects itself to
+that client's input and first output ports, plays a signal (once or
 on a loop) and records the engine's output into a preallocated buffer, counting the server's xruns.
 """
 
@@ -16,9 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from benchmarks.jackrig.server import JackServer
-from realtime.audio import refresh_portaudio, release_portaudio
-
-PORTAUDIO_CLIENT = "PortAudio"  # PortAudio's JACK client name; sounddevice cannot change it
+from realtime.audio import DEFAULT_CLIENT_NAME, name_jack_client, refresh_portaudio, release_portaudio
 
 
 @contextmanager
@@ -27,6 +26,7 @@ def portaudio_on_jack(server: JackServer) -> Iterator[JackServer]:
     (else PortAudio aborts the process at exit), the server stops, and PortAudio re-scans the machine."""
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = server.name
+    name_jack_client(DEFAULT_CLIENT_NAME)
     refresh_portaudio()
     try:
         yield server
@@ -47,13 +47,15 @@ class JackPatch:
     form a cycle in JACK's processing graph, which JACK cannot order.
     """
 
-    def __init__(self, signal: np.ndarray, record_samples: int = 0, loop: bool = False) -> None:
+    def __init__(self, signal: np.ndarray, record_samples: int = 0, loop: bool = False,
+                 engine_client: str = DEFAULT_CLIENT_NAME) -> None:
         import jack  # JACK-Client is a test/benchmark dependency only
 
         self.player = jack.Client("protophone-player", no_start_server=True)
         self.recorder = jack.Client("protophone-recorder", no_start_server=True)
         self.out_port = self.player.outports.register("out")
         self.in_port = self.recorder.inports.register("in")
+        self.engine_client = engine_client
         self.signal = signal.astype(np.float32)
         self.loop = loop
         self.recording = np.zeros(record_samples, dtype=np.float32)
@@ -68,21 +70,23 @@ class JackPatch:
 
     def engine_ports(self) -> tuple[list, list]:
         """The engine's (PortAudio's) input and output ports, in channel order."""
-        ports = self.player.get_ports(f"{PORTAUDIO_CLIENT}:", is_audio=True)
+        ports = self.player.get_ports(f"{self.engine_client}:", is_audio=True)
         return [p for p in ports if p.is_input], [p for p in ports if p.is_output]
 
-    def connect_to_engine(self, timeout_s: float = 10.0) -> None:
-        """Wait for the engine's ports, then replace PortAudio's auto-connections with these clients."""
+    def connect_to_engine(self, timeout_s: float = 10.0, input_channel: int = 1) -> None:
+        """Wait for the engine's ports, then replace PortAudio's auto-connections to its ``input_channel``
+        (from 1) and first output with these clients."""
         deadline = time.monotonic() + timeout_s
         inputs, outputs = self.engine_ports()
         while not (inputs and outputs):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no {PORTAUDIO_CLIENT} ports after {timeout_s} s: {self.player.get_ports()}")
+                raise TimeoutError(f"no {self.engine_client} ports after {timeout_s} s: {self.player.get_ports()}")
             time.sleep(0.05)
             inputs, outputs = self.engine_ports()
-        for source in self.player.get_all_connections(inputs[0]):
-            self.player.disconnect(source, inputs[0])
-        self.player.connect(self.out_port, inputs[0])
+        engine_input = inputs[input_channel - 1]
+        for source in self.player.get_all_connections(engine_input):
+            self.player.disconnect(source, engine_input)
+        self.player.connect(self.out_port, engine_input)
         self.recorder.connect(outputs[0], self.in_port)
 
     @property
