@@ -126,8 +126,7 @@ def jack_round_trip(preset: str, rate: int, block: int, unbuffered: bool = False
     minus the server's own loop."""
     from benchmarks.jackrig.clients import portaudio_on_jack
     from benchmarks.jackrig.server import start_jack_server
-    from realtime.audio import DEFAULT_CLIENT_NAME
-    from realtime.devicemode import hop_at_rate, open_runner, plan_processing
+    from realtime.devicemode import DEFAULT_CLIENT_NAME, hop_at_rate, open_runner, plan_processing
 
     proc = Processor.from_preset(preset, mix=0.0)
     plan = plan_processing("auto", block, hop_at_rate(proc, rate))

@@ -88,11 +88,10 @@ def refresh_portaudio() -> None:
     sd._initialize()
 
 
-#: The JACK client name of the engine's stream (PortAudio's own default, "PortAudio", names no program).
-DEFAULT_CLIENT_NAME = "protophone"
 #: Longest JACK client name (``jack_client_name_size()`` is 64 with the terminating NUL).
 MAX_CLIENT_NAME_BYTES = 63
-#: The name PortAudio was last given: it keeps the pointer, so the bytes must outlive its initialisation.
+#: The name PortAudio was last given (its own default until then): it keeps the pointer, so the bytes must
+#: outlive its initialisation.
 _client_name = [ctypes.create_string_buffer(b"PortAudio")]
 
 

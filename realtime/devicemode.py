@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from engine.processor import Processor
 from realtime.cli_errors import AudioDeviceError, audio_module, device_not_found, stream_failed
+from realtime.controls import LiveControls, keys_help
 from realtime.display import Display, View
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.recorder import Recorder
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from realtime.audio import BlockProcessor, DeviceInfo, DuplexRunner, RunReport
 
 POLL_S = 0.1
+#: The JACK client name of the engine's stream (PortAudio's own default, "PortAudio", names no program).
+DEFAULT_CLIENT_NAME = "protophone"
 #: No callback for this long while the stream should run means the device is gone.
 STALL_S = 2.0
 
@@ -89,7 +92,7 @@ class LiveSettings:
     worker_delay_blocks: int | None = None  # None: one hop's worth of blocks
     unbuffered: bool = False  # --latency low: the device's own period, without PortAudio's extra block
     input_channels: tuple[int, ...] = (1,)  # the input device's channels (from 1) the engine hears, mixed
-    client_name: str | None = None  # the stream's JACK client name (None: realtime.audio.DEFAULT_CLIENT_NAME)
+    client_name: str | None = None  # the stream's JACK client name (None: DEFAULT_CLIENT_NAME)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def resolve_devices(input_spec: int | str | None, output_spec: int | str | None,
     it, and enumerates the devices, when it initialises."""
     audio = audio_module()
     try:
-        audio.name_jack_client(client_name or audio.DEFAULT_CLIENT_NAME)
+        audio.name_jack_client(client_name or DEFAULT_CLIENT_NAME)
     except ValueError as error:
         raise AudioDeviceError(f"{error} (--client-name)") from None
     try:
@@ -119,9 +122,10 @@ def resolve_devices(input_spec: int | str | None, output_spec: int | str | None,
 
 
 def perform(proc: Processor, metered: MeteredProcessor, runner: DuplexRunner, display: Display,
-            finished: Callable[[float], bool], recorder: Recorder | None = None) -> StreamOutcome:
-    """Start ``runner`` (which drives ``metered``), watch until ``finished(seconds since start)`` or Ctrl-C,
-    stop, close."""
+            finished: Callable[[float], bool], recorder: Recorder | None = None,
+            controls: LiveControls | None = None) -> StreamOutcome:
+    """Start ``runner`` (which drives ``metered``), watch until ``finished(seconds since start)`` or Ctrl-C
+    (applying ``controls`` meanwhile), stop, close."""
     audio = audio_module()
     seconds = SecondLog(runner.sample_rate)
     with audio_thread_policy():
@@ -130,7 +134,7 @@ def perform(proc: Processor, metered: MeteredProcessor, runner: DuplexRunner, di
                 runner.start()
             except audio.sd.PortAudioError as error:
                 raise stream_failed(error, runner.sample_rate, runner.input_device) from None
-            interrupted, lost = watch(proc, runner, metered, seconds, display, finished)
+            interrupted, lost = watch(proc, runner, metered, seconds, display, finished, controls)
             report = runner.stop()
         finally:
             runner.stop()  # idempotent: a failed start or an error above still closes the stream
@@ -191,8 +195,9 @@ def audio_thread_summary(report: RunReport) -> dict:
             "worker_ms": {"p50": worker.p50_ms, "p99": worker.p99_ms, "max": worker.max_ms} if worker else None}
 
 
-def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
-    """Run until ``duration_s`` or Ctrl-C; return the run's summary (see ``realtime.live``)."""
+def run_live(proc: Processor, settings: LiveSettings, display: Display, controls: LiveControls | None = None) -> dict:
+    """Run until ``duration_s`` or Ctrl-C, ``controls`` (keys, MIDI) applied meanwhile; return the run's
+    summary (see ``realtime.live``)."""
     input_device, output_device = resolve_devices(settings.input_device, settings.output_device, settings.client_name)
     if max(settings.input_channels) > input_device.max_input_channels:
         raise AudioDeviceError(f"input channel {max(settings.input_channels)} asked for, but {input_device} has "
@@ -212,7 +217,7 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
         timed_out = duration_s is not None and elapsed_s >= duration_s
         return timed_out or (recorder is not None and recorder.error is not None)
 
-    outcome = perform(proc, metered, runner, display, finished, recorder)
+    outcome = perform(proc, metered, runner, display, finished, recorder, controls)
     report = outcome.report
     return {
         "source": "live",
@@ -227,8 +232,9 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display) -> dict:
 
 
 def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seconds: SecondLog, display: Display,
-          finished: Callable[[float], bool]) -> tuple[bool, bool]:
-    """Feed the display and the per-second log until ``finished``; return (interrupted, device lost)."""
+          finished: Callable[[float], bool], controls: LiveControls | None = None) -> tuple[bool, bool]:
+    """Feed the display and the per-second log, and apply ``controls``, until ``finished``; return
+    (interrupted, device lost)."""
     rate, block_size = runner.sample_rate, runner.block_size
     report = runner.report()
     latency_ms = 1e3 * (proc.latency_samples + report.added_latency_samples) / rate + 1e3 * sum(report.stream_latency_s)
@@ -250,9 +256,12 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
             if done // rate > len(seconds.entries):  # the runner's report sorts its timings: once a second
                 report = runner.report()
             seconds.observe(done, lambda: proc.identification)
+            message = controls.poll() if controls is not None else ""
             levels = metered.take_levels()
             display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                latency_ms, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate))
+                                latency_ms, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate,
+                                proc.preset.mix, proc.preset.transpose, message,
+                                keys_help() if controls is not None and controls.keys is not None else ""))
     except KeyboardInterrupt:
         return True, False
     return False, False

@@ -38,6 +38,10 @@ class View:
     xruns: int
     deadline_misses: int
     elapsed_s: float
+    mix: float = 1.0
+    transpose: float = 0.0
+    message: str = ""  # what the last key or MIDI message did
+    keys: str = ""  # the keys that act, when the terminal's keys are read
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -52,7 +56,10 @@ def meter_fraction(db: float) -> float:
 
 
 def setting(view: View) -> str:
-    return f"{view.mode} → {view.target}" if view.mode == "transfer" else view.mode
+    """The mode, and in transfer mode the target, mix and transposition (identify mode hears none of them)."""
+    if view.mode != "transfer":
+        return view.mode
+    return f"{view.mode} → {view.target}  mix {view.mix:.2f}  transpose {view.transpose:+g}"
 
 
 def heard(identification: Identification) -> str:
@@ -71,9 +78,11 @@ def plain_line(view: View) -> str:
 
 
 def render(view: View, top: int = 5) -> Group:
-    """The rich panel: class bars, level meters, status line."""
+    """The rich panel: class bars (none while the readout names nothing: bars would look like a result),
+    level meters, status line, the last control's message and the keys."""
     classes = Table.grid(padding=(0, 1))
-    for name, probability in view.identification.top(top):
+    shown = view.identification.top(top) if view.identification.label is not None else []
+    for name, probability in shown:
         style = "bold green" if name == view.identification.label else "cyan"
         classes.add_row(Text(name, style=style), Text(bar(probability), style=style), f"{probability:5.1%}")
     meters = Table.grid(padding=(0, 1))
@@ -86,7 +95,12 @@ def render(view: View, top: int = 5) -> Group:
         (f"DSP load {view.dsp_load:.0%}", load_style),
         f"   xruns {view.xruns}   deadline misses {view.deadline_misses}   {view.elapsed_s:.0f} s",
     )
-    return Group(Text(f"hearing: {heard(view.identification)}", style="bold"), classes, Text(""), meters, status)
+    lines = [Text(f"hearing: {heard(view.identification)}", style="bold"), classes, Text(""), meters, status]
+    if view.message:
+        lines.append(Text(view.message, style="yellow"))
+    if view.keys:
+        lines.append(Text(f"keys: {view.keys}", style="dim"))
+    return Group(*lines)
 
 
 class Display:

@@ -161,7 +161,8 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
             if processed // settings.block_size % update_every == 1:
                 levels = metered.take_levels()
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                    latency_ms, levels.dsp_load, 0, metered.deadline_misses, run.heard / rate))
+                                    latency_ms, levels.dsp_load, 0, metered.deadline_misses, run.heard / rate,
+                                    proc.preset.mix, proc.preset.transpose))
 
         with audio_thread_policy():
             run = stream_file(metered.process, file, rate, settings.block_size, proc.latency_samples,

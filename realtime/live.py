@@ -46,7 +46,8 @@ from engine.preset import available_presets, load_preset, presets_dir, save_pres
 from engine.processor import MAX_BLOCK_SIZE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from presets import demo_file
 from realtime.cli_errors import NO_DEVICE_HINT, AudioDeviceError, audio_module
-from realtime.devicemode import LiveSettings, run_live
+from realtime.controls import MIDI_APIS, LiveControls, MidiError, MidiInput, MidiMap, TerminalKeys, keys_help
+from realtime.devicemode import DEFAULT_CLIENT_NAME, LiveSettings, run_live
 from realtime.display import Display
 from realtime.filemode import FileSettings, run_file
 
@@ -160,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="file mode: also hear it; the engine then runs in the callback of the duplex device "
                             "(--input-device/--output-device; its input is ignored), paced by its clock")
 
+    control = parser.add_argument_group(
+        "live control", "on a terminal, keys change the run as it plays: " + keys_help().replace("%", "%%"))
+    control.add_argument("--midi", metavar="PORT|virtual",
+                         help="take control from this MIDI input (a unique part of its name), or 'virtual': open "
+                              "the engine's own port to connect a controller to. Program change N: class N as the "
+                              "target (transfer mode); the CCs below: mix and transpose")
+    control.add_argument("--midi-api", choices=MIDI_APIS,
+                         help="the MIDI system: alsa (default) or jack (the port then is a JACK MIDI port, "
+                              "NAME-midi:control with --midi virtual, NAME the --client-name)")
+    control.add_argument("--midi-mix-cc", type=bounded_int(0, 119), metavar="CC",
+                         help=f"control change that sets the mix, 0..127 to 0..1 (default {MidiMap.mix_cc}, "
+                              "the modulation wheel)")
+    control.add_argument("--midi-transpose-cc", type=bounded_int(0, 119), metavar="CC",
+                         help=f"control change that sets the transposition, 64 none, 0 and 127 -/+24 semitones "
+                              f"(default {MidiMap.transpose_cc})")
+
     info = parser.add_argument_group("information")
     info.add_argument("--json", action="store_true", help="print a JSON summary at exit (the live view goes to stderr)")
     info.add_argument("--list-presets", action="store_true", help="list presets with their descriptions and exit")
@@ -252,6 +269,14 @@ def check_options(args: argparse.Namespace) -> None:
     if args.input is not None and args.client_name is not None and not args.play:
         raise UsageError("--client-name names the JACK client of a device (live runs and --play); a file alone "
                          "has none")
+    if args.input is not None and args.midi is not None:
+        raise UsageError("--midi controls live runs; a file runs with the settings it starts with")
+    midi_flags = (args.midi_api, args.midi_mix_cc, args.midi_transpose_cc)
+    if args.midi is None and any(flag is not None for flag in midi_flags):
+        raise UsageError("--midi-api and --midi-*-cc set up a MIDI input: add --midi PORT (or --midi virtual)")
+    if args.midi is not None and midi_map(args).mix_cc == midi_map(args).transpose_cc:
+        raise UsageError(f"--midi-mix-cc and --midi-transpose-cc are both {midi_map(args).mix_cc}: give two "
+                         "controllers")
     if args.worker_delay is not None and args.processing == "callback":
         raise UsageError("--worker-delay applies to worker processing; drop it or use --processing worker/auto")
 
@@ -287,7 +312,13 @@ def run(args: argparse.Namespace) -> dict:
             settings = LiveSettings(args.input_device, args.output_device, args.sample_rate, block_size,
                                     args.duration, args.output, args.processing, args.worker_delay,
                                     args.latency == "low", args.input_channel, args.client_name)
-            summary = with_readout(proc, run_live(proc, settings, display))
+            controls = live_controls(args, proc)
+            try:
+                summary = with_readout(proc, run_live(proc, settings, display, controls))
+            finally:
+                controls.close()
+            summary["settings"] = {name: getattr(proc.preset, name) for name, setting in SETTINGS.items()
+                                   if setting.live}
         else:
             runs = []
             for index, (path, output) in enumerate(jobs, start=1):
@@ -307,6 +338,26 @@ def run(args: argparse.Namespace) -> dict:
         save_preset(proc.preset, args.save_preset)
     return {"preset": proc.preset.name, "mode": proc.mode, "target": proc.target, "mix": proc.mix,
             "transpose": proc.transpose, "carrier": proc.preset.carrier, **summary}
+
+
+def midi_map(args: argparse.Namespace) -> MidiMap:
+    """The controllers the flags name, the defaults for those they do not."""
+    defaults = MidiMap()
+    return MidiMap(defaults.mix_cc if args.midi_mix_cc is None else args.midi_mix_cc,
+                   defaults.transpose_cc if args.midi_transpose_cc is None else args.midi_transpose_cc)
+
+
+def live_controls(args: argparse.Namespace, proc: Processor) -> LiveControls:
+    """Keys when stdin is a terminal, the MIDI input asked for; a save goes to --save-preset if given."""
+    controls = LiveControls(proc, TerminalKeys.if_terminal(), args.save_preset)
+    if args.midi is not None:
+        try:
+            controls.midi = MidiInput(controls, args.midi, args.midi_api or "alsa", midi_map(args),
+                                      f"{args.client_name or DEFAULT_CLIENT_NAME}-midi")
+        except MidiError:
+            controls.close()
+            raise
+    return controls
 
 
 def with_readout(proc: Processor, summary: dict) -> dict:

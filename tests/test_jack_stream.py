@@ -23,7 +23,6 @@ from second_attempt import assert_xruns_are_the_machines, retry_if_disturbed
 
 from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns
 from realtime.audio import (
-    DEFAULT_CLIENT_NAME,
     EVENT_HISTORY,
     DeviceNotFoundError,
     DuplexRunner,
@@ -35,6 +34,7 @@ from realtime.audio import (
     release_portaudio,
     resolve_device,
 )
+from realtime.devicemode import DEFAULT_CLIENT_NAME
 from realtime.ringbuffer import BlockRing
 
 jack = pytest.importorskip("jack", reason="JACK-Client missing: pip install JACK-Client")

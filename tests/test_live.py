@@ -480,6 +480,51 @@ def test_cli_client_name_and_input_channel_route_the_second_input(portaudio_jack
     assert "sawtooth" in [entry["label"] for entry in summary["per_second"]]
 
 
+@JACK_AT_MODEL_HOP
+def test_cli_keys_and_jack_midi_change_the_running_engine(portaudio_jack: JackServer, presets: Path) -> None:
+    """Keys on the terminal (a pseudo-terminal as stdin) and messages on the engine's own JACK MIDI port
+    (``--midi virtual --midi-api jack``) change the settings while audio runs."""
+    import jack
+
+    name = "protophone-played"
+    leader, follower = os.openpty()
+    engine = subprocess.Popen(**cli_command(presets, "--preset", "tiny", "--mode", "identify", "--input-device",
+                                            "system", "--output-device", "system", "--client-name", name,
+                                            "--midi", "virtual", "--midi-api", "jack", "--duration", "8", "--json"),
+                              stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(follower)
+    sender = jack.Client("protophone-midi-sender", no_start_server=True)
+    port = sender.midi_outports.register("out")
+    pending: list[bytes] = []
+
+    @sender.set_process_callback
+    def send(frames: int) -> None:
+        port.clear_buffer()
+        while pending:
+            port.write_midi_event(0, pending.pop(0))
+
+    sender.activate()
+    try:
+        deadline = time.monotonic() + 60
+        while not sender.get_ports(f"{name}-midi:", is_midi=True, is_input=True):
+            assert time.monotonic() < deadline and engine.poll() is None, engine.stderr.read() if engine.stderr else ""
+            time.sleep(0.1)
+        sender.connect(port, sender.get_ports(f"{name}-midi:", is_midi=True, is_input=True)[0])
+        pending.extend([bytes([0xC0, 1]), bytes([0xB0, 1, 64])])  # program 1, modulation wheel at 64
+        os.write(leader, b">>")
+        stdout, stderr = engine.communicate(timeout=120)
+    finally:
+        sender.deactivate()
+        sender.close()
+        os.close(leader)
+        if engine.poll() is None:
+            engine.kill()
+    assert engine.returncode == 0 and "Traceback" not in stderr, stderr
+    settings = json.loads(stdout)["settings"]
+    assert (settings["mode"], settings["target"]) == ("transfer", TIMBRES[1])
+    assert settings["mix"] == pytest.approx(64 / 127, abs=1e-3) and settings["transpose"] == 2.0
+
+
 def test_processing_plan_puts_small_blocks_on_the_worker() -> None:
     from realtime.devicemode import plan_processing
 

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from benchmarks.jackrig.server import JackServer
-from realtime.audio import DEFAULT_CLIENT_NAME, name_jack_client, refresh_portaudio, release_portaudio
+from realtime.audio import name_jack_client, refresh_portaudio, release_portaudio
+from realtime.devicemode import DEFAULT_CLIENT_NAME
 
 
 @contextmanager
