@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.processor import Processor
 from realtime.cli_errors import AudioDeviceError, audio_module, device_not_found, stream_failed
 from realtime.controls import LiveControls, keys_help
-from realtime.display import Display, View
+from realtime.display import Display, View, latency_text
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.recorder import Recorder
 from realtime.rtpolicy import audio_thread_policy
@@ -153,19 +153,23 @@ def engine_parts_ms(proc: Processor, rate: int) -> dict[str, float]:
     return {part: 1e3 * samples / rate for part, samples in proc.latency_parts().items()}
 
 
-def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOutcome) -> dict:
-    """The summary fields every run on a device shares (see ``realtime.live``)."""
-    report = outcome.report
+def latency_ms(proc: Processor, report: RunReport) -> dict:
+    """The run's latency and its parts in ms: the engine's by cause, the worker's, the device's each way."""
     stream_in_s, stream_out_s = report.stream_latency_s
     engine_ms = 1e3 * proc.latency_samples / report.sample_rate
     worker_ms = 1e3 * report.added_latency_samples / report.sample_rate
+    return {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, report.sample_rate),
+            "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s, "stream_out_ms": 1e3 * stream_out_s,
+            "total_ms": engine_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)}
+
+
+def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOutcome) -> dict:
+    """The summary fields every run on a device shares (see ``realtime.live``)."""
+    report = outcome.report
     return {
         "sample_rate": report.sample_rate,
         "block_size": report.block_size,
-        "latency": {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, report.sample_rate),
-                    "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s,
-                    "stream_out_ms": 1e3 * stream_out_s,
-                    "total_ms": engine_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)},
+        "latency": latency_ms(proc, report),
         "xruns": report.xruns,
         "xrun_flags": report.xrun_flags,
         "xrun_clock_s": list(report.xrun_clock_s),
@@ -237,7 +241,9 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
     (interrupted, device lost)."""
     rate, block_size = runner.sample_rate, runner.block_size
     report = runner.report()
-    latency_ms = 1e3 * (proc.latency_samples + report.added_latency_samples) / rate + 1e3 * sum(report.stream_latency_s)
+    latency = latency_text(latency_ms(proc, report))
+    thread = "callback" if runner.mode == "callback" else f"worker, {report.added_latency_samples // block_size} blocks"
+    stream = f"{rate} Hz / {block_size} ({thread})"
     started = last_progress = time.monotonic()
     last_blocks = 0
     try:
@@ -259,9 +265,9 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
             message = controls.poll() if controls is not None else ""
             levels = metered.take_levels()
             display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                latency_ms, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate,
+                                latency, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate,
                                 proc.preset.mix, proc.preset.transpose, message,
-                                keys_help() if controls is not None and controls.keys is not None else ""))
+                                keys_help() if controls is not None and controls.keys is not None else "", stream))
     except KeyboardInterrupt:
         return True, False
     return False, False

@@ -33,7 +33,7 @@ class View:
     target: str | None
     input_db: float
     output_db: float
-    latency_ms: float
+    latency: str  # the total and its parts (latency_text)
     dsp_load: float
     xruns: int
     deadline_misses: int
@@ -42,6 +42,15 @@ class View:
     transpose: float = 0.0
     message: str = ""  # what the last key or MIDI message did
     keys: str = ""  # the keys that act, when the terminal's keys are read
+    stream: str = ""  # rate, block and where the engine runs, on a device
+
+
+def latency_text(latency: dict) -> str:
+    """The total and its parts: the engine's by cause, then the worker's and the device's where there are."""
+    parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0) for name in ("worker", "stream_in",
+                                                                                               "stream_out")}}
+    named = " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
+    return f"{latency['total_ms']:.1f} ms" + (f" ({named})" if named else "")
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -73,7 +82,7 @@ def plain_line(view: View) -> str:
     """One log line: time, label and top probabilities, levels, latency, load, problems."""
     top = " ".join(f"{name} {p:.2f}" for name, p in view.identification.top(3))
     return (f"{view.elapsed_s:6.1f}s  {heard(view.identification):<12} [{top}]  "
-            f"in {view.input_db:6.1f} dB  out {view.output_db:6.1f} dB  latency {view.latency_ms:.1f} ms  "
+            f"in {view.input_db:6.1f} dB  out {view.output_db:6.1f} dB  latency {view.latency}  "
             f"load {view.dsp_load:.2f}  xruns {view.xruns}  misses {view.deadline_misses}  {setting(view)}")
 
 
@@ -91,11 +100,12 @@ def render(view: View, top: int = 5) -> Group:
         meters.add_row(name, Text(bar(meter_fraction(db)), style=style), f"{db:6.1f} dB")
     load_style = "red" if view.dsp_load > 0.8 else "default"
     status = Text.assemble(
-        f"{setting(view)}   latency {view.latency_ms:.1f} ms   ",
         (f"DSP load {view.dsp_load:.0%}", load_style),
         f"   xruns {view.xruns}   deadline misses {view.deadline_misses}   {view.elapsed_s:.0f} s",
     )
-    lines = [Text(f"hearing: {heard(view.identification)}", style="bold"), classes, Text(""), meters, status]
+    lines = [Text(f"hearing: {heard(view.identification)}", style="bold"), classes, Text(""), meters,
+             Text(setting(view)), Text(f"latency {view.latency}" + (f"   {view.stream}" if view.stream else "")),
+             status]
     if view.message:
         lines.append(Text(view.message, style="yellow"))
     if view.keys:

@@ -33,7 +33,7 @@ from realtime.devicemode import (
     resolve_devices,
     stream_summary,
 )
-from realtime.display import Display, View
+from realtime.display import Display, View, latency_text
 from realtime.metering import MeteredProcessor, SecondLog
 from realtime.rtpolicy import audio_thread_policy
 from realtime.timeline import Timeline, draw_timeline
@@ -144,6 +144,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         metered = MeteredProcessor(proc)
         metered.prepare(rate, settings.block_size)
         latency_ms = 1e3 * proc.latency_samples / rate
+        latency = {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "total_ms": latency_ms}
         seconds = SecondLog(rate)
         timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
@@ -161,7 +162,8 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
             if processed // settings.block_size % update_every == 1:
                 levels = metered.take_levels()
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                    latency_ms, levels.dsp_load, 0, metered.deadline_misses, run.heard / rate,
+                                    latency_text(latency), levels.dsp_load, 0, metered.deadline_misses,
+                                    run.heard / rate,
                                     proc.preset.mix, proc.preset.transpose))
 
         with audio_thread_policy():
@@ -173,7 +175,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         "clipped_samples": run.clipped_samples,
         "sample_rate": rate,
         "block_size": settings.block_size,
-        "latency": {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "total_ms": latency_ms},
+        "latency": latency,
         "xruns": 0,
         "deadline_misses": metered.deadline_misses,
         "processing": metered.timing(),

@@ -48,7 +48,7 @@ from presets import demo_file
 from realtime.cli_errors import NO_DEVICE_HINT, AudioDeviceError, audio_module
 from realtime.controls import MIDI_APIS, LiveControls, MidiError, MidiInput, MidiMap, TerminalKeys, keys_help
 from realtime.devicemode import DEFAULT_CLIENT_NAME, LiveSettings, run_live
-from realtime.display import Display
+from realtime.display import Display, latency_text
 from realtime.filemode import FileSettings, run_file
 
 DEMO_FILE = demo_file()
@@ -374,14 +374,6 @@ def overload_text(summary: dict) -> str:
         return (f"engine on the worker thread ({thread['worker_delay_blocks']} block(s) behind): "
                 f"dry blocks {thread['dry_blocks']}")
     return f"deadline misses {summary['deadline_misses']}"
-
-
-def latency_text(latency: dict) -> str:
-    """The total and its parts: the engine's by cause, then the worker's and the device's where there are."""
-    parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0) for name in ("worker", "stream_in",
-                                                                                               "stream_out")}}
-    named = " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
-    return f"{latency['total_ms']:.1f} ms" + (f" ({named})" if named else "")
 
 
 def human_summary(summary: dict) -> str:
