@@ -8,8 +8,9 @@ supervised prototype model, its clustering twin (same split, no labels, ``--clus
 direct CNN and the autoencoder + k-means.  Then it scores each on the study's test split with
 ``training.evaluate`` — per sample library for the held-out-notes study — and prints one table.
 Studies: ``orchestra`` (held-out 20 % of the notes of each library), ``lolo-*`` (train on two
-libraries, test on the other; ``lolo-freepats``: train on the three SoundFonts, test on Freepats) and
-``orchestra-lookahead`` (the cost of causality).  Needs the rendered
+libraries, test on the other; ``lolo-freepats``: train on the three SoundFonts, test on Freepats),
+``orchestra-lookahead`` (the cost of causality) and ``speakers`` (28 synthetic voices at 16 kHz, whole
+chapters held out: ``python -m training.data speech --out data/speech``).  Needs the rendered
 libraries under ``data/`` (``python -m training.rebuild --data-only``).
 
 The scored model files, the table and its rows are copied to ``--keep`` (default
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +38,8 @@ from training.evaluate import evaluate
 
 CONFIGS = Path("training/configs")
 LIBRARIES = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
-STUDIES = ("orchestra", "lolo-fluidr3-gm", "lolo-timgm6mb", "lolo-sf-gmbank", "lolo-freepats", "orchestra-lookahead")
+STUDIES = ("orchestra", "lolo-fluidr3-gm", "lolo-timgm6mb", "lolo-sf-gmbank", "lolo-freepats", "orchestra-lookahead",
+           "speakers")
 #: A rotation whose test library shares no recording with the training libraries (TimGM6mb and sf_GMbank
 #: share those of 8 classes: benchmarks/results/independence): the ablation's ground.
 ABLATION_STUDY = "lolo-fluidr3-gm"
@@ -232,13 +235,19 @@ def keep_results(folder: Path, studies: dict[str, dict[str, Path]], rows: list[d
 
 
 def score_study(study: str, models: dict[str, Path]) -> list[dict]:
-    test_sets = [(f"held-out {lib}", lib) for lib in LIBRARIES] if study.startswith("orchestra") else [
-        (f"all of {_config(study)['data']['test_library']}", None)]
+    data = _config(study)["data"]
+    if study.startswith("orchestra"):
+        test_sets = [(f"held-out {lib}", lib) for lib in LIBRARIES]
+    elif data["split"] == "chapter":
+        test_sets = [("held-out chapters", None)]
+    else:
+        test_sets = [(f"all of {data['test_library']}", None)]
+    root = Path(os.path.commonpath(data["roots"])) if len(data["roots"]) > 1 else Path(data["roots"][0])
     rows, seconds = [], training_seconds(models)
     for label, library in test_sets:
         row = {"study": study, "test": label, "train_seconds": seconds}
         for column, model in models.items():
-            result = evaluate(str(model), Path("data"), split_file(study), cache=Path("data/cache"),
+            result = evaluate(str(model), root, split_file(study), cache=Path("data/cache"),
                               progress=False, library=library)
             row[column] = {"OA": result["OA"], "AA": result["AA"]}
             if "streaming" in result:

@@ -15,7 +15,7 @@ candidate and carrier:
 
 - **hit %**: share of outputs that the direct CNN baseline assigns to the target.  The CNN is an
   independent classifier (not the prototype model that rendered the sound, which would be marking its
-  own homework); it sees the output's log-mel at the model's analysis settings.  Beside it, once, the
+  own homework); it sees the output's log-mel at the analysis it was trained on.  Beside it, once, the
   CNN's accuracy on the *input* phrases: a hit rate means little if the CNN cannot name the inputs.
 - **pitch ¢**: median absolute difference in cents between pyin on the output and the note of the notes
   file, pooled over the frames inside notes, leaving out the first 50 ms of each note (attack and the
@@ -181,7 +181,7 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     output, rate = read_audio(out_path)
     audio, _ = read_audio(phrase.item.path)
 
-    clip = log_mel(to_rate(output, rate, analysis.sample_rate), analysis)
+    clip = log_mel(to_rate(output, rate, cnn.analysis.sample_rate), cnn.analysis)  # as the judge was trained
     heard = cnn.class_names[cnn.predict([clip])[0]]
     tally.hits += int(heard == target)
     tally.heard[heard] += 1
@@ -202,7 +202,7 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     tally.processing_s += summary["realtime_factor"] * summary["duration_s"]
 
 
-def input_accuracy(phrases: list[Phrase], cnn: CnnClassifier, analysis: AnalysisConfig) -> float | None:
+def input_accuracy(phrases: list[Phrase], cnn: CnnClassifier) -> float | None:
     """Share of the input phrases (of classes the CNN knows) that the CNN names correctly."""
     known = [p for p in phrases if p.item.label in cnn.class_names]
     if not known:
@@ -210,7 +210,7 @@ def input_accuracy(phrases: list[Phrase], cnn: CnnClassifier, analysis: Analysis
     clips = []
     for phrase in known:
         audio, rate = read_audio(phrase.item.path)
-        clips.append(log_mel(to_rate(audio, rate, analysis.sample_rate), analysis))
+        clips.append(log_mel(to_rate(audio, rate, cnn.analysis.sample_rate), cnn.analysis))
     predicted = cnn.predict(clips)
     return float(np.mean([cnn.class_names[i] == p.item.label for i, p in zip(predicted, known, strict=True)]))
 
@@ -265,9 +265,6 @@ def run(args: argparse.Namespace) -> dict:
     for carrier in carriers:
         if carrier not in CARRIERS:
             raise UsageError(f"unknown carrier {carrier!r}; choose from {', '.join(CARRIERS)}")
-    if cnn.n_mels != first.analysis.n_mels:
-        raise UsageError(f"classifier expects {cnn.n_mels} mel bands, the model has {first.analysis.n_mels}")
-
     processors = {}
     for variant in ((candidate, carrier) for candidate in candidates for carrier in carriers):
         preset = with_settings(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0,
@@ -302,7 +299,7 @@ def run(args: argparse.Namespace) -> dict:
         "phase": first.preset.phase,
         "block_size": args.block_size,
         "threads": args.threads,
-        "classifier_input_accuracy": input_accuracy(phrases, cnn, first.analysis),
+        "classifier_input_accuracy": input_accuracy(phrases, cnn),
         "results": rows,
         "wall_s": time.perf_counter() - started,
     }

@@ -13,6 +13,7 @@ pickled Python objects (k-means centroids are stored as a tensor), so loading a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.atomic import replacing
+from engine.config import AnalysisConfig
 from engine.mel import LOG_SCALE, power_to_x, x_to_power
 from training.chain import RecordingChain
 from training.features import crop_batch
@@ -207,6 +209,11 @@ def _load(path: str | Path, fmt: str, device: str) -> dict[str, Any]:
     return payload
 
 
+def saved_analysis(payload: dict) -> AnalysisConfig:
+    """The analysis a baseline file was trained with; files from before it was saved: the 44.1 kHz default."""
+    return AnalysisConfig(**payload["analysis"]) if isinstance(payload.get("analysis"), dict) else AnalysisConfig()
+
+
 def _restore(module: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
     try:
         module.load_state_dict(state_dict)
@@ -256,8 +263,9 @@ class CnnClassifier:
     """A trained :class:`CnnNet` with its class names; predicts whole clips of any length."""
 
     def __init__(self, net: CnnNet, class_names: Sequence[str], n_mels: int, crop_frames: int,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", analysis: AnalysisConfig | None = None) -> None:
         self.net = net.to(device).eval()
+        self.analysis = analysis or AnalysisConfig()  # the features it was trained on, which it must be given
         # plain Python types: numpy scalars (e.g. names from an np.array) would not load with weights_only
         self.class_names = [str(name) for name in class_names]
         self.n_mels = int(n_mels)
@@ -282,7 +290,7 @@ class CnnClassifier:
     def save(self, path: str | Path) -> None:
         _save(path, {"format": _CNN_FORMAT, "version": _FORMAT_VERSION, "class_names": self.class_names,
                      "config": {"n_mels": self.n_mels, "crop_frames": self.crop_frames},
-                     "state_dict": self.net.state_dict()})
+                     "analysis": asdict(self.analysis), "state_dict": self.net.state_dict()})
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> CnnClassifier:
@@ -291,13 +299,14 @@ class CnnClassifier:
         config, names = payload["config"], payload["class_names"]
         net = CnnNet(config["n_mels"], len(names))
         _restore(net, payload["state_dict"], path)
-        return cls(net, names, config["n_mels"], config["crop_frames"], device)
+        return cls(net, names, config["n_mels"], config["crop_frames"], device, saved_analysis(payload))
 
 
 def train_cnn(train_clips: Clips, train_labels: Sequence[int] | np.ndarray, class_names: Sequence[str], *,
               epochs: int, crop_frames: int = 64, batch_size: int = 64, lr: float = 1e-3,
               gain_offset: float = 0.0, seed: int = 0, device: str = "cpu",
-              progress: bool = True, chain: RecordingChain | None = None) -> CnnClassifier:
+              progress: bool = True, chain: RecordingChain | None = None,
+              analysis: AnalysisConfig | None = None) -> CnnClassifier:
     """Train the direct CNN with cross-entropy on random crops for a fixed number of epochs.
 
     ``gain_offset > 0`` augments each crop with a random level change of up to that many x units
@@ -312,7 +321,7 @@ def train_cnn(train_clips: Clips, train_labels: Sequence[int] | np.ndarray, clas
     _fit(net, train_clips, lambda x, idx: loss(net(x), labels[idx].to(device)), epochs=epochs,
          crop_frames=crop_frames, batch_size=batch_size, lr=lr, gain_offset=gain_offset, seed=seed,
          device=device, progress=progress, desc="CNN baseline", chain=chain)
-    return CnnClassifier(net, class_names, n_mels, crop_frames, device)
+    return CnnClassifier(net, class_names, n_mels, crop_frames, device, analysis)
 
 
 # --- autoencoder + k-means -------------------------------------------------------------------------
@@ -381,8 +390,10 @@ class AutoencoderKMeans:
     cluster-to-class majority map learnt from the training clips."""
 
     def __init__(self, net: ConvAutoencoder, centroids: np.ndarray, mapping: np.ndarray,
-                 class_names: Sequence[str], n_mels: int, device: str = "cpu") -> None:
+                 class_names: Sequence[str], n_mels: int, device: str = "cpu",
+                 analysis: AnalysisConfig | None = None) -> None:
         self.net = net.to(device).eval()
+        self.analysis = analysis or AnalysisConfig()  # the features it was trained on, which it must be given
         self.centroids = np.asarray(centroids, dtype=np.float32)
         self.mapping = np.asarray(mapping, dtype=np.int64)
         self.class_names = [str(name) for name in class_names]  # plain str: see CnnClassifier
@@ -406,7 +417,7 @@ class AutoencoderKMeans:
         _save(path, {"format": _AE_FORMAT, "version": _FORMAT_VERSION, "class_names": self.class_names,
                      "config": {"n_mels": self.n_mels, "latent_channels": self.net.latent_channels},
                      "state_dict": self.net.state_dict(), "centroids": torch.from_numpy(self.centroids),
-                     "mapping": torch.from_numpy(self.mapping)})
+                     "mapping": torch.from_numpy(self.mapping), "analysis": asdict(self.analysis)})
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> AutoencoderKMeans:
@@ -416,7 +427,7 @@ class AutoencoderKMeans:
         net = ConvAutoencoder(config["n_mels"], config["latent_channels"])
         _restore(net, payload["state_dict"], path)
         return cls(net, payload["centroids"].cpu().numpy(), payload["mapping"].cpu().numpy(),
-                   payload["class_names"], config["n_mels"], device)
+                   payload["class_names"], config["n_mels"], device, saved_analysis(payload))
 
 
 def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | np.ndarray,
@@ -424,7 +435,8 @@ def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | n
                              crop_frames: int = 64, batch_size: int = 64, lr: float = 1e-3,
                              latent_channels: int = 8, gain_offset: float = 0.0, seed: int = 0,
                              device: str = "cpu", progress: bool = True,
-                             chain: RecordingChain | None = None) -> AutoencoderKMeans:
+                             chain: RecordingChain | None = None,
+                             analysis: AnalysisConfig | None = None) -> AutoencoderKMeans:
     """Train the autoencoder (MSE on random crops), k-means its training latents, map clusters to classes.
 
     Labels are used only for the majority map, as the clustering protocol prescribes (docs/design.md section 1);
@@ -445,4 +457,4 @@ def train_autoencoder_kmeans(train_clips: Clips, train_labels: Sequence[int] | n
     kmeans = KMeans(n_clusters, n_init=10, random_state=seed).fit(latents.astype(np.float64))
     centroids = kmeans.cluster_centers_.astype(np.float32)
     mapping = majority_mapping(_nearest(latents, centroids), labels, n_clusters)
-    return AutoencoderKMeans(net, centroids, mapping, class_names, n_mels, device)
+    return AutoencoderKMeans(net, centroids, mapping, class_names, n_mels, device, analysis)

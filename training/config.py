@@ -5,6 +5,7 @@
       roots: [data/FluidR3_GM]        # dataset folders (any layout training.layouts understands)
       layout: auto
       split: item                     # item (held-out notes of each library) | library (leave one out)
+                                      # | chapter (whole chapters of each speaker: the LibriSpeech layout)
       test_fraction: 0.2
       test_library: null              # with split: library
       split_file: runs/orchestra/split.csv
@@ -117,8 +118,8 @@ def load_config(path: str | Path) -> RunConfig:
             "split_file": Path(data["split_file"]) if data.get("split_file") else None,
             "cache": Path(data.get("cache", "data/cache")),
         })
-        if data_settings.split not in ("item", "library"):
-            raise ConfigError(f"{path}: data.split must be 'item' or 'library', got {data_settings.split!r}")
+        if data_settings.split not in ("item", "library", "chapter"):
+            raise ConfigError(f"{path}: data.split must be 'item', 'library' or 'chapter', got {data_settings.split!r}")
         if data_settings.split == "library" and not data_settings.test_library:
             raise ConfigError(f"{path}: data.split 'library' needs data.test_library")
         analysis = AnalysisConfig(**_section(raw, "analysis", AnalysisConfig, path))

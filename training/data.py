@@ -3,6 +3,7 @@
     python -m training.data render --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --out data/FluidR3_GM
     python -m training.data render --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2 --out data/TimGM6mb
     python -m training.data demo --out presets/demo.flac     # regenerates presets/demo.flac + demo.notes.csv
+    python -m training.data speech --out data/speech         # the synthetic stand-in speech corpus (16 kHz)
 
 Errors the user can fix (missing or corrupt soundfont, unwritable output folder, unknown class) end in
 one line on stderr and exit status 2, not a traceback.
@@ -21,6 +22,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from engine.atomic import replacing
+from training import speech as speech_module
 from training.csound import CsoundError, CsoundLibrary
 from training.dataset import DatasetReport, OutputError, check_writable, render_dataset, write_notes_csv
 from training.instruments import BY_NAME, INSTRUMENTS, VELOCITIES, UnknownClassError, select
@@ -118,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="worker processes (default: all cores)")
 
+    speech = commands.add_parser("speech", help="render the synthetic stand-in speech corpus (28 voices, 16 kHz)",
+                                 description=speech_module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    speech.add_argument("--out", type=Path, default=Path("data/speech"), help="output folder (default: data/speech)")
+    speech.add_argument("--chapters", type=int, default=speech_module.CHAPTERS, help="chapters per speaker")
+    speech.add_argument("--utterances", type=int, default=speech_module.UTTERANCES_PER_CHAPTER,
+                        help="sentences per chapter")
     demo = commands.add_parser("demo", help="render the demo phrase shipped as presets/demo.flac",
                                description="Render a short cello legato phrase from FluidR3_GM (mono FLAC) "
                                "and its notes file (<out stem>.notes.csv) beside it.")
@@ -192,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "render":
             run_render(args)
+        elif args.command == "speech":
+            count = speech_module.render_corpus(args.out, chapters=args.chapters, per_chapter=args.utterances)
+            print(f"wrote {count} utterances of {len(speech_module.speakers())} synthetic speakers to {args.out}")
         else:
             run_demo(args)
-    except (SoundFontError, CsoundError, StkError, PatchError, SamplerError, OutputError, UnknownClassError) as exc:
+    except (SoundFontError, CsoundError, StkError, PatchError, SamplerError, OutputError, UnknownClassError,
+            speech_module.SpeechError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

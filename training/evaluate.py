@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import write_text
-from engine.config import AnalysisConfig
 from engine.errors import ModelFileError, ProtophoneError
 from engine.identify import DEFAULT_GATE_DB
 from engine.modelfile import load_model
@@ -72,7 +71,7 @@ def evaluate(spec: str, data: Path, split: Path | None = None, layout: str = "au
              library: str | None = None) -> dict:
     kind, scorer = load_scorer(spec, device)
     class_names = list(scorer.metadata.class_names if kind == "prototypes" else scorer.class_names)
-    analysis = scorer.metadata.analysis if kind == "prototypes" else AnalysisConfig()
+    analysis = scorer.metadata.analysis if kind == "prototypes" else scorer.analysis
     items = evaluation_items(data, split, layout, library)
     unknown = sorted({item.label for item in items} - set(class_names))
     if unknown:

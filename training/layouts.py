@@ -231,25 +231,26 @@ def _frames(path: Path) -> int:
 
 
 def scan_librispeech(root: str | Path, n_speakers: int) -> list[Item]:
-    """LibriSpeech ``<speaker>/<chapter>/*.flac``: the ``n_speakers`` speakers with the most audio.
+    """LibriSpeech ``<speaker>/<chapter>/*.flac``: the ``n_speakers`` speakers with the most audio (all of
+    them where there are fewer: the paper's 128 of train-clean-360, the 28 of the synthetic stand-in).
 
     "Most audio" is the total number of samples read from the file headers (ties broken by speaker id),
-    so the choice is the same on every machine.  Label = speaker id.
+    so the choice is the same on every machine.  Label = speaker id (folder name); ``variant`` = chapter,
+    which ``data.split: chapter`` keeps on one side of a split.
     """
     if n_speakers < 1:
         raise ValueError(f"n_speakers must be at least 1, got {n_speakers}")
     root = _require_folder(root, "librispeech")
-    by_speaker: dict[str, list[Path]] = defaultdict(list)
+    by_speaker: dict[str, list[tuple[Path, str]]] = defaultdict(list)
     for speaker_dir in _subfolders(root):
         for chapter_dir in _subfolders(speaker_dir):
-            by_speaker[speaker_dir.name] += [p for p in _audio_below(chapter_dir) if p.suffix.lower() == ".flac"]
-    totals = {speaker: sum(map(_frames, paths)) for speaker, paths in by_speaker.items() if paths}
+            by_speaker[speaker_dir.name] += [(p, chapter_dir.name) for p in _audio_below(chapter_dir)
+                                             if p.suffix.lower() == ".flac"]
+    totals = {speaker: sum(_frames(path) for path, _ in files) for speaker, files in by_speaker.items() if files}
     _require_items(list(totals), root, "librispeech")
-    if len(totals) < n_speakers:
-        raise DatasetError(f"{root} has {len(totals)} speakers with audio, fewer than the "
-                           f"{n_speakers} asked for")
     chosen = sorted(totals, key=lambda s: (-totals[s], s))[:n_speakers]
-    return [Item(path, speaker, "LibriSpeech") for speaker in sorted(chosen) for path in by_speaker[speaker]]
+    return [Item(path, speaker, "LibriSpeech", variant=chapter) for speaker in sorted(chosen)
+            for path, chapter in by_speaker[speaker]]
 
 
 # --- detection -----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Rebuild every shipped model from scratch: render the sample libraries, train, export to ``presets/``.
 
-    python -m training.rebuild              # four libraries, then two models of about 20 CPU-core minutes each
+    python -m training.rebuild              # four libraries and the speech corpus, then the three shipped models
     python -m training.rebuild --data-only  # just render every library into data/ (the benchmarks need them)
 
 Renders the libraries the shipped configs train on into ``data/`` (skipped where a library is already
@@ -8,7 +8,8 @@ rendered), then trains each shipped config in a fresh run folder.  Each config's
 the model file in ``presets/`` that the presets point to.  ``--data-only`` renders every library the
 project knows: the three General MIDI SoundFonts that Debian packages (``fluid-soundfont-gm``,
 ``timgm6mb-soundfont``, ``csound-soundfont``), the Freepats patch set (``freepats``, played by
-TiMidity++) and the two physically modelled libraries (Csound, the Synthesis ToolKit).
+TiMidity++), the two physically modelled libraries (Csound, the Synthesis ToolKit) and the synthetic
+speech corpus (espeak-ng and flite voices, ``training.speech``).
 """
 
 from __future__ import annotations
@@ -25,22 +26,27 @@ import yaml
 SOUNDFONTS = Path("/usr/share/sounds/sf2")
 #: Every library, by its folder name under data/: how ``training.data render`` makes it.
 LIBRARIES = {
-    **{name: ["--soundfont", str(SOUNDFONTS / f"{name}.sf2")] for name in ("FluidR3_GM", "TimGM6mb", "sf_GMbank")},
-    "freepats": ["--patches", "/etc/timidity/freepats.cfg"],
-    "csound": ["--physical", "csound"],
-    "stk": ["--physical", "stk"],
+    **{name: ["render", "--soundfont", str(SOUNDFONTS / f"{name}.sf2")]
+       for name in ("FluidR3_GM", "TimGM6mb", "sf_GMbank")},
+    "freepats": ["render", "--patches", "/etc/timidity/freepats.cfg"],
+    "csound": ["render", "--physical", "csound"],
+    "stk": ["render", "--physical", "stk"],
+    "speech": ["speech"],  # the synthetic stand-in speech corpus (training.speech)
 }
+#: The file each kind of library writes last: its presence means the library is complete.
+COMPLETE_MARKERS = ("metadata.csv", "SPEAKERS.csv")
 #: In order: the low-latency model reuses the orchestra run's split file.
-SHIPPED_CONFIGS = (Path("training/configs/orchestra.yaml"), Path("training/configs/orchestra-lowlatency.yaml"))
+SHIPPED_CONFIGS = (Path("training/configs/orchestra.yaml"), Path("training/configs/orchestra-lowlatency.yaml"),
+                   Path("training/configs/speakers.yaml"))
 
 
 def render_libraries(data: Path, libraries: list[str]) -> None:
     for library in libraries:
-        if (data / library / "metadata.csv").is_file():
+        if any((data / library / marker).is_file() for marker in COMPLETE_MARKERS):
             print(f"{data / library}: already rendered")
             continue
-        subprocess.run([sys.executable, "-m", "training.data", "render", *LIBRARIES[library],
-                        "--out", str(data / library)], check=True)
+        subprocess.run([sys.executable, "-m", "training.data", *LIBRARIES[library], "--out", str(data / library)],
+                       check=True)
 
 
 def trained_libraries(configs: tuple[Path, ...]) -> list[str]:

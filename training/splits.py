@@ -25,12 +25,13 @@ class SplitError(ValueError):
     """A split that cannot be made or read; the message names the file or the library."""
 
 
-def split_items(items: list[Item], test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Per-item train/test split, stratified by label.
+def split_items(items: list[Item], test_fraction: float = 0.2, seed: int = 0, by_chapter: bool = False) -> Split:
+    """Per-item train/test split, stratified by label; ``by_chapter``: whole chapters (``Item.variant`` of
+    a LibriSpeech-layout item) go to one side, so no chapter is in two splits.
 
-    Each label with n >= 2 items puts round(n * test_fraction), clipped to 1..n-1, into test, so every
-    such class is on both sides; a label with one item stays in train.  Deterministic for a given seed
-    and set of items, whatever their order: items are sorted by path before the seeded shuffle.
+    Each label with n >= 2 items (chapters) puts round(n * test_fraction), clipped to 1..n-1, into test, so
+    every such class is on both sides; a label with one stays in train.  Deterministic for a given seed
+    and set of items, whatever their order: units are sorted before the seeded shuffle.
     """
     if not 0.0 < test_fraction < 1.0:
         raise SplitError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
@@ -41,10 +42,12 @@ def split_items(items: list[Item], test_fraction: float = 0.2, seed: int = 0) ->
     split: Split = {"train": [], "test": []}
     for label in sorted(by_label):
         group = sorted(by_label[label], key=lambda item: str(item.path))
-        order = rng.permutation(len(group))
-        n_test = min(max(round(len(group) * test_fraction), 1), len(group) - 1)
-        split["test"] += [group[i] for i in sorted(order[:n_test])]
-        split["train"] += [group[i] for i in sorted(order[n_test:])]
+        units = sorted({item.variant for item in group}) if by_chapter else [str(item.path) for item in group]
+        order = rng.permutation(len(units))
+        n_test = min(max(round(len(units) * test_fraction), 1), len(units) - 1)
+        held = {units[i] for i in order[:n_test]}
+        for item in group:
+            split["test" if (item.variant if by_chapter else str(item.path)) in held else "train"].append(item)
     return split
 
 

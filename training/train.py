@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,19 +43,22 @@ def load_split(config: RunConfig) -> Split:
     """Scan every dataset root and reuse (or draw and write) the run's split.
 
     With ``data.validation_fraction`` the training side is split once more, per class, into ``train``
-    and ``validation`` (seeded, so every run of the config holds out the same notes).
+    and ``validation`` (seeded, so every run of the config holds out the same notes; whole chapters with
+    ``data.split: chapter``).
     """
     items: list[Item] = []
     for root in config.data.roots:
         items.extend(scan(root, config.data.layout, n_speakers=config.data.n_speakers))
     split_file = config.data.split_file or config.output / "split.csv"
+    by_chapter = config.data.split == "chapter"
     if config.data.split == "library":
         make = lambda found: leave_library_out(found, config.data.test_library)  # noqa: E731 - a one-line choice
     else:
-        make = lambda found: split_items(found, config.data.test_fraction, config.data.seed)  # noqa: E731 - as above
+        make = lambda found: split_items(found, config.data.test_fraction, config.data.seed,  # noqa: E731 - as above
+                                         by_chapter=by_chapter)
     split = load_or_create_split(split_file, items, make)
     if config.data.validation_fraction > 0:
-        held = split_items(split["train"], config.data.validation_fraction, config.data.seed)
+        held = split_items(split["train"], config.data.validation_fraction, config.data.seed, by_chapter)
         split = {**split, "train": held["train"], "validation": held["test"]}
     return split
 
@@ -130,11 +133,22 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
     return summary
 
 
+def on_other_data(config: RunConfig, folder: Path) -> RunConfig:
+    """``config`` trained on ``folder``: its own output folder and split, and no export over a shipped preset."""
+    if not folder.is_dir():
+        raise ConfigError(f"--data {folder}: no such folder")
+    output = config.output.with_name(f"{config.output.name}-{folder.resolve().name}")
+    return replace(config, data=replace(config.data, roots=(folder,), split_file=None), output=output, export=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="YAML run configuration (see training/configs)")
     parser.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint")
+    parser.add_argument("--data", type=Path, metavar="FOLDER",
+                        help="train on this dataset folder instead of the config's data.roots; the run then goes to "
+                             "<output>-<folder name> and exports no preset")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -142,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group("gloo")
     torch.set_num_threads(1 if distributed else min(2, len(os.sched_getaffinity(0))))  # CPUs this process may use
     try:
-        summary = run(load_config(args.config), args.resume, not args.no_progress)
+        config = load_config(args.config)
+        if args.data is not None:
+            config = on_other_data(config, args.data)
+        summary = run(config, args.resume, not args.no_progress)
     except (ConfigError, DatasetError, SplitError, ProtophoneError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

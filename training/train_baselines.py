@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.array([names.index(label) for label in clips.labels])
     chain = RecordingChain(config.augment, config.analysis)  # passes crops through when nothing is asked
     common = {"gain_offset": args.gain_offset, "seed": config.train.seed, "progress": not args.no_progress,
-              "chain": chain}
+              "chain": chain, "analysis": config.analysis}
     config.output.mkdir(parents=True, exist_ok=True)
     timings = {}
     if args.only in (None, "cnn"):
