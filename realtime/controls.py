@@ -240,9 +240,10 @@ class MidiInput:
             raise MidiError("MIDI needs mido and python-rtmidi: pip install mido python-rtmidi") from None
         except (OSError, RuntimeError, SystemError) as error:  # rtmidi's errors derive from these
             first = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+            other = "alsa" if api == "jack" else "jack"
             raise MidiError(f"cannot open the {api} MIDI input {port!r} ({first}); is the "
-                            f"{'JACK server' if api == 'jack' else 'ALSA sequencer'} running? "
-                            "try --midi-api jack or alsa") from None
+                            f"{'JACK server' if api == 'jack' else 'ALSA sequencer'} running? or try --midi-api "
+                            f"{other}") from None
         self.name = self.port.name
 
     @staticmethod
