@@ -96,6 +96,16 @@ def test_every_spectrum_shares_one_db_scale_and_frequency_axis():
     assert all(label in svgs[0] for label in (">100<", ">1k<", ">10k<", ">-40<", ">0<"))
 
 
+def test_a_body_is_drawn_dashed_only_where_the_model_has_one():
+    centres = np.geomspace(40.0, 16000.0, 64)
+    plain = spectrum_svg(np.full(64, 0.4), centres, (-60, 20))
+    bodied = spectrum_svg(np.full(64, 0.4), centres, (-60, 20), body=np.full(64, 0.05))  # +8.5 dB
+    assert 'class="body"' not in plain and bodied.count("<polyline") == 2
+    body_y = float(bodied.split('class="body" points="')[1].split(",")[1].split()[0])
+    trace_y = float(bodied.split('class="trace" points="')[1].split(",")[1].split()[0])
+    assert body_y < trace_y  # the body's +8.5 dB is drawn above the spectrum's -32 dB
+
+
 def test_confusion_rows_are_shaded_by_their_share():
     table = confusion_table(np.array([[3, 1], [0, 2]]), ["flute", "oboe"])
     assert "rgba(31, 95, 168, 0.75)" in table and "rgba(31, 95, 168, 1.00)" in table

@@ -11,6 +11,10 @@ Folder names (or the layout's labels) are the class names.  With ``--split`` onl
 is scored; without it, every file under ``--data``.  Reports OA, AA (mean per-class recall), per-class
 recall and the confusion matrix; for prototype models also the live decision after 0.25 s and 1 s of
 sound.  ``--out`` writes ``metrics.json`` and ``confusion.png`` there.
+
+The examples' ``data/`` is rendered by ``python -m training.rebuild --data-only`` (about 3 minutes) and their
+``runs/orchestra`` by ``python -m training.train --config training/configs/orchestra.yaml``; a shipped preset
+(``--preset identify``) and any folder of labelled audio need neither.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from html import escape
 
 import numpy as np
 
-from engine.mel import x_to_db
+from engine.mel import LOG_SCALE, x_to_db
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FREQUENCY_TICKS_HZ = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
@@ -32,6 +32,7 @@ div.sounds { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; } figcaption { font-size: 0.9em; margin-bottom: 0.2em; }
 audio { width: 420px; display: block; }
 svg text { font-size: 10px; fill: #555; } svg .trace { fill: none; stroke: #1f5fa8; stroke-width: 1.5; }
+svg .body { fill: none; stroke: #c0504d; stroke-width: 1; stroke-dasharray: 3 2; }
 svg .grid { stroke: #e4e4e4; } svg .frame { fill: none; stroke: #999; }
 table.confusion { border-collapse: collapse; font-size: 0.85em; }
 table.confusion td, table.confusion th { border: 1px solid #ddd; padding: 2px 5px; text-align: right; }
@@ -48,6 +49,7 @@ class Sound:
     audio: str
     seconds: float
     detail: str = ""
+    body: np.ndarray | None = None  # the part of ``frame`` that stays put when it is transposed, if any
 
 
 def note_name(midi: float | None) -> str:
@@ -64,8 +66,10 @@ def db_range(frames: list[np.ndarray]) -> tuple[float, float]:
     return math.floor(levels.min() / DB_STEP) * DB_STEP, math.ceil(levels.max() / DB_STEP) * DB_STEP
 
 
-def spectrum_svg(frame: np.ndarray, centres_hz: np.ndarray, scale: tuple[float, float]) -> str:
-    """A spectrum in dB against log frequency, with its axes, as an inline SVG element."""
+def spectrum_svg(frame: np.ndarray, centres_hz: np.ndarray, scale: tuple[float, float],
+                 body: np.ndarray | None = None) -> str:
+    """A spectrum in dB against log frequency, with its axes, as an inline SVG element; ``body`` (log
+    units, added to the transposed prototype) dashed around 0 dB of the same scale."""
     low_db, high_db = scale
     log_low, log_high = math.log(centres_hz[0]), math.log(centres_hz[-1])
     plot_w, plot_h = SVG_WIDTH - MARGIN_LEFT - 4, SVG_HEIGHT - MARGIN_BOTTOM - MARGIN_TOP
@@ -91,6 +95,11 @@ def spectrum_svg(frame: np.ndarray, centres_hz: np.ndarray, scale: tuple[float, 
     parts.append(f'<text x="2" y="{MARGIN_TOP + 8}">dB</text>')
     points = " ".join(f"{x_of(hz):.1f},{y_of(db):.1f}" for hz, db in zip(centres_hz, x_to_db(frame), strict=True))
     parts.append(f'<polyline class="trace" points="{points}"/>')
+    if body is not None:
+        gains = 10.0 * LOG_SCALE * np.asarray(body, dtype=np.float64)  # a log-unit offset in dB
+        points = " ".join(f"{x_of(hz):.1f},{y_of(float(np.clip(db, low_db, high_db))):.1f}"
+                          for hz, db in zip(centres_hz, gains, strict=True))
+        parts.append(f'<polyline class="body" points="{points}"/>')
     parts.append(f'<rect class="frame" x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}"/>')
     parts.append("</svg>")
     return "".join(parts)
@@ -99,7 +108,7 @@ def spectrum_svg(frame: np.ndarray, centres_hz: np.ndarray, scale: tuple[float, 
 def _figure(sound: Sound, centres_hz: np.ndarray, scale: tuple[float, float]) -> str:
     detail = f" · {escape(sound.detail)}" if sound.detail else ""
     return (f'<figure><figcaption><b>{escape(sound.title)}</b>{detail}</figcaption>'
-            f'{spectrum_svg(sound.frame, centres_hz, scale)}'
+            f'{spectrum_svg(sound.frame, centres_hz, scale, sound.body)}'
             f'<audio controls preload="metadata" src="{escape(sound.audio)}" data-seconds="{sound.seconds:g}">'
             f'</audio></figure>')
 

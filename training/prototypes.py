@@ -32,7 +32,7 @@ from engine.errors import ProtophoneError
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
 from engine.mel import x_to_db
-from engine.model import prototype_spectra
+from engine.model import prototype_bodies, prototype_spectra
 from engine.modelfile import LoadedModel, load_model
 from engine.preset import load_preset
 from engine.synth import MelToMagnitude, griffin_lim
@@ -114,14 +114,18 @@ def write_gallery(model: LoadedModel, title: str, out: Path, view: DataView | No
     """``out/index.html``: the page for the WAVs already written beside it."""
     metadata = model.metadata
     spectra = prototype_spectra(model.module).detach().cpu().numpy()
+    bodies = prototype_bodies(model.module).detach().cpu().numpy()
+    bodied = bool(np.any(bodies))
     classes: dict[str, list[Sound]] = {}
     for index in np.argsort(metadata.prototype_classes, kind="stable"):
         name = metadata.class_names[metadata.prototype_classes[index]]
         classes.setdefault(name, []).append(Sound(
             f"prototype {index}", spectra[index], f"{index:02d}-{name}.wav", SECONDS,
-            f"reference pitch {note_name(metadata.reference_pitch[index])}"))
+            f"reference pitch {note_name(metadata.reference_pitch[index])}", bodies[index] if bodied else None))
     summary = (f"{len(spectra)} prototypes of {len(classes)} classes · {metadata.sample_rate} Hz, "
                f"{metadata.n_mels} mel bands · each prototype held {SECONDS:g} s (Griffin-Lim, peak -3 dBFS)")
+    if bodied:
+        summary += " · dashed: each prototype's body, in dB, which stays at its frequencies when it is transposed"
     typical, confusion = {}, ""
     if view is not None:
         typical = {name: Sound("typical transformed prototype", frame, f"typical-{name}.wav", SECONDS,
