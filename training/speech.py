@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from tqdm import tqdm
 
 from engine.atomic import replacing, write_text
 from training.dataset import OutputError
@@ -129,8 +130,6 @@ def render_corpus(out: Path, voices: list[SyntheticSpeaker] | None = None, chapt
                   per_chapter: int = UTTERANCES_PER_CHAPTER, progress: bool = True) -> int:
     """Write the corpus under ``out`` (LibriSpeech layout, with ``SPEAKERS.csv`` and ``transcripts.csv``);
     returns the number of utterances.  Each file is written atomically, so a killed run leaves whole files."""
-    from tqdm import tqdm
-
     voices = voices or speakers()
     check_synthesisers(voices)
     try:
