@@ -43,6 +43,9 @@ class View:
     message: str = ""  # what the last key or MIDI message did
     keys: str = ""  # the keys that act, when the terminal's keys are read
     stream: str = ""  # rate, block and where the engine runs, on a device
+    offline: bool = False  # a file without a device: no xruns or deadlines to count
+    total_s: float = 0.0  # a file's length (0: a live run, which has none)
+    eta_s: float | None = None  # a file job's time left at its speed so far
 
 
 def latency_text(latency: dict) -> str:
@@ -78,12 +81,25 @@ def heard(identification: Identification) -> str:
     return f"{identification.label} (held)" if identification.held else identification.label
 
 
+def position(view: View) -> str:
+    """Seconds of audio so far; for a file also of how many, the share done and the time left."""
+    if not view.total_s:
+        return f"{view.elapsed_s:6.1f}s"
+    done = f"{view.elapsed_s:6.1f}/{view.total_s:.1f}s {100 * view.elapsed_s / view.total_s:3.0f} %"
+    return done + (f" ETA {view.eta_s:.0f} s" if view.eta_s is not None else "")
+
+
+def problems(view: View) -> str:
+    """The device's xruns and deadline misses (nothing for a file without a device, where they mean nothing)."""
+    return "" if view.offline else f"xruns {view.xruns}  misses {view.deadline_misses}  "
+
+
 def plain_line(view: View) -> str:
     """One log line: time, label and top probabilities, levels, latency, load, problems."""
     top = " ".join(f"{name} {p:.2f}" for name, p in view.identification.top(3))
-    return (f"{view.elapsed_s:6.1f}s  {heard(view.identification):<12} [{top}]  "
+    return (f"{position(view)}  {heard(view.identification):<12} [{top}]  "
             f"in {view.input_db:6.1f} dB  out {view.output_db:6.1f} dB  latency {view.latency}  "
-            f"load {view.dsp_load:.2f}  xruns {view.xruns}  misses {view.deadline_misses}  {setting(view)}")
+            f"load {view.dsp_load:.2f}  {problems(view)}{setting(view)}")
 
 
 def render(view: View, top: int = 5) -> Group:
@@ -101,7 +117,7 @@ def render(view: View, top: int = 5) -> Group:
     load_style = "red" if view.dsp_load > 0.8 else "default"
     status = Text.assemble(
         (f"DSP load {view.dsp_load:.0%}", load_style),
-        f"   xruns {view.xruns}   deadline misses {view.deadline_misses}   {view.elapsed_s:.0f} s",
+        f"   {problems(view)}{position(view)}",
     )
     lines = [Text(f"hearing: {heard(view.identification)}", style="bold"), classes, Text(""), meters,
              Text(setting(view)), Text(f"latency {view.latency}" + (f"   {view.stream}" if view.stream else "")),

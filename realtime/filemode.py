@@ -148,6 +148,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         seconds = SecondLog(rate)
         timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
+        total_s = file.frames / file.samplerate
         started = time.perf_counter()
         processed = 0
 
@@ -161,10 +162,11 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
                 time.sleep(max(0.0, started + processed / rate - time.perf_counter()))
             if processed // settings.block_size % update_every == 1:
                 levels = metered.take_levels()
+                heard_s, wall_s = run.heard / rate, time.perf_counter() - started
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                    latency_text(latency), levels.dsp_load, 0, metered.deadline_misses,
-                                    run.heard / rate,
-                                    proc.preset.mix, proc.preset.transpose))
+                                    latency_text(latency), levels.dsp_load, 0, metered.deadline_misses, heard_s,
+                                    proc.preset.mix, proc.preset.transpose, offline=True, total_s=total_s,
+                                    eta_s=wall_s * (total_s - heard_s) / heard_s if heard_s > 0 else None))
 
         with audio_thread_policy():
             run = stream_file(metered.process, file, rate, settings.block_size, proc.latency_samples,
