@@ -81,3 +81,22 @@ def test_the_speech_command_is_one_line_without_a_synthesiser(tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path))  # neither synthesiser on it
     assert data_main(["speech", "--out", str(tmp_path / "out")]) == 2
     assert "apt-get install espeak-ng flite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host_rate", [16000, 44100, 48000])
+def test_a_16_khz_model_identifies_at_any_host_rate(tmp_path, host_rate):
+    """The speech framing (16 kHz, n_fft 1024, hop 512) at the host's rate: the engine analyses there with the
+    same window and hop in seconds and the model's mel bands, and hears what the model knows."""
+    from tiny_model import tone, write_tiny_model
+
+    from engine.config import AnalysisConfig
+    from engine.processor import Processor
+
+    model = write_tiny_model(tmp_path / "tiny16.pt", config=AnalysisConfig(16000, 1024, 512, 64, f_max=8000.0))
+    proc = Processor.from_preset(str(model))
+    proc.prepare(host_rate, 256)
+    audio = tone("sawtooth", 220.0, 2.0, host_rate)
+    for start in range(0, len(audio) - 256, 256):
+        proc.process(audio[start:start + 256])
+    assert proc.analysis.at_rate(host_rate).hop / host_rate == pytest.approx(512 / 16000, rel=0.01)
+    assert proc.clip_label == "sawtooth"
