@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -29,14 +30,25 @@ from training.config import ConfigError, load_config
 from training.layouts import DatasetError
 from training.splits import SplitError
 from training.train import load_split, training_clips
+from training.trainer import TrainSettings
+
+
+def same_crops_epochs(train: TrainSettings, n_clips: int) -> int:
+    """Epochs over ``n_clips`` clips that give the baseline as many training crops as the prototype model gets
+    (``train.epochs`` of ``batches_per_epoch`` batches of ``batch_size``; one pass when batches_per_epoch is 0):
+    a small corpus (28 speakers) then trains its CNN as long as a large one (14 instruments)."""
+    per_epoch = train.batches_per_epoch * train.batch_size if train.batches_per_epoch else n_clips
+    return max(1, math.ceil(train.epochs * per_epoch / max(n_clips, 1)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train_baselines", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="the prototype run's YAML configuration")
-    parser.add_argument("--cnn-epochs", type=int, default=12, help="direct CNN epochs (default 12)")
-    parser.add_argument("--ae-epochs", type=int, default=6, help="autoencoder epochs (default 6)")
+    parser.add_argument("--cnn-epochs", type=int,
+                        help="direct CNN epochs (default: as many training crops as the prototype model sees, "
+                             "train.epochs x batches_per_epoch x batch_size; 12 for the orchestra recipe)")
+    parser.add_argument("--ae-epochs", type=int, help="autoencoder epochs (default: half the CNN's)")
     parser.add_argument("--gain-offset", type=float, default=0.1, help="level augmentation in x units (default 0.1)")
     parser.add_argument("--only", choices=("cnn", "autoencoder"), help="train just one of the two")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -48,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, SplitError, ProtophoneError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    cnn_epochs = args.cnn_epochs or same_crops_epochs(config.train, len(clips.features))
+    ae_epochs = args.ae_epochs or max(1, cnn_epochs // 2)
     names = sorted(set(clips.labels))
     labels = np.array([names.index(label) for label in clips.labels])
     chain = RecordingChain(config.augment, config.analysis)  # passes crops through when nothing is asked
@@ -57,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     timings = {}
     if args.only in (None, "cnn"):
         started = time.perf_counter()
-        train_cnn(clips.features, labels, names, epochs=args.cnn_epochs, **common).save(config.output / "cnn.pt")
+        train_cnn(clips.features, labels, names, epochs=cnn_epochs, **common).save(config.output / "cnn.pt")
         timings["cnn_seconds"] = time.perf_counter() - started
     if args.only in (None, "autoencoder"):
         started = time.perf_counter()
-        model = train_autoencoder_kmeans(clips.features, labels, names, epochs=args.ae_epochs, **common)
+        model = train_autoencoder_kmeans(clips.features, labels, names, epochs=ae_epochs, **common)
         model.save(config.output / "autoencoder-kmeans.pt")
         timings["autoencoder_seconds"] = time.perf_counter() - started
-    write_text(config.output / "baselines.json", json.dumps({**timings, **vars(args), "config": str(args.config)},
+    write_text(config.output / "baselines.json", json.dumps({**timings, **vars(args), "cnn_epochs": cnn_epochs,
+                                                              "ae_epochs": ae_epochs, "config": str(args.config)},
                                                              indent=1, default=str))
     print(f"baselines for {config.name} written to {config.output}: "
           + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
