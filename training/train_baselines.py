@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         model = train_autoencoder_kmeans(clips.features, labels, names, epochs=ae_epochs, **common)
         model.save(config.output / "autoencoder-kmeans.pt")
         timings["autoencoder_seconds"] = time.perf_counter() - started
-    write_text(config.output / "baselines.json", json.dumps({**timings, **vars(args), "cnn_epochs": cnn_epochs,
-                                                              "ae_epochs": ae_epochs, "config": str(args.config)},
-                                                             indent=1, default=str))
+    record = config.output / "baselines.json"
+    earlier = json.loads(record.read_text()) if args.only and record.is_file() else {}  # the other one's timing
+    write_text(record, json.dumps({**earlier, **timings, **vars(args), "cnn_epochs": cnn_epochs,
+                                   "ae_epochs": ae_epochs, "config": str(args.config)}, indent=1, default=str))
     print(f"baselines for {config.name} written to {config.output}: "
           + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     return 0
