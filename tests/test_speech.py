@@ -75,6 +75,23 @@ def test_a_tiny_speaker_model_tells_three_voices_apart(corpus, tmp_path):
     assert result["OA"] > 66.0, result  # chance is 33 %
 
 
+def test_train_data_trains_a_config_on_another_folder_without_exporting(corpus, tmp_path):
+    """``training.train --config speakers.yaml --data /path/to/LibriSpeech/...``: the config's recipe on that
+    tree, in its own run folder, and never over the shipped preset the config exports."""
+    shipped = tmp_path / "presets" / "speakers.pt"
+    config = {"name": "tiny-speakers", "data": {"roots": ["nowhere"], "layout": "librispeech", "split": "chapter",
+                                                "test_fraction": 0.25, "cache": str(tmp_path / "cache")},
+              "analysis": {"sample_rate": 16000, "n_fft": 1024, "hop": 512, "n_mels": 64, "f_max": 8000.0},
+              "train": {**TINY_TRAIN, "epochs": 1}, "output": str(tmp_path / "runs" / "speakers"),
+              "export": str(shipped)}
+    path = tmp_path / "speakers.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert train_main(["--config", str(path), "--data", str(corpus), "--no-progress"]) == 0
+    run = tmp_path / "runs" / f"speakers-{corpus.name}"
+    assert (run / "model.pt").is_file() and (run / "split.csv").is_file() and not shipped.exists()
+    assert train_main(["--config", str(path), "--data", str(tmp_path / "missing"), "--no-progress"]) == 2
+
+
 def test_the_speech_command_is_one_line_without_a_synthesiser(tmp_path, monkeypatch, capsys):
     from training.data import main as data_main
 
