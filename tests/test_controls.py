@@ -2,6 +2,7 @@
 bounds, refusals are messages (never exceptions in the watch loop), a save loads back as the same settings,
 and the terminal's keys are read one by one from a real pseudo-terminal and its settings restored."""
 
+import io
 import os
 import termios
 
@@ -122,3 +123,30 @@ def test_keys_are_not_read_from_a_pipe():
 
 def test_the_keys_help_names_every_key():
     assert all(key in keys_help() for key in "][+-><ms")
+
+
+def test_the_view_shows_the_settings_and_no_bars_while_nothing_is_named():
+    """What the live panel tells: mix, transposition, latency parts, stream and the keys; in doubt no class
+    bars (they would look like a result), only why."""
+    from rich.console import Console
+
+    from engine.identify import Identification
+    from realtime.display import View, render
+
+    def shown(identification: Identification) -> str:
+        view = View(identification, "transfer", "violin", -20.0, -18.0, "74.0 ms (window 35.0 + worker 10.7)", 0.3,
+                    0, 0, 12.0, mix=0.7, transpose=12.0, message="transpose 12.0", keys=keys_help(),
+                    stream="48000 Hz / 128 (worker, 5 blocks)")
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(render(view))
+        return console.export_text()
+
+    heard = shown(Identification("violin", {"violin": 0.7, "viola": 0.3}, 50))
+    assert "█" in heard.split("\nin ")[0] and "mix 0.70  transpose +12" in heard  # bars above the meters
+    assert "window 35.0 + worker 10.7" in heard and "48000 Hz / 128 (worker, 5 blocks)" in heard
+    assert "keys: ] next target" in heard and "transpose 12.0" in heard
+    doubt = shown(Identification(None, {"violin": 0.34, "viola": 0.33}, 0, reason="silence"))
+    assert "hearing: - (silence)" in doubt and "violin" not in doubt.split("\nin ")[0]
+    assert "█" not in doubt.split("\nin ")[0]
+    held = shown(Identification("violin", {"violin": 0.7}, 50, held=True))
+    assert "hearing: violin (held)" in held
