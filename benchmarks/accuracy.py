@@ -242,7 +242,7 @@ def score_study(study: str, models: dict[str, Path]) -> list[dict]:
         test_sets = [("held-out chapters", None)]
     else:
         test_sets = [(f"all of {data['test_library']}", None)]
-    root = Path(os.path.commonpath(data["roots"])) if len(data["roots"]) > 1 else Path(data["roots"][0])
+    root = Path(os.path.commonpath(data["roots"]))  # what the split file's paths are relative to
     rows, seconds = [], training_seconds(models)
     for label, library in test_sets:
         row = {"study": study, "test": label, "train_seconds": seconds}

@@ -24,8 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TextIO
+from typing import Any, TextIO
 
 from engine.errors import ProtophoneError
 from engine.parameters import SETTINGS
@@ -199,13 +198,6 @@ class TerminalKeys:
     def close(self) -> None:
         termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
-
 
 def midi_action(controls: LiveControls, mapping: MidiMap, message: Any) -> Callable[[], str] | None:
     """What a MIDI message asks of ``controls`` (None for a message that maps to nothing)."""
@@ -244,7 +236,6 @@ class MidiInput:
             raise MidiError(f"cannot open the {api} MIDI input {port!r} ({first}); is the "
                             f"{'JACK server' if api == 'jack' else 'ALSA sequencer'} running? or try --midi-api "
                             f"{other}") from None
-        self.name = self.port.name
 
     @staticmethod
     def _port_name(backend: Any, wanted: str) -> str:

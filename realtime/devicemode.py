@@ -203,16 +203,15 @@ def run_live(proc: Processor, settings: LiveSettings, display: Display, controls
     """Run until ``duration_s`` or Ctrl-C, ``controls`` (keys, MIDI) applied meanwhile; return the run's
     summary (see ``realtime.live``)."""
     input_device, output_device = resolve_devices(settings.input_device, settings.output_device, settings.client_name)
-    if max(settings.input_channels) > input_device.max_input_channels:
-        raise AudioDeviceError(f"input channel {max(settings.input_channels)} asked for, but {input_device} has "
-                               f"{input_device.max_input_channels}; give --input-channel 1.."
-                               f"{input_device.max_input_channels} (see --list-devices)")
     rate = settings.sample_rate or int(input_device.default_samplerate)
     metered = MeteredProcessor(proc)
     plan = plan_processing(settings.processing, settings.block_size, hop_at_rate(proc, rate),
                            settings.worker_delay_blocks)
-    runner = open_runner(metered, rate, settings.block_size, input_device.index, output_device.index, plan,
-                         unbuffered=settings.unbuffered, input_channels=settings.input_channels)
+    try:
+        runner = open_runner(metered, rate, settings.block_size, input_device.index, output_device.index, plan,
+                             unbuffered=settings.unbuffered, input_channels=settings.input_channels)
+    except ValueError as error:  # an input channel the device does not have
+        raise AudioDeviceError(f"{error} (see --list-devices)") from None
     recorder = Recorder(settings.record_path, rate, settings.block_size) if settings.record_path else None
     metered.on_output = None if recorder is None else recorder.push
     duration_s = settings.duration_s
@@ -244,6 +243,7 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
     latency = latency_text(latency_ms(proc, report))
     thread = "callback" if runner.mode == "callback" else f"worker, {report.added_latency_samples // block_size} blocks"
     stream = f"{rate} Hz / {block_size} ({thread})"
+    keys = keys_help() if controls is not None and controls.keys is not None else ""
     started = last_progress = time.monotonic()
     last_blocks = 0
     try:
@@ -266,8 +266,7 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
             levels = metered.take_levels()
             display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
                                 latency, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate,
-                                proc.preset.mix, proc.preset.transpose, message,
-                                keys_help() if controls is not None and controls.keys is not None else "", stream))
+                                proc.preset.mix, proc.preset.transpose, message, keys, stream))
     except KeyboardInterrupt:
         return True, False
     return False, False

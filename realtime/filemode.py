@@ -145,6 +145,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         metered.prepare(rate, settings.block_size)
         latency_ms = 1e3 * proc.latency_samples / rate
         latency = {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "total_ms": latency_ms}
+        shown_latency = latency_text(latency)
         seconds = SecondLog(rate)
         timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
@@ -164,7 +165,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
                 levels = metered.take_levels()
                 heard_s, wall_s = run.heard / rate, time.perf_counter() - started
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
-                                    latency_text(latency), levels.dsp_load, 0, metered.deadline_misses, heard_s,
+                                    shown_latency, levels.dsp_load, 0, metered.deadline_misses, heard_s,
                                     proc.preset.mix, proc.preset.transpose, offline=True, total_s=total_s,
                                     eta_s=wall_s * (total_s - heard_s) / heard_s if heard_s > 0 else None))
 

@@ -317,8 +317,6 @@ def run(args: argparse.Namespace) -> dict:
                 summary = with_readout(proc, run_live(proc, settings, display, controls))
             finally:
                 controls.close()
-            summary["settings"] = {name: getattr(proc.preset, name) for name, setting in SETTINGS.items()
-                                   if setting.live}
         else:
             runs = []
             for index, (path, output) in enumerate(jobs, start=1):

@@ -21,6 +21,7 @@ import pytest
 from jack_server import JackServer
 from second_attempt import assert_xruns_are_the_machines, retry_if_disturbed
 
+from benchmarks.jackrig.clients import portaudio_on_jack as clients_portaudio_on_jack
 from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns
 from realtime.audio import (
     EVENT_HISTORY,
@@ -29,9 +30,6 @@ from realtime.audio import (
     EventClock,
     RunReport,
     list_devices,
-    name_jack_client,
-    refresh_portaudio,
-    release_portaudio,
     resolve_device,
 )
 from realtime.devicemode import DEFAULT_CLIENT_NAME
@@ -183,14 +181,8 @@ def best_lag(reference: np.ndarray, recorded: np.ndarray) -> tuple[int, float, f
 def portaudio_on_jack(jack_server: JackServer) -> Iterator[JackServer]:
     """PortAudio re-scanned so that it sees the private server; on teardown PortAudio lets go of the
     server *before* it stops (else PortAudio aborts the process at exit), then re-scans the machine."""
-    name_jack_client(DEFAULT_CLIENT_NAME)
-    refresh_portaudio()
-    try:
+    with clients_portaudio_on_jack(jack_server):
         yield jack_server
-    finally:
-        release_portaudio()
-        jack_server.stop()
-        refresh_portaudio()
 
 
 def engine_ports(client: jack.Client) -> tuple[list[jack.Port], list[jack.Port]]:

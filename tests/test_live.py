@@ -253,6 +253,10 @@ def test_live_device_errors_are_one_line(portaudio_jack: JackServer, presets: Pa
         run_live(proc, LiveSettings("system", "system", 44100, period, 1.0, None), Display(io.StringIO()))
     with pytest.raises(AudioDeviceError, match=r"'no such card'.*available input devices: \[\d+\] 'system'"):
         run_live(proc, LiveSettings("no such card", "system", None, period, 1.0, None), Display(io.StringIO()))
+    too_many = r"^input channel 3 asked for, but 'system' has 2 \(see --list-devices\)$"
+    with pytest.raises(AudioDeviceError, match=too_many):
+        run_live(proc, LiveSettings("system", "system", None, period, 1.0, None, input_channels=(1, 3)),
+                 Display(io.StringIO()))
     with pytest.raises(AudioDeviceError, match=r"blocks of another size than 128: with --latency low give its own"):
         run_live(proc, LiveSettings("system", "system", None, 128, 5.0, None, unbuffered=True), Display(io.StringIO()))
     summary = run_live(proc, LiveSettings("system", "system", None, period, 1.0, None, unbuffered=True),
@@ -522,9 +526,9 @@ def test_cli_keys_and_jack_midi_change_the_running_engine(portaudio_jack: JackSe
         if engine.poll() is None:
             engine.kill()
     assert engine.returncode == 0 and "Traceback" not in stderr, stderr
-    settings = json.loads(stdout)["settings"]
-    assert (settings["mode"], settings["target"]) == ("transfer", TIMBRES[1])
-    assert settings["mix"] == pytest.approx(64 / 127, abs=1e-3) and settings["transpose"] == 2.0
+    summary = json.loads(stdout)  # the settings the run ended with
+    assert (summary["mode"], summary["target"]) == ("transfer", TIMBRES[1])
+    assert summary["mix"] == pytest.approx(64 / 127, abs=1e-3) and summary["transpose"] == 2.0
 
 
 def test_processing_plan_puts_small_blocks_on_the_worker() -> None:

@@ -38,16 +38,17 @@ def split_items(items: list[Item], test_fraction: float = 0.2, seed: int = 0, by
     by_label: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_label[item.label].append(item)
+    unit: Callable[[Item], str] = (lambda item: item.variant) if by_chapter else (lambda item: str(item.path))
     rng = np.random.default_rng(seed)
     split: Split = {"train": [], "test": []}
     for label in sorted(by_label):
         group = sorted(by_label[label], key=lambda item: str(item.path))
-        units = sorted({item.variant for item in group}) if by_chapter else [str(item.path) for item in group]
+        units = sorted({unit(item) for item in group})
         order = rng.permutation(len(units))
         n_test = min(max(round(len(units) * test_fraction), 1), len(units) - 1)
         held = {units[i] for i in order[:n_test]}
         for item in group:
-            split["test" if (item.variant if by_chapter else str(item.path)) in held else "train"].append(item)
+            split["test" if unit(item) in held else "train"].append(item)
     return split
 
 
