@@ -23,6 +23,7 @@ from training.baselines import (
     accuracy_metrics,
     majority_mapping,
     random_gain,
+    saved_analysis,
     train_autoencoder_kmeans,
     train_cnn,
 )
@@ -72,7 +73,7 @@ def cnn(data) -> CnnClassifier:
     # 16 epochs: every one of 40 seeds then scores 1.0 on the test set; with 8, one seed in eight
     # stayed at chance (a CI machine's different float rounding acts like another seed).
     return train_cnn(train, train_y, NAMES, epochs=16, crop_frames=16, batch_size=16, lr=3e-3,
-                     progress=False)
+                     progress=False, analysis=CONFIG)
 
 
 def test_cnn_separates_synthetic_classes(cnn: CnnClassifier, data) -> None:
@@ -99,6 +100,7 @@ def test_cnn_save_load_round_trip(cnn: CnnClassifier, data, tmp_path: Path) -> N
     cnn.save(path)
     loaded = CnnClassifier.load(path)
     assert loaded.class_names == NAMES
+    assert loaded.analysis == CONFIG  # the features it must be given (evaluate computes them so)
     np.testing.assert_array_equal(loaded.predict_proba(test), cnn.predict_proba(test))
 
 
@@ -159,7 +161,7 @@ def test_autoencoder_kmeans_clusters_synthetic_classes(data, tmp_path: Path) -> 
     train, train_y, test, test_y = data
     # names as a numpy array, as a loader may hand them over: must still save as plain strings
     model = train_autoencoder_kmeans(train, train_y, np.array(NAMES), epochs=3, crop_frames=16,
-                                     progress=False)
+                                     progress=False, analysis=CONFIG)
     clusters = model.cluster(test)
     assert clusters.shape == (len(test),) and clusters.max() < 3
     assert np.mean(model.predict(test) == test_y) >= 0.6  # chance is 1/3
@@ -168,4 +170,19 @@ def test_autoencoder_kmeans_clusters_synthetic_classes(data, tmp_path: Path) -> 
     loaded = AutoencoderKMeans.load(path)
     np.testing.assert_array_equal(loaded.cluster(test), clusters)
     np.testing.assert_array_equal(loaded.mapping, model.mapping)
-    assert loaded.class_names == NAMES
+    assert loaded.class_names == NAMES and loaded.analysis == CONFIG
+
+
+def test_a_baseline_file_from_before_the_analysis_was_saved_reads_as_the_44_1_khz_default() -> None:
+    assert saved_analysis({"config": {}}) == AnalysisConfig()
+    assert saved_analysis({"analysis": {"sample_rate": 16000, "n_fft": 1024, "hop": 512, "n_mels": 64}}).hop == 512
+
+
+def test_baselines_train_on_as_many_crops_as_the_prototype_model() -> None:
+    from training.train_baselines import same_crops_epochs
+    from training.trainer import TrainSettings
+
+    recipe = TrainSettings(epochs=40, batches_per_epoch=60, batch_size=64)  # the orchestra recipe: 153 600 crops
+    assert same_crops_epochs(recipe, 13108) == 12  # the orchestra split, as the old fixed default
+    assert same_crops_epochs(recipe, 420) == 366  # the 28-speaker corpus
+    assert same_crops_epochs(TrainSettings(epochs=7, batches_per_epoch=0), 500) == 7  # whole passes: the same
