@@ -79,6 +79,15 @@ RECIPES[RECORDINGS_RECIPE] = RECIPES["dynamic range 60 dB"]
 for recipe in (SHIPPED_RECIPE, RECORDINGS_RECIPE):
     SOURCES[f"{recipe}, balanced sources"] = SOURCES[recipe]
     RECIPES[f"{recipe}, balanced sources"] = {**RECIPES[recipe], "balance": "sources"}
+#: The shipped recipe with a 40 dB floor: quieter detail (noise floors, tails) hidden too.
+FLOOR_40_RECIPE = "freepats, dynamic range 40 dB"
+SOURCES[FLOOR_40_RECIPE] = SOURCES["freepats"]
+RECIPES[FLOOR_40_RECIPE] = RECIPES["dynamic range 40 dB"]
+#: The shipped recipe with the classification term ten times heavier: errors trained to separate the classes,
+#: not only to reconstruct each one.
+CE_RECIPE = f"{SHIPPED_RECIPE}, ce weight 1"
+SOURCES[CE_RECIPE] = SOURCES[SHIPPED_RECIPE]
+RECIPES[CE_RECIPE] = {**RECIPES[SHIPPED_RECIPE], "ce_weight": 1.0}
 #: The shipped recipe with learned bodies: each prototype's resonances stay put when it is transposed.
 BODIES_RECIPE = f"{SHIPPED_RECIPE}, bodies"
 SOURCES[BODIES_RECIPE] = SOURCES[SHIPPED_RECIPE]

@@ -60,6 +60,7 @@ from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError, UsageError
 from engine.frontend import frame_level_db, log_mel
+from engine.modelfile import LoadedModel
 from engine.parameters import CANDIDATES, CARRIERS
 from engine.preset import with_settings
 from engine.processor import Processor
@@ -168,13 +169,35 @@ def select_phrases(root: Path, max_per_class: int | None) -> list[Phrase]:
     return [p for label in sorted(by_class) for p in by_class[label][:max_per_class]]
 
 
+def target_register(model: LoadedModel, target: str) -> float | None:
+    """The MIDI pitch the target's prototypes were learned around (the median of their reference pitches, which
+    come from the model's training notes, never the phrases), or None where the model file has none."""
+    metadata = model.metadata
+    index = metadata.class_names.index(target)
+    pitches = [p for p, c in zip(metadata.reference_pitch, metadata.prototype_classes, strict=True)
+               if c == index and p is not None]
+    return float(np.median(pitches)) if pitches else None
+
+
+def octaves_to_register(played: float, register: float) -> int:
+    """Whole octaves, in semitones, that bring a ``played`` MIDI pitch nearest the ``register`` (DDSP's timbre
+    transfer shifts octaves the same way).  Measured with the honest judge: it lowers the hit rate (12 of 65
+    against 19 of 65 at the phrases' own pitch), the higher outputs heard as accordion and oboe."""
+    return 12 * round((register - played) / 12.0)
+
+
 def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifier, tally: Tally,
-                 scratch: Path) -> None:
-    """Play one phrase through ``proc`` into ``target`` and add its figures to ``tally``."""
+                 scratch: Path, octaves: str = "keep") -> None:
+    """Play one phrase through ``proc`` into ``target`` and add its figures to ``tally``; with ``octaves``
+    ``"target"`` the phrase is moved by whole octaves to the target's register first."""
     analysis = proc.analysis
     capture = Capture()
     proc.tap = capture
-    proc.set(target=target)
+    notes = read_notes(phrase.notes_path)
+    register = target_register(proc.model, target) if octaves == "target" else None
+    shift = 0 if register is None else octaves_to_register(float(np.median(notes[:, 2])), register)
+    notes[:, 2] += shift
+    proc.set(target=target, transpose=float(shift))
     out_path = scratch / "out.wav"
     summary = proc.process_file(phrase.item.path, out_path)
     proc.tap = None
@@ -186,7 +209,7 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     tally.hits += int(heard == target)
     tally.heard[heard] += 1
     tally.phrases += 1
-    cents, in_note = pitch_errors(output, rate, read_notes(phrase.notes_path))
+    cents, in_note = pitch_errors(output, rate, notes)
     tally.cents.append(cents)
     tally.in_note_frames += in_note
 
@@ -286,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
             tallies = {variant: Tally() for variant in processors}
             for phrase in sources:
                 for variant, proc in processors.items():
-                    transfer_one(proc, phrase, target, cnn, tallies[variant], Path(scratch))
+                    transfer_one(proc, phrase, target, cnn, tallies[variant], Path(scratch), args.octaves)
             rows += [summarise(target, variant, tallies[variant]) for variant in processors]
             print(f"{target}: {len(sources)} phrases x {len(processors)} variants, "
                   f"{time.perf_counter() - started:.0f} s so far", file=sys.stderr, flush=True)
@@ -298,6 +321,7 @@ def run(args: argparse.Namespace) -> dict:
         "source_classes": sorted({p.item.label for p in phrases}),
         "phase": first.preset.phase,
         "block_size": args.block_size,
+        "octaves": args.octaves,
         "threads": args.threads,
         "classifier_input_accuracy": input_accuracy(phrases, cnn),
         "results": rows,
@@ -344,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated carriers: input (your partials under the target's envelope), "
                              "prototype (the rendered prototype itself), filter (the input carrier's envelope as "
                              "a filter on the audio); every candidate is run with each")
+    parser.add_argument("--octaves", choices=("keep", "target"), default="keep",
+                        help="keep: each phrase at its own pitch; target: moved by whole octaves to sit nearest the "
+                             "target's register (its prototypes' median reference pitch), as a player would")
     parser.add_argument("--max-phrases", type=int, default=None, help="phrases per source class (default: all)")
     parser.add_argument("--block-size", type=int, default=512, help="host block size (default 512)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and numpy (default 1)")

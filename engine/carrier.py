@@ -175,25 +175,29 @@ class InputCarrier:
     def __call__(self, target_x: np.ndarray, input_spectra: np.ndarray) -> np.ndarray:
         """Magnitudes of the output frames; a target frame with every band under the gate, or holding NaN, is
         silence."""
-        input_power = input_spectra.real**2 + input_spectra.imag**2
-        if self._shift is None:
-            return np.sqrt(input_power) * self.gains(target_x, input_spectra)
-        # the partials move, and with them the envelope they were measured under
-        magnitude = np.empty_like(input_power)
-        _translate_peaks(np.sqrt(input_power), self._shift[0], magnitude)
-        input_envelope = self._resampled(power_to_frames(input_power, self.config) @ self._envelope)
-        magnitude = magnitude * self._shaping(target_x, input_envelope)
-        return magnitude * self._level_match(input_power.sum(axis=1), magnitude)[:, None]
+        magnitude, gains = self._carried(target_x, input_spectra)
+        return magnitude * gains
 
     def gains(self, target_x: np.ndarray, input_spectra: np.ndarray) -> np.ndarray:
-        """Per-bin amplitude factors ``(n, n_bins)`` that turn the input's frames into this carrier's output
-        (untransposed): what :mod:`engine.filterroute` applies to the audio as a filter."""
-        if self._shift is not None:
-            raise ValueError("a transposed input carrier moves partials: it has no per-bin gains")
+        """Per-bin amplitude factors ``(n, n_bins)`` that turn the input's frames, their partials moved by the
+        transposition, into this carrier's output: what :mod:`engine.filterroute` applies to the (moved)
+        audio as a filter."""
+        return self._carried(target_x, input_spectra)[1]
+
+    def _carried(self, target_x: np.ndarray, input_spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The input's magnitudes with their partials moved by the transposition, and the gains that put the
+        target's envelope on them at the input frame's power."""
         input_power = input_spectra.real**2 + input_spectra.imag**2
-        shaping = self._shaping(target_x, power_to_frames(input_power, self.config) @ self._envelope)
-        level = self._level_match(input_power.sum(axis=1), np.sqrt(input_power) * shaping)
-        return shaping * level[:, None]
+        magnitude = np.sqrt(input_power)
+        input_envelope = power_to_frames(input_power, self.config) @ self._envelope
+        if self._shift is not None:  # the partials move, and with them the envelope they were measured under
+            moved = np.empty_like(magnitude)
+            _translate_peaks(magnitude, self._shift[0], moved)
+            magnitude = moved
+            input_envelope = self._resampled(input_envelope)
+        shaping = self._shaping(target_x, input_envelope)
+        level = self._level_match(input_power.sum(axis=1), magnitude * shaping)
+        return magnitude, shaping * level[:, None]
 
     def _shaping(self, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
         """Per-bin factors that put the target's envelope in place of the input's (clipped), zero for a

@@ -114,7 +114,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("carrier", "input", "input = your own partials under the target's spectral envelope (keeps your "
             "melody); prototype = the target's prototype itself, as in the paper; filter = the input carrier's "
             "envelope as a filter on your audio (no analysis window on the audio path: lowest latency, the timbre "
-            "follows a window late, no transposition, phase unused)", live=False, choices=CARRIERS, transfer_only=True),
+            "follows a window late, phase unused; transposing adds about 15 ms)", live=False, choices=CARRIERS,
+            transfer_only=True),
 )}
 
 
@@ -141,13 +142,12 @@ def check_together(values: Mapping[str, object]) -> None:
 
 def check_transposable(carrier: str, phase: str, transpose: float) -> None:
     """Raise ValueError when ``transpose`` cannot be heard with this carrier and phase: the input carrier's
-    partials are moved, and the input's own phase belongs to the unmoved ones."""
-    if transpose and carrier == "filter":
-        raise ValueError("the filter carrier cannot transpose (a filter keeps your pitch): use a preset with "
-                         "carrier input and phase rtpghi, e.g. violin")
+    partials are moved, and the input's own phase belongs to the unmoved ones (the filter route moves the
+    audio itself, engine.pitchshift)."""
     if transpose and carrier == "input" and phase == "input":
         raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs to its "
-                         "untransposed partials): use a preset with phase rtpghi, e.g. violin, or --phase rtpghi")
+                         "untransposed partials): use --phase rtpghi, or --carrier filter, which moves the audio "
+                         "itself")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,

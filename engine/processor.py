@@ -12,8 +12,8 @@ synthesis).  Signal flow per block (docs/design.md section 2)::
 There is no resampler: the front end and the synthesis run at the host's rate with the model's window and
 hop in seconds, and the frames come out in the model's units (:meth:`engine.config.AnalysisConfig.at_rate`;
 tests/test_frontend.py measures the difference from resampling to the model's rate).  The wet path's output
-stream lines up with its input, so the whole delay is the wet FIFO's start: just enough that no block of the
-prepared size ever runs dry, ``n_fft + latency_frames * hop - gcd(block, hop)`` host samples
+stream lines up with its input, so the whole delay is the wet FIFO's start: just enough that no block of any
+size ever runs dry, ``n_fft + latency_frames * hop - 1`` host samples whatever the block size
 (:meth:`Processor.latency_parts` splits it by cause; tests/test_latency.py sends an impulse through the real
 wet path on a grid of rates, blocks, look-aheads, phases and carriers).  The dry path is delayed by the same
 amount, so dry and wet line up and the host can compensate one fixed latency in every mode.
@@ -21,7 +21,6 @@ amount, so dry and wet line up and the host can compensate one fixed latency in 
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -174,15 +173,18 @@ class Processor:
         """:attr:`latency_samples` by cause, in host samples (docs/design.md section 8): ``window``, the part
         of the analysis window before the hop a frame completes (``n_fft - hop``); ``look-ahead``, the wet
         path's declared frames (the model's and RTPGHI's); ``blocks``, the wait for a hop to end at a host
-        block's boundary (``hop - gcd(block, hop)``).  Window and hop are the model's at the host's rate.  The
-        filter carrier has none of them: its audio is the input through a filter (engine.filterroute)."""
+        block's boundary, ``hop - 1`` whatever the block: the longest wait any block size meets (``hop -
+        gcd(block, hop)``), so the latency does not change with the host's block size (pedalboard's and the
+        issue's rule; it costs up to ``gcd - 1`` samples where the block and the hop share more than one).
+        Window and hop are the model's at the host's rate.  The filter carrier has none of them: its audio is
+        the input through a filter (engine.filterroute)."""
         self._require_prepared()
         analysis = self.host_analysis
         if self._wet.filtering:
             return {"window": 0, "look-ahead": 0, "blocks": 0}
         return {"window": analysis.n_fft - analysis.hop,
                 "look-ahead": self._wet.latency_frames * analysis.hop,
-                "blocks": analysis.hop - math.gcd(self.block_size, analysis.hop)}
+                "blocks": analysis.hop - 1}
 
     @property
     def identification(self) -> Identification:

@@ -19,7 +19,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from engine import filterroute
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute
@@ -27,7 +26,6 @@ from engine.frontend import frame_level_db
 from engine.fusedmodel import checked_fused_model, torchscript_step
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
-from engine.parameters import check_transposable
 from engine.preset import Preset
 from engine.synth import StreamingSynth
 from engine.transfer import TransferRenderer
@@ -104,9 +102,9 @@ class WetPath:
         self.audio_analysis = analysis
         if self.filtering:
             self.synth = None
-            self._gains = InputCarrier(analysis, max_boost_db=filterroute.MAX_BOOST_DB,
-                                       max_level_boost_db=filterroute.MAX_LEVEL_BOOST_DB)
+            self._gains = InputCarrier(analysis)
             self._filter = FilterRoute(analysis)
+            self._transpose_filter_route(transpose)
             return
         self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)
         if transpose:
@@ -114,15 +112,20 @@ class WetPath:
 
     @property
     def transpose(self) -> float:
-        """Semitones the input carrier's partials are moved by (0 on the other routes)."""
-        return self.synth.transpose if self.synth is not None else 0.0
+        """Semitones the input carrier's partials, or the filter route's audio, are moved by."""
+        return self.synth.transpose if self.synth is not None else self._filter.shifter.semitones
 
     @transpose.setter
     def transpose(self, semitones: float) -> None:
         if self.synth is None:
-            check_transposable(self.carrier, self.phase, semitones)
+            self._transpose_filter_route(semitones)
             return
         self.synth.transpose = semitones
+
+    def _transpose_filter_route(self, semitones: float) -> None:
+        """The audio moved by the shifter, the gains designed for the moved partials."""
+        self._gains.transpose = semitones
+        self._filter.shifter.semitones = semitones
 
     def prepare(self, analysis: AnalysisConfig) -> None:
         """Run the audio at ``analysis`` (the model's at the host's rate, :meth:`AnalysisConfig.at_rate`): the
