@@ -169,6 +169,14 @@ class Processor:
         self._require_prepared()
         return self._latency
 
+    @property
+    def shifter_delay_samples(self) -> float:
+        """The filter route's transposition delay in host samples, on average (engine.pitchshift): outside
+        :attr:`latency_samples`, which a host compensates, because it varies within the shifter's sweep and
+        comes and goes with the live transposition; 0 when not transposing or on the synthesised routes."""
+        self._require_prepared()
+        return self._wet.shifter_delay_samples
+
     def latency_parts(self) -> dict[str, int]:
         """:attr:`latency_samples` by cause, in host samples (docs/design.md section 8): ``window``, the part
         of the analysis window before the hop a frame completes (``n_fft - hop``); ``look-ahead``, the wet

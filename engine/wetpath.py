@@ -122,6 +122,12 @@ class WetPath:
             return
         self.synth.transpose = semitones
 
+    @property
+    def shifter_delay_samples(self) -> float:
+        """How late the filter route's shifter plays the transposed sound on average, at the audio's rate (0 while
+        not transposing, and on the synthesised routes, whose transposition moves partials in place)."""
+        return self._filter.shifter.mean_delay_samples if self.synth is None else 0.0
+
     def _transpose_filter_route(self, semitones: float) -> None:
         """The audio moved by the shifter, the gains designed for the moved partials."""
         self._gains.transpose = semitones

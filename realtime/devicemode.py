@@ -154,13 +154,16 @@ def engine_parts_ms(proc: Processor, rate: int) -> dict[str, float]:
 
 
 def latency_ms(proc: Processor, report: RunReport) -> dict:
-    """The run's latency and its parts in ms: the engine's by cause, the worker's, the device's each way."""
+    """The run's latency and its parts in ms: the engine's by cause, the transposing shifter's (on average), the
+    worker's, the device's each way."""
     stream_in_s, stream_out_s = report.stream_latency_s
     engine_ms = 1e3 * proc.latency_samples / report.sample_rate
+    shifter_ms = 1e3 * proc.shifter_delay_samples / report.sample_rate
     worker_ms = 1e3 * report.added_latency_samples / report.sample_rate
     return {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, report.sample_rate),
-            "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s, "stream_out_ms": 1e3 * stream_out_s,
-            "total_ms": engine_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)}
+            "shifter_ms": shifter_ms, "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s,
+            "stream_out_ms": 1e3 * stream_out_s,
+            "total_ms": engine_ms + shifter_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)}
 
 
 def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOutcome) -> dict:
@@ -240,6 +243,7 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
     (interrupted, device lost)."""
     rate, block_size = runner.sample_rate, runner.block_size
     report = runner.report()
+    transpose = proc.preset.transpose
     latency = latency_text(latency_ms(proc, report))
     thread = "callback" if runner.mode == "callback" else f"worker, {report.added_latency_samples // block_size} blocks"
     stream = f"{rate} Hz / {block_size} ({thread})"
@@ -263,6 +267,8 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
                 report = runner.report()
             seconds.observe(done, lambda: proc.identification)
             message = controls.poll() if controls is not None else ""
+            if proc.preset.transpose != transpose:  # the shifter's delay comes and goes with the transposition
+                transpose, latency = proc.preset.transpose, latency_text(latency_ms(proc, report))
             levels = metered.take_levels()
             display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
                                 latency, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate,

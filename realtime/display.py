@@ -49,9 +49,10 @@ class View:
 
 
 def latency_text(latency: dict) -> str:
-    """The total and its parts: the engine's by cause, then the worker's and the device's where there are."""
-    parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0) for name in ("worker", "stream_in",
-                                                                                               "stream_out")}}
+    """The total and its parts: the engine's by cause, then the shifter's, the worker's and the device's where
+    there are."""
+    parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0)
+                                               for name in ("shifter", "worker", "stream_in", "stream_out")}}
     named = " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
     return f"{latency['total_ms']:.1f} ms" + (f" ({named})" if named else "")
 

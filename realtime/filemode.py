@@ -144,7 +144,9 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         metered = MeteredProcessor(proc)
         metered.prepare(rate, settings.block_size)
         latency_ms = 1e3 * proc.latency_samples / rate
-        latency = {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "total_ms": latency_ms}
+        shifter_ms = 1e3 * proc.shifter_delay_samples / rate
+        latency = {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "shifter_ms": shifter_ms,
+                   "total_ms": latency_ms + shifter_ms}
         shown_latency = latency_text(latency)
         seconds = SecondLog(rate)
         timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)

@@ -150,3 +150,13 @@ def test_the_view_shows_the_settings_and_no_bars_while_nothing_is_named():
     assert "█" not in doubt.split("\nin ")[0]
     held = shown(Identification("violin", {"violin": 0.7}, 50, held=True))
     assert "hearing: violin (held)" in held
+
+
+def test_the_latency_text_names_the_shifters_delay_while_transposing():
+    from realtime.display import latency_text
+
+    parts = {"window": 0.0, "look-ahead": 0.0, "blocks": 0.0}
+    assert latency_text({"engine_parts_ms": parts, "shifter_ms": 0.0, "worker_ms": 13.3, "total_ms": 13.3}) == \
+        "13.3 ms (worker 13.3)"
+    assert latency_text({"engine_parts_ms": parts, "shifter_ms": 15.0, "worker_ms": 13.3, "total_ms": 28.3}) == \
+        "28.3 ms (shifter 15.0 + worker 13.3)"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tiny_model import tone, write_tiny_model
 
-from engine import filterroute
+from engine import filterroute, pitchshift
 from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute, minimum_phase_filters
 from engine.processor import Processor
@@ -125,3 +125,14 @@ def test_a_new_note_through_the_previous_notes_filter_stays_under_the_guard(tiny
     assert np.abs(out).max() <= filterroute.GUARD_HEADROOM * np.abs(notes).max() * 1.001
     level_db = 20 * np.log10(np.sqrt(np.mean(out**2)) / np.sqrt(np.mean(notes**2)))
     assert -24.0 < level_db < 6.0, level_db
+
+
+def test_the_shifters_delay_is_reported_beside_the_latency(tiny):
+    """The host compensates ``latency_samples`` (0 here); the shifter's average delay, which comes and goes with
+    the live transposition, is reported on its own."""
+    proc = Processor.from_preset(tiny, carrier="filter", mode="transfer", target="sawtooth", transpose=5)
+    proc.prepare(48000, 128)
+    assert proc.latency_samples == 0
+    assert proc.shifter_delay_samples == pytest.approx(pitchshift.MIN_DELAY + 0.5 * pitchshift.WINDOW_S * 48000)
+    proc.set(transpose=0.0)
+    assert proc.shifter_delay_samples == 0.0
