@@ -153,17 +153,23 @@ def engine_parts_ms(proc: Processor, rate: int) -> dict[str, float]:
     return {part: 1e3 * samples / rate for part, samples in proc.latency_parts().items()}
 
 
+def engine_latency_ms(proc: Processor, rate: int) -> dict:
+    """The engine's own latency in ms (a file run's whole latency): its parts by cause, and the transposing
+    shifter's average delay."""
+    engine_ms = 1e3 * proc.latency_samples / rate
+    shifter_ms = 1e3 * proc.shifter_delay_samples / rate
+    return {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "shifter_ms": shifter_ms,
+            "total_ms": engine_ms + shifter_ms}
+
+
 def latency_ms(proc: Processor, report: RunReport) -> dict:
-    """The run's latency and its parts in ms: the engine's by cause, the transposing shifter's (on average), the
-    worker's, the device's each way."""
+    """The run's latency and its parts in ms: the engine's (:func:`engine_latency_ms`), the worker's, the
+    device's each way."""
     stream_in_s, stream_out_s = report.stream_latency_s
-    engine_ms = 1e3 * proc.latency_samples / report.sample_rate
-    shifter_ms = 1e3 * proc.shifter_delay_samples / report.sample_rate
+    engine = engine_latency_ms(proc, report.sample_rate)
     worker_ms = 1e3 * report.added_latency_samples / report.sample_rate
-    return {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, report.sample_rate),
-            "shifter_ms": shifter_ms, "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s,
-            "stream_out_ms": 1e3 * stream_out_s,
-            "total_ms": engine_ms + shifter_ms + worker_ms + 1e3 * (stream_in_s + stream_out_s)}
+    return {**engine, "worker_ms": worker_ms, "stream_in_ms": 1e3 * stream_in_s, "stream_out_ms": 1e3 * stream_out_s,
+            "total_ms": engine["total_ms"] + worker_ms + 1e3 * (stream_in_s + stream_out_s)}
 
 
 def stream_summary(proc: Processor, metered: MeteredProcessor, outcome: StreamOutcome) -> dict:

@@ -25,7 +25,7 @@ from engine.processor import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Processor
 from realtime.cli_errors import AudioDeviceError
 from realtime.devicemode import (
     ProcessingChoice,
-    engine_parts_ms,
+    engine_latency_ms,
     hop_at_rate,
     open_runner,
     perform,
@@ -143,10 +143,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         rate = host_rate_for(settings, file.samplerate)
         metered = MeteredProcessor(proc)
         metered.prepare(rate, settings.block_size)
-        latency_ms = 1e3 * proc.latency_samples / rate
-        shifter_ms = 1e3 * proc.shifter_delay_samples / rate
-        latency = {"engine_ms": latency_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "shifter_ms": shifter_ms,
-                   "total_ms": latency_ms + shifter_ms}
+        latency = engine_latency_ms(proc, rate)
         shown_latency = latency_text(latency)
         seconds = SecondLog(rate)
         timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)
