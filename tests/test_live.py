@@ -31,6 +31,7 @@ from jack_server import JackServer
 from second_attempt import retry_if_disturbed
 from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 
+from engine.pitchshift import MIN_DELAY, WINDOW_S
 from realtime.display import Display
 from realtime.live import build_parser, load_processor
 
@@ -487,16 +488,20 @@ def test_cli_client_name_and_input_channel_route_the_second_input(portaudio_jack
 
 
 @JACK_AT_MODEL_HOP
-def test_cli_keys_and_jack_midi_change_the_running_engine(portaudio_jack: JackServer, presets: Path) -> None:
+def test_cli_keys_and_jack_midi_change_the_running_engine(portaudio_jack: JackServer, presets: Path,
+                                                          tmp_path: Path) -> None:
     """Keys on the terminal (a pseudo-terminal as stdin) and messages on the engine's own JACK MIDI port
-    (``--midi virtual --midi-api jack``) change the settings while audio runs."""
+    (``--midi virtual --midi-api jack``) change the settings while audio runs; on the filter route the
+    transposition brings the shifter's delay into the latency shown."""
     import jack
 
     name = "protophone-played"
+    preset = tmp_path / "tiny-filter.yaml"
+    preset.write_text(f"model: {presets / 'tiny.pt'}\nmode: identify\ncarrier: filter\n")
     leader, follower = os.openpty()
-    engine = subprocess.Popen(**cli_command(presets, "--preset", "tiny", "--mode", "identify", "--input-device",
-                                            "system", "--output-device", "system", "--client-name", name,
-                                            "--midi", "virtual", "--midi-api", "jack", "--duration", "8", "--json"),
+    engine = subprocess.Popen(**cli_command(presets, "--preset", str(preset), "--input-device", "system",
+                                            "--output-device", "system", "--client-name", name, "--midi",
+                                            "virtual", "--midi-api", "jack", "--duration", "8", "--json"),
                               stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.close(follower)
     sender = jack.Client("protophone-midi-sender", no_start_server=True)
@@ -529,6 +534,9 @@ def test_cli_keys_and_jack_midi_change_the_running_engine(portaudio_jack: JackSe
     summary = json.loads(stdout)  # the settings the run ended with
     assert (summary["mode"], summary["target"]) == ("transfer", TIMBRES[1])
     assert summary["mix"] == pytest.approx(64 / 127, abs=1e-3) and summary["transpose"] == 2.0
+    shifter_ms = 1e3 * (MIN_DELAY + 0.5 * WINDOW_S * portaudio_jack.sample_rate) / portaudio_jack.sample_rate
+    assert summary["latency"]["shifter_ms"] == pytest.approx(shifter_ms)
+    assert f"shifter {shifter_ms:.1f}" in stderr  # the per-second lines after the keys
 
 
 def test_processing_plan_puts_small_blocks_on_the_worker() -> None:
