@@ -67,6 +67,10 @@ RECIPES = {"dynamic range 60 dB": {"dynamic_range_db": 60.0}, "dynamic range 40 
 MILD_CHAIN = {"level_db": 12.0, "tilt_db_per_octave": 1.5, "resonances": 2, "resonance_db": 6.0,
               "lowpass_probability": 0.15, "reverb_probability": 0.25, "noise_probability": 0.25}
 RECIPE_CHAINS = {"dynamic range 60 dB, no chain": ABLATIONS["none"], "dynamic range 60 dB, mild chain": MILD_CHAIN}
+#: The equaliser and the room wider and more often than the whole chain's (the mild chain lost to it: does a
+#: stronger one win?).
+STRONG_CHAIN = {"level_db": 24.0, "tilt_db_per_octave": 6.0, "resonances": 6, "resonance_db": 15.0,
+                "lowpass_probability": 0.5, "reverb_probability": 0.7, "noise_probability": 0.7}
 #: The shipped recipe (training/configs/orchestra.yaml) on the rotation: Freepats added, the chain, the floor.
 SHIPPED_RECIPE = "freepats, dynamic range 60 dB"
 SOURCES[SHIPPED_RECIPE] = SOURCES["freepats"]
@@ -83,15 +87,20 @@ for recipe in (SHIPPED_RECIPE, RECORDINGS_RECIPE):
 FLOOR_40_RECIPE = "freepats, dynamic range 40 dB"
 SOURCES[FLOOR_40_RECIPE] = SOURCES["freepats"]
 RECIPES[FLOOR_40_RECIPE] = RECIPES["dynamic range 40 dB"]
-#: The shipped recipe with the classification term ten times heavier: errors trained to separate the classes,
-#: not only to reconstruct each one.
-CE_RECIPE = f"{SHIPPED_RECIPE}, ce weight 1"
-SOURCES[CE_RECIPE] = SOURCES[SHIPPED_RECIPE]
-RECIPES[CE_RECIPE] = {**RECIPES[SHIPPED_RECIPE], "ce_weight": 1.0}
+#: The shipped recipe with the classification term ten times heavier (errors trained to separate the classes,
+#: not only to reconstruct each one) and ten times lighter (nearly reconstruction alone).
+for ce_weight in (1.0, 0.01):
+    SOURCES[f"{SHIPPED_RECIPE}, ce weight {ce_weight:g}"] = SOURCES[SHIPPED_RECIPE]
+    RECIPES[f"{SHIPPED_RECIPE}, ce weight {ce_weight:g}"] = {**RECIPES[SHIPPED_RECIPE], "ce_weight": ce_weight}
 #: The shipped recipe with learned bodies: each prototype's resonances stay put when it is transposed.
 BODIES_RECIPE = f"{SHIPPED_RECIPE}, bodies"
 SOURCES[BODIES_RECIPE] = SOURCES[SHIPPED_RECIPE]
 RECIPES[BODIES_RECIPE] = {**RECIPES[SHIPPED_RECIPE], "bodies": True}
+#: The shipped recipe with the strong chain.
+STRONG_RECIPE = f"{SHIPPED_RECIPE}, strong chain"
+SOURCES[STRONG_RECIPE] = SOURCES[SHIPPED_RECIPE]
+RECIPES[STRONG_RECIPE] = RECIPES[SHIPPED_RECIPE]
+RECIPE_CHAINS[STRONG_RECIPE] = STRONG_CHAIN
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 

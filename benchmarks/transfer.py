@@ -3,6 +3,8 @@
     python -m benchmarks.transfer --preset violin --phrases data/TimGM6mb --classifier runs/orchestra/cnn.pt \\
         --targets violin,cello,flute,trumpet,clarinet --max-phrases 3
     python -m benchmarks.transfer ... --json
+    python -m benchmarks.transfer --preset speakers --phrases data/speech --split runs/judge-speakers/split.csv \\
+        --classifier runs/judge-speakers/cnn.pt --targets flite-slt,espeak-en-us-m1 --max-phrases 1
 
 docs/design.md section 5 asks for the target hit rate and the pitch error "on phrases from instruments it never saw
 as targets".  So for each target only the legato phrases of the *other* instruments are played
@@ -22,7 +24,9 @@ candidate and carrier:
   legato glide have no single pitch).  pyin searches one octave either side of the phrase's notes on its
   default 10-cent grid, so errors read in steps of 10 cents and anything beyond an octave reads as
   about an octave.  **voiced %**: share of those frames where pyin hears a pitch at all; an unvoiced
-  frame has no pitch error but does not keep the melody either.
+  frame has no pitch error but does not keep the melody either.  Phrases without notes (``--split``: the
+  test side of a split file, e.g. speech, whose judge learnt from the other side) are their own reference:
+  pyin on the input against pyin on the output, frame by frame, over the voiced frames of the input.
 - **SC**: synthesis quality on the mel frames the stream rendered.  They are captured exactly
   (``Processor.tap`` gives the model's parameters and errors per decided frame; the same
   ``TransferRenderer`` renders them and the same level gate silences quiet frames).  The reference is
@@ -60,21 +64,24 @@ from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError, UsageError
 from engine.frontend import frame_level_db, log_mel
-from engine.modelfile import LoadedModel
 from engine.parameters import CANDIDATES, CARRIERS
 from engine.preset import with_settings
 from engine.processor import Processor
+from engine.register import REGISTERS
 from engine.stft import stft
 from engine.synth import MelToMagnitude, griffin_lim, spectral_convergence, synthesize_magnitudes
 from engine.transfer import TransferRenderer
 from engine.wetpath import gated_render
 from training.baselines import CnnClassifier
 from training.layouts import DatasetError, Phrase, scan_phrases
+from training.splits import SplitError, read_split
 
 #: Frames right after an onset are left out of the pitch error (attack, legato glide).
 ONSET_SKIP_S = 0.05
 #: pyin searches this far either side of a phrase's notes: octave errors count, the search stays cheap.
 PYIN_MARGIN_SEMITONES = 12
+#: pyin's search range for a phrase without notes (speech): low male to high female voices.
+VOICE_RANGE_HZ = (50.0, 600.0)
 #: pyin frame step (512 samples at 44.1 kHz): pyin's cost grows with the frame count.
 PYIN_HOP_S = 0.0116
 GRIFFIN_LIM_ITERATIONS = 32
@@ -88,7 +95,7 @@ class Tally:
     phrases: int = 0
     heard: Counter[str] = field(default_factory=Counter)  # what the judge named, transfer by transfer
     cents: list[np.ndarray] = field(default_factory=list)
-    in_note_frames: int = 0
+    reference_frames: int = 0
     convergence: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     audio_s: float = 0.0
     processing_s: float = 0.0
@@ -104,25 +111,45 @@ def to_rate(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return audio if rate_in == rate_out else soxr.resample(audio, rate_in, rate_out).astype(np.float32)
 
 
-def pitch_errors(audio: np.ndarray, sample_rate: int, notes: np.ndarray) -> tuple[np.ndarray, int]:
-    """Absolute cents between pyin on ``audio`` and the notes, per voiced frame inside a note.
-
-    Returns the errors and the number of in-note frames (voiced or not).  The frame is sized so that two
-    periods of the lowest searched pitch fit, as pyin wants.
-    """
-    fmin = float(librosa.midi_to_hz(notes[:, 2].min() - PYIN_MARGIN_SEMITONES))
-    fmax = min(float(librosa.midi_to_hz(notes[:, 2].max() + PYIN_MARGIN_SEMITONES)), 0.45 * sample_rate)
+def pyin_midi(audio: np.ndarray, sample_rate: int, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """pyin's pitch per frame as a MIDI number (NaN where unvoiced) and the frames' times.  The frame is sized
+    so that two periods of the lowest searched pitch fit, as pyin wants."""
+    fmax = min(fmax, 0.45 * sample_rate)
     frame_length = 1 << math.ceil(math.log2(2.0 * sample_rate / fmin + 2.0))
     hop = round(PYIN_HOP_S * sample_rate)
     f0, voiced, _ = librosa.pyin(audio, fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame_length,
                                  hop_length=hop)
-    times = librosa.times_like(f0, sr=sample_rate, hop_length=hop)
-    truth = np.full(len(times), np.nan)
-    for onset, offset, midi in notes:
-        truth[(times >= onset + ONSET_SKIP_S) & (times < offset)] = midi
-    in_note = np.isfinite(truth)
-    scored = in_note & voiced & np.isfinite(f0)
-    return np.abs(100.0 * (librosa.hz_to_midi(f0[scored]) - truth[scored])), int(in_note.sum())
+    midi = np.full(len(f0), np.nan)
+    heard = voiced & np.isfinite(f0)
+    midi[heard] = librosa.hz_to_midi(f0[heard])
+    return midi, librosa.times_like(f0, sr=sample_rate, hop_length=hop)
+
+
+def pitch_errors(output: np.ndarray, sample_rate: int, notes: np.ndarray | None,
+                 source: np.ndarray) -> tuple[np.ndarray, int]:
+    """Absolute cents between pyin on ``output`` and the reference pitch, per frame where both have one.
+
+    The reference is the notes file's note inside each note (after :data:`ONSET_SKIP_S`); a phrase without
+    notes (speech) is its own reference, pyin on the ``source`` searched over :data:`VOICE_RANGE_HZ`, so the
+    figure says how well the pitch is kept frame by frame.  Returns the errors and the number of reference
+    frames (voiced in the output or not).
+    """
+    if notes is None:
+        fmin, fmax = VOICE_RANGE_HZ
+    else:
+        fmin = float(librosa.midi_to_hz(notes[:, 2].min() - PYIN_MARGIN_SEMITONES))
+        fmax = float(librosa.midi_to_hz(notes[:, 2].max() + PYIN_MARGIN_SEMITONES))
+    heard, times = pyin_midi(output, sample_rate, fmin, fmax)
+    if notes is None:
+        reference = pyin_midi(source, sample_rate, fmin, fmax)[0]
+        n = min(len(reference), len(heard))
+        reference, heard = reference[:n], heard[:n]
+    else:
+        reference = np.full(len(times), np.nan)
+        for onset, offset, midi in notes:
+            reference[(times >= onset + ONSET_SKIP_S) & (times < offset)] = midi
+    scored = np.isfinite(reference) & np.isfinite(heard)
+    return np.abs(100.0 * (heard[scored] - reference[scored])), int(np.isfinite(reference).sum())
 
 
 def output_magnitudes(frames: np.ndarray, spectra: np.ndarray, analysis: AnalysisConfig, carrier: str) -> np.ndarray:
@@ -158,49 +185,40 @@ class Capture:
         return gated_render(renderer, params, errors, frame_level_db(frames, analysis), gate_db)
 
 
-def select_phrases(root: Path, max_per_class: int | None) -> list[Phrase]:
-    """Phrases with a notes file, the first ``max_per_class`` of each class (sorted by file name)."""
+def select_phrases(root: Path, max_per_class: int | None, split: Path | None = None) -> list[Phrase]:
+    """The first ``max_per_class`` phrases of each class (sorted by file name): those under ``root/phrases``
+    with a notes file, or with ``split`` the items on the test side of that split file (paths relative to
+    ``root``), which have no notes (speech: each is its own pitch reference)."""
+    if split is None:
+        phrases = [phrase for phrase in scan_phrases(root) if phrase.notes_path is not None]
+        if not phrases:
+            raise UsageError(f"no phrase under {root / 'phrases'} has a .notes.csv beside it")
+    else:
+        try:
+            phrases = [Phrase(item, None) for item in read_split(split, root)["test"]]
+        except (SplitError, KeyError, OSError) as error:
+            raise UsageError(f"cannot read the phrases of split file {split}: {error}") from None
     by_class: dict[str, list[Phrase]] = defaultdict(list)
-    for phrase in scan_phrases(root):
-        if phrase.notes_path is not None:
-            by_class[phrase.item.label].append(phrase)
-    if not by_class:
-        raise UsageError(f"no phrase under {root / 'phrases'} has a .notes.csv beside it")
+    for phrase in sorted(phrases, key=lambda phrase: phrase.item.path):
+        by_class[phrase.item.label].append(phrase)
     return [p for label in sorted(by_class) for p in by_class[label][:max_per_class]]
 
 
-def target_register(model: LoadedModel, target: str) -> float | None:
-    """The MIDI pitch the target's prototypes were learned around (the median of their reference pitches, which
-    come from the model's training notes, never the phrases), or None where the model file has none."""
-    metadata = model.metadata
-    index = metadata.class_names.index(target)
-    pitches = [p for p, c in zip(metadata.reference_pitch, metadata.prototype_classes, strict=True)
-               if c == index and p is not None]
-    return float(np.median(pitches)) if pitches else None
-
-
-def octaves_to_register(played: float, register: float) -> int:
-    """Whole octaves, in semitones, that bring a ``played`` MIDI pitch nearest the ``register`` (DDSP's timbre
-    transfer shifts octaves the same way).  Measured with the honest judge: it lowers the hit rate (12 of 65
-    against 19 of 65 at the phrases' own pitch), the higher outputs heard as accordion and oboe."""
-    return 12 * round((register - played) / 12.0)
-
-
 def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifier, tally: Tally,
-                 scratch: Path, octaves: str = "keep") -> None:
-    """Play one phrase through ``proc`` into ``target`` and add its figures to ``tally``; with ``octaves``
-    ``"target"`` the phrase is moved by whole octaves to the target's register first."""
+                 scratch: Path) -> None:
+    """Play one phrase through ``proc`` into ``target`` and add its figures to ``tally``.  With the preset's
+    ``register: target`` the engine moves the phrase by octaves into the target's range; the notes it is held
+    to move with it (by the register's last shift: a phrase without pauses is one passage)."""
     analysis = proc.analysis
     capture = Capture()
     proc.tap = capture
-    notes = read_notes(phrase.notes_path)
-    register = target_register(proc.model, target) if octaves == "target" else None
-    shift = 0 if register is None else octaves_to_register(float(np.median(notes[:, 2])), register)
-    notes[:, 2] += shift
-    proc.set(target=target, transpose=float(shift))
+    notes = None if phrase.notes_path is None else read_notes(phrase.notes_path)
+    proc.set(target=target)
     out_path = scratch / "out.wav"
     summary = proc.process_file(phrase.item.path, out_path)
     proc.tap = None
+    if notes is not None:
+        notes[:, 2] += proc.register_shift
     output, rate = read_audio(out_path)
     audio, _ = read_audio(phrase.item.path)
 
@@ -209,9 +227,9 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     tally.hits += int(heard == target)
     tally.heard[heard] += 1
     tally.phrases += 1
-    cents, in_note = pitch_errors(output, rate, notes)
+    cents, reference_frames = pitch_errors(output, rate, notes, audio)
     tally.cents.append(cents)
-    tally.in_note_frames += in_note
+    tally.reference_frames += reference_frames
 
     renderer = TransferRenderer(proc.model, target, proc.preset.candidate)
     wet = capture.rendered(renderer, analysis, proc.preset.gate_db)
@@ -253,7 +271,7 @@ def summarise(target: str, variant: tuple[str, str], tally: Tally) -> dict:
         "hit_rate": tally.hits / tally.phrases,
         "judge_heard": dict(tally.heard.most_common()),
         "pitch_error_cents": _number(np.median(cents)) if len(cents) else None,
-        "voiced_share": len(cents) / tally.in_note_frames if tally.in_note_frames else None,
+        "voiced_share": len(cents) / tally.reference_frames if tally.reference_frames else None,
         "spectral_convergence": {name: _number(np.median(values)) for name, values in tally.convergence.items()},
         "audio_s": tally.audio_s,
         "processing_s": tally.processing_s,
@@ -270,7 +288,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         first = Processor.from_preset(args.preset)
         cnn = CnnClassifier.load(args.classifier)
-        phrases = select_phrases(args.phrases, args.max_phrases)
+        phrases = select_phrases(args.phrases, args.max_phrases, args.split)
     except (ProtophoneError, DatasetError, ValueError) as error:
         raise UsageError(str(error)) from None
     names = first.metadata.class_names
@@ -290,9 +308,12 @@ def run(args: argparse.Namespace) -> dict:
             raise UsageError(f"unknown carrier {carrier!r}; choose from {', '.join(CARRIERS)}")
     processors = {}
     for variant in ((candidate, carrier) for candidate in candidates for carrier in carriers):
-        preset = with_settings(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0,
-                               candidate=variant[0], carrier=variant[1])
-        processors[variant] = Processor(first.model, preset)
+        try:
+            preset = with_settings(first.preset, mode="transfer", target=targets[0], mix=1.0, transpose=0.0,
+                                   candidate=variant[0], carrier=variant[1], register=args.register)
+            processors[variant] = Processor(first.model, preset)
+        except (ProtophoneError, ValueError) as error:
+            raise UsageError(str(error)) from None
         try:
             processors[variant].prepare(read_audio(phrases[0].item.path)[1], args.block_size)
         except (ProtophoneError, ValueError) as error:
@@ -305,11 +326,11 @@ def run(args: argparse.Namespace) -> dict:
         for target in targets:
             sources = [p for p in phrases if p.item.label != target]
             if not sources:
-                raise UsageError(f"no phrase of an instrument other than {target!r} under {args.phrases}")
+                raise UsageError(f"no phrase of a class other than {target!r} under {args.phrases}")
             tallies = {variant: Tally() for variant in processors}
             for phrase in sources:
                 for variant, proc in processors.items():
-                    transfer_one(proc, phrase, target, cnn, tallies[variant], Path(scratch), args.octaves)
+                    transfer_one(proc, phrase, target, cnn, tallies[variant], Path(scratch))
             rows += [summarise(target, variant, tallies[variant]) for variant in processors]
             print(f"{target}: {len(sources)} phrases x {len(processors)} variants, "
                   f"{time.perf_counter() - started:.0f} s so far", file=sys.stderr, flush=True)
@@ -318,10 +339,11 @@ def run(args: argparse.Namespace) -> dict:
         "model": str(first.preset.model),
         "classifier": str(args.classifier),
         "phrases_root": str(args.phrases),
+        "split": None if args.split is None else str(args.split),
         "source_classes": sorted({p.item.label for p in phrases}),
         "phase": first.preset.phase,
         "block_size": args.block_size,
-        "octaves": args.octaves,
+        "register": args.register,
         "threads": args.threads,
         "classifier_input_accuracy": input_accuracy(phrases, cnn),
         "results": rows,
@@ -360,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, help="preset name, preset YAML or model file")
     parser.add_argument("--phrases", type=Path, required=True, help="dataset folder holding phrases/<class>/")
+    parser.add_argument("--split", type=Path, default=None,
+                        help="play the test side of this split file (paths relative to --phrases) instead of "
+                             "phrases/: phrases without notes, such as speech; the pitch reference is each "
+                             "phrase's own")
     parser.add_argument("--classifier", type=Path, required=True, help="direct CNN baseline (cnn.pt)")
     parser.add_argument("--targets", default=None,
                         help="comma-separated targets (default: the preset's target, else the model's first class)")
@@ -368,9 +394,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated carriers: input (your partials under the target's envelope), "
                              "prototype (the rendered prototype itself), filter (the input carrier's envelope as "
                              "a filter on the audio); every candidate is run with each")
-    parser.add_argument("--octaves", choices=("keep", "target"), default="keep",
-                        help="keep: each phrase at its own pitch; target: moved by whole octaves to sit nearest the "
-                             "target's register (its prototypes' median reference pitch), as a player would")
+    parser.add_argument("--register", choices=REGISTERS, default="keep",
+                        help="keep: each phrase at its own pitch; target: the engine moves each phrase by the fewest "
+                             "octaves that put it inside the target's playing range (engine.register)")
     parser.add_argument("--max-phrases", type=int, default=None, help="phrases per source class (default: all)")
     parser.add_argument("--block-size", type=int, default=512, help="host block size (default 512)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and numpy (default 1)")

@@ -98,13 +98,11 @@ class FilterRoute:
     def push(self, block: np.ndarray, completed: int, gains: np.ndarray | None) -> np.ndarray:
         """Filter ``block`` (float32 out).  ``completed`` frames finished within it; ``gains`` holds the gain
         curves of the last ``len(gains)`` of them (frames still held back by a look-ahead have none yet)."""
-        n_fft, hop = self.analysis.n_fft, self.analysis.hop
         start = self._samples
         switches: list[tuple[int, np.ndarray]] = []
         if gains is not None and len(gains):
-            filters = minimum_phase_filters(gains, n_fft, self.taps)
-            first = self._frames + completed - len(gains)
-            switches = [((first + i) * hop + n_fft - start, filters[i]) for i in range(len(gains))]
+            filters = minimum_phase_filters(gains, self.analysis.n_fft, self.taps)
+            switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], filters, strict=True))
         self._frames += completed
         signal = np.concatenate([self._history, self.shifter.process(np.asarray(block, dtype=np.float64))])
         out = np.empty(len(block))
@@ -118,6 +116,12 @@ class FilterRoute:
         self._samples += len(block)
         _guard(signal[len(signal) - len(block):], out, self._release, GUARD_HEADROOM, self._envelopes)
         return out.astype(np.float32)
+
+    def completion_offsets(self, completed: int) -> list[int]:
+        """Where, in the next block, each of the ``completed`` frames that it finishes is complete: the offset of
+        the sample after the frame's last (frame ``k`` spans samples ``[k hop, k hop + n_fft)``)."""
+        hop, n_fft = self.analysis.hop, self.analysis.n_fft
+        return [(self._frames + i) * hop + n_fft - self._samples for i in range(completed)]
 
     def _filter_segment(self, signal: np.ndarray, begin: int, end: int, start: int, out: np.ndarray) -> None:
         """``out[begin:end]``: the current filter, faded in over the hop after it took over."""

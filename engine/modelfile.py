@@ -29,7 +29,9 @@ class ModelMetadata:
     """What a host needs to know about a model file.
 
     ``reference_pitch`` is each prototype's pitch as a MIDI number (``None`` where unknown): timbre transfer
-    maps the input's absolute pitch onto the target prototype with it.
+    maps the input's absolute pitch onto the target prototype with it.  ``class_ranges`` is each class's
+    playing range, ``(low, high)`` MIDI (the 5th and 95th percentile of its training notes; ``None`` where
+    they had no pitch), which ``register: target`` moves a transfer into; empty in files written before it.
     """
 
     sample_rate: int
@@ -40,6 +42,7 @@ class ModelMetadata:
     prototype_classes: tuple[int, ...]
     reference_pitch: tuple[float | None, ...]
     lookahead: int = 0
+    class_ranges: tuple[tuple[float, float] | None, ...] = ()
     pitch_mode: str = "hz"
     f_min: float = 0.0
     f_max: float = 0.0
@@ -57,6 +60,10 @@ class ModelMetadata:
             raise ValueError(f"prototype_classes must index class_names (0..{n_classes - 1})")
         if len(self.reference_pitch) != len(self.prototype_classes):
             raise ValueError("reference_pitch needs one entry per prototype")
+        if self.class_ranges and len(self.class_ranges) != n_classes:
+            raise ValueError("class_ranges needs one entry per class (or none at all)")
+        if any(r is not None and not (len(r) == 2 and r[0] <= r[1]) for r in self.class_ranges):
+            raise ValueError("each of class_ranges must be null or [low, high] with low <= high")
         if self.analysis.n_mels > self.analysis.n_bins:  # building the analysis also checks its own values
             raise ValueError(f"n_mels ({self.n_mels}) must not exceed the {self.analysis.n_bins} bins "
                              f"of n_fft {self.n_fft}")
@@ -66,6 +73,10 @@ class ModelMetadata:
     @property
     def analysis(self) -> AnalysisConfig:
         return AnalysisConfig(self.sample_rate, self.n_fft, self.hop, self.n_mels, self.f_min, self.f_max)
+
+    def class_range(self, name: str) -> tuple[float, float] | None:
+        """The playing range of class ``name`` (MIDI), or None where the file does not know it."""
+        return self.class_ranges[self.class_names.index(name)] if self.class_ranges else None
 
     @property
     def n_prototypes(self) -> int:
@@ -83,6 +94,7 @@ class ModelMetadata:
             raise ValueError(f"missing {', '.join(missing)}")
         for key in ("class_names", "prototype_classes", "reference_pitch"):
             data[key] = tuple(data[key])
+        data["class_ranges"] = tuple(None if r is None else tuple(r) for r in data.get("class_ranges", ()))
         return cls(**data)
 
 
@@ -116,6 +128,17 @@ def save_model(model: torch.nn.Module, metadata: ModelMetadata, path: str | Path
         torch.jit.save(torch.jit.script(model.cpu()), str(temporary),
                        _extra_files={METADATA_NAME: metadata.to_json()})
     model.train(was_training)
+    return path
+
+
+def save_metadata(source: LoadedModel, metadata: ModelMetadata, path: str | Path) -> Path:
+    """Write ``source``'s module as it is (its own TorchScript code and weights) with new ``metadata``, atomically:
+    what a file learns without being written by this engine's code (a playing range, say)."""
+    path = Path(path)
+    if metadata.n_prototypes != source.metadata.n_prototypes or metadata.n_mels != source.metadata.n_mels:
+        raise ValueError("new metadata must describe the same prototypes and bands as the module")
+    with quiet_torchscript(), replacing(path) as temporary:
+        torch.jit.save(source.module, str(temporary), _extra_files={METADATA_NAME: metadata.to_json()})
     return path
 
 

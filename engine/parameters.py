@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.identify import DEFAULT_GATE_DB, DEFAULT_HOLD_S, DEFAULT_MIN_CONFIDENCE, DEFAULT_TIME_CONSTANT_S
+from engine.register import REGISTERS
 
 MODES = ("identify", "transfer")
 #: Phase of the synthesised sound: rebuilt from the magnitudes (RTPGHI) or the input's own (no look-ahead).
@@ -97,6 +98,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             transfer_only=True),
     Setting("transpose", 0.0, "pitch shift of the transferred sound", live=True, unit="semitones", low=-48.0,
             high=48.0, transfer_only=True),
+    Setting("register", "keep", "keep: the transferred sound at your pitch; target: each phrase moved by the "
+            "fewest whole octaves that put it inside the target's playing range (a cello phrase as a violin an "
+            "octave up), on top of transpose", live=True, choices=REGISTERS, transfer_only=True),
     Setting("gain_db", 0.0, "output gain", live=True, unit="dB", low=-96.0, high=24.0),
     Setting("candidate", "winner", "whose predicted gain, pitch and shelves drive the target prototype: the "
             "best-fitting prototype's (winner) or the target's own", live=True, choices=CANDIDATES, transfer_only=True),
@@ -137,17 +141,18 @@ def check_together(values: Mapping[str, object]) -> None:
     """The rules between settings; ValueError names the conflict and a way out."""
     if values["mode"] == "transfer" and values["target"] is None:
         raise ValueError("transfer mode needs a target: set target (--target CLASS)")
-    check_transposable(str(values["carrier"]), str(values["phase"]), float(values["transpose"]))  # type: ignore[arg-type]
+    moved = float(values["transpose"]) != 0.0 or values["register"] == "target"  # type: ignore[arg-type]
+    check_transposable(str(values["carrier"]), str(values["phase"]), moved)
 
 
-def check_transposable(carrier: str, phase: str, transpose: float) -> None:
-    """Raise ValueError when ``transpose`` cannot be heard with this carrier and phase: the input carrier's
-    partials are moved, and the input's own phase belongs to the unmoved ones (the filter route moves the
-    audio itself, engine.pitchshift)."""
-    if transpose and carrier == "input" and phase == "input":
-        raise ValueError("transpose with the input carrier needs phase 'rtpghi' (the input's phase belongs to its "
-                         "untransposed partials): use --phase rtpghi, or --carrier filter, which moves the audio "
-                         "itself")
+def check_transposable(carrier: str, phase: str, moved: bool) -> None:
+    """Raise ValueError when the sound cannot be ``moved`` (transposed, or by octaves into the target's
+    register) with this carrier and phase: the input carrier's partials are moved, and the input's own phase
+    belongs to the unmoved ones (the filter route moves the audio itself, engine.pitchshift)."""
+    if moved and carrier == "input" and phase == "input":
+        raise ValueError("transpose and register 'target' with the input carrier need phase 'rtpghi' (the input's "
+                         "phase belongs to its untransposed partials): use --phase rtpghi, or --carrier filter, "
+                         "which moves the audio itself")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,

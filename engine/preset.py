@@ -8,6 +8,7 @@ Example (``presets/violin.yaml``)::
     target: violin
     mix: 1.0                     # 0 = dry input only, 1 = transferred sound only
     transpose: 0.0               # semitones
+    register: keep               # keep | target: each phrase moved by octaves into the target's range
     gain_db: 0.0
     gate_db: -50.0               # frames quieter than this (dB re full-scale sine) are ignored
     time_constant_s: 0.25        # smoothing of the live identification
@@ -50,6 +51,7 @@ class Preset:
     target: str | None = None
     mix: float = number_default("mix")
     transpose: float = number_default("transpose")
+    register: str = text_default("register")
     gain_db: float = number_default("gain_db")
     candidate: str = text_default("candidate")
     gate_db: float = number_default("gate_db")

@@ -42,6 +42,7 @@ from engine.identify import ClassMap, Identification, StreamingIdentifier
 from engine.modelfile import LoadedModel, load_model
 from engine.parameters import SETTINGS
 from engine.preset import Preset, load_preset, with_settings
+from engine.register import RegisterFollower
 from engine.transfer import TransferRenderer
 from engine.wetpath import Tap, WetPath
 
@@ -97,7 +98,11 @@ class Processor:
             hold_s=preset.hold_s, min_confidence=preset.min_confidence,
         )
         self._wet = WetPath(model, preset, identifier)
-        self._apply(preset)
+        self._followed: tuple[str | None, str] | None = None  # the (target, register) the register follows
+        try:
+            self._apply(preset)
+        except ValueError as error:
+            raise PresetError(f"preset {preset.name}: {error}") from None
         self.stats = StreamStats()
         self.sample_rate = 0
         self.block_size = 0
@@ -141,6 +146,11 @@ class Processor:
     @property
     def transpose(self) -> float:
         return self.preset.transpose
+
+    @property
+    def register_shift(self) -> int:
+        """Semitones (whole octaves) ``register: target`` moves the current passage by, on top of transpose."""
+        return self._wet.register_shift
 
     @property
     def gain_db(self) -> float:
@@ -256,20 +266,31 @@ class Processor:
         self._apply(settings)
 
     def _apply(self, settings: Preset) -> None:
-        """Make ``settings`` current: the renderer and the carrier's transposition first (rebuilt only when
-        what they depend on changed), then the settings the audio path reads."""
-        rendering = (settings.target, settings.candidate, settings.transpose)
+        """Make ``settings`` current: the renderer and the register (rebuilt only when what they depend on
+        changed) and the transposition first, then the settings the audio path reads."""
         wet = self._wet
-        if settings.target is not None and (wet.renderer is None or rendering != (
-                self.preset.target, self.preset.candidate, self.preset.transpose)):
-            # the input carrier moves the input's partials; the prototype carrier moves the prototype
-            carried = settings.carrier != "prototype"
-            if carried:
-                wet.transpose = settings.transpose
-            wet.renderer = TransferRenderer(self.model, settings.target, settings.candidate,
-                                            0.0 if carried else settings.transpose)
+        followed = (settings.target, settings.register)
+        # may refuse (a model without the target's range): before anything changes
+        follower = self._register_follower(settings) if followed != self._followed else wet.register
+        target = settings.target
+        if target is not None and (wet.renderer is None or (target, settings.candidate) != (
+                self.preset.target, self.preset.candidate)):
+            wet.renderer = TransferRenderer(self.model, target, settings.candidate)
+        wet.register, self._followed = follower, followed
+        wet.transpose = settings.transpose
         wet.rendering = settings.mode == "transfer"
         self.preset = settings
+
+    def _register_follower(self, settings: Preset) -> RegisterFollower | None:
+        """What moves each passage into the target's range (``register: target``), or None."""
+        if settings.register != "target" or settings.target is None:
+            return None
+        playing_range = self.metadata.class_range(settings.target)
+        if playing_range is None:
+            raise ValueError(f"register 'target' needs {settings.target}'s playing range, which this model file "
+                              "does not hold (export it again from training, with notes that have a pitch); use "
+                              "register keep")
+        return RegisterFollower(*playing_range, self.analysis.frame_rate, settings.gate_db, settings.hold_s)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Process one block: ``(n,)`` or ``(n, channels)`` → ``(n,)`` float32, stateful.

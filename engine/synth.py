@@ -194,7 +194,7 @@ class StreamingSynth:
     def transpose(self, semitones: float) -> None:
         if self._carrier is None:
             raise ValueError("only the input carrier is transposed by the synthesis")
-        check_transposable(self.carrier, self.phase, semitones)
+        check_transposable(self.carrier, self.phase, bool(semitones))
         self._carrier.transpose = semitones
 
     def reset(self) -> None:

@@ -27,6 +27,7 @@ from engine.fusedmodel import checked_fused_model, torchscript_step
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
 from engine.preset import Preset
+from engine.register import RegisterFollower, frame_pitch
 from engine.synth import StreamingSynth
 from engine.transfer import TransferRenderer
 
@@ -80,11 +81,13 @@ class WetPath:
         self.identifier = identifier
         self.carrier = preset.carrier
         self.phase = preset.phase
-        self._build(self.analysis, transpose=0.0)
+        self._transpose = 0.0
+        self._renderer: TransferRenderer | None = None
+        self._register: RegisterFollower | None = None
+        self._build(self.analysis)
         #: Frames between analysing a frame and hearing it: the model's look-ahead and the synthesis's (none on
         #: the filter route, where the look-ahead delays the timbre, not the sound).
         self.latency_frames = 0 if self.synth is None else model.metadata.lookahead + self.synth.latency_frames
-        self.renderer: TransferRenderer | None = None
         #: Whether the rendered target is heard; otherwise the synthesis runs on silence (or the filter is
         #: silent), which is cheap and keeps its timeline, so switching to transfer is seamless.
         self.rendering = False
@@ -97,30 +100,68 @@ class WetPath:
         """Whether the audio is the input through per-frame filters (engine.filterroute), not a synthesis."""
         return self.carrier == "filter"
 
-    def _build(self, analysis: AnalysisConfig, transpose: float) -> None:
-        """The synthesis, or the filter route and its gains, for ``analysis``."""
+    def _build(self, analysis: AnalysisConfig) -> None:
+        """The synthesis, or the filter route and its gains, for ``analysis``, moved as the old one was."""
         self.audio_analysis = analysis
         if self.filtering:
             self.synth = None
             self._gains = InputCarrier(analysis)
             self._filter = FilterRoute(analysis)
-            self._transpose_filter_route(transpose)
-            return
-        self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)
-        if transpose:
-            self.synth.transpose = transpose
+        else:
+            self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)
+        self._move()
 
     @property
     def transpose(self) -> float:
-        """Semitones the input carrier's partials, or the filter route's audio, are moved by."""
-        return self.synth.transpose if self.synth is not None else self._filter.shifter.semitones
+        """Semitones the player moves the transferred sound by (the register's octaves come on top)."""
+        return self._transpose
 
     @transpose.setter
     def transpose(self, semitones: float) -> None:
+        self._transpose = float(semitones)
+        self._move()
+
+    @property
+    def register(self) -> RegisterFollower | None:
+        """Moves each passage by octaves into the target's range while ``register: target`` (engine.register)."""
+        return self._register
+
+    @register.setter
+    def register(self, follower: RegisterFollower | None) -> None:
+        self._register = follower
+        self._move()
+
+    @property
+    def register_shift(self) -> int:
+        """Semitones (whole octaves) the register moves the current passage by; 0 with ``register: keep``."""
+        return 0 if self._register is None else self._register.shift
+
+    @property
+    def moved_by(self) -> float:
+        """Semitones the sound is moved by: the transposition and the register's octaves."""
+        return self._transpose + self.register_shift
+
+    @property
+    def renderer(self) -> TransferRenderer | None:
+        """Renders the transfer target (None until a target is set)."""
+        return self._renderer
+
+    @renderer.setter
+    def renderer(self, renderer: TransferRenderer | None) -> None:
+        self._renderer = renderer
+        self._move()
+
+    def _move(self) -> None:
+        """Move the sound by the transposition and the register's octaves, where this carrier moves it: the filter
+        route's audio, the input carrier's partials, or the rendered prototype itself."""
+        semitones = self.moved_by
         if self.synth is None:
             self._transpose_filter_route(semitones)
-            return
-        self.synth.transpose = semitones
+        elif self.carrier == "prototype":
+            if self._renderer is not None:
+                self._renderer.transpose = semitones
+        elif semitones != self.synth.transpose:
+            self.synth.transpose = semitones
 
     @property
     def shifter_delay_samples(self) -> float:
@@ -138,7 +179,7 @@ class WetPath:
         synthesis or the filter route is rebuilt for its window and hop, keeping carrier, phase and
         transposition."""
         if analysis != self.audio_analysis:
-            self._build(analysis, self.transpose)
+            self._build(analysis)
 
     def reset(self) -> None:
         with torch.no_grad():
@@ -147,6 +188,9 @@ class WetPath:
             self._fused.reset()
         self._frame_delay.reset()
         self._spectra_delay.reset()
+        if self._register is not None:
+            self._register.reset()
+            self._move()
         if self.synth is not None:
             self.synth.reset()
         else:
@@ -159,17 +203,51 @@ class WetPath:
             raise RuntimeError("the filter carrier is not synthesised: call filter_block")
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
-        wet_frames, decided_spectra = self._decide(frames, spectra)
-        return self.synth.push(wet_frames, decided_spectra).astype(np.float32)
+        if not self._following:
+            return self.synth.push(*self._decide(frames, spectra)).astype(np.float32)
+        pieces = []
+        for index in range(len(frames)):  # one frame at a time: an octave decided on a frame moves that frame on
+            frame, spectrum = frames[index : index + 1], spectra[index : index + 1]
+            if self._follow_register(frame, spectrum):
+                self._move()
+            pieces.append(self.synth.push(*self._decide(frame, spectrum)))
+        return np.concatenate(pieces).astype(np.float32)
 
     def filter_block(self, block: np.ndarray, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         """The filter route: ``block`` through the filters of the frames it completed (``frames``, ``spectra``
         as the front end gave them for this block) → the wet block (float32)."""
-        gains = None
-        if len(frames):
-            wet_frames, decided_spectra = self._decide(frames, spectra)
-            gains = self._gains.gains(wet_frames, decided_spectra)
-        return self._filter.push(block, len(frames), gains)
+        if not self._following or not len(frames):
+            gains = self._gains.gains(*self._decide(frames, spectra)) if len(frames) else None
+            return self._filter.push(block, len(frames), gains)
+        # Frame by frame, the block cut where each frame completes: an octave decided on a frame moves the audio
+        # from the sample that completed it, whatever the host's blocks.
+        out = np.empty(len(block), dtype=np.float32)
+        begin = 0
+        for index, end in enumerate(self._filter.completion_offsets(len(frames))):
+            frame, spectrum = frames[index : index + 1], spectra[index : index + 1]
+            moved = self._follow_register(frame, spectrum)
+            if moved:
+                self._gains.transpose = self.moved_by  # the filters from this frame on are for the moved audio
+            out[begin:end] = self._filter.push(block[begin:end], 1, self._gains.gains(*self._decide(frame, spectrum)))
+            if moved:
+                self._filter.shifter.semitones = self.moved_by
+            begin = end
+        out[begin:] = self._filter.push(block[begin:], 0, None)
+        return out
+
+    @property
+    def _following(self) -> bool:
+        """Whether the register moves passages now (``register: target`` in transfer mode)."""
+        return self._register is not None and self.rendering
+
+    def _follow_register(self, frames: np.ndarray, spectra: np.ndarray) -> bool:
+        """Feed the register the frames' pitches (read only while it listens: a few frames per passage) and levels;
+        whether its octave changed."""
+        register = self._register
+        assert register is not None  # called only while following
+        shift = register.shift
+        pitches = frame_pitch(spectra, self.audio_analysis) if register.listening else np.full(len(frames), np.nan)
+        return register.update(pitches, frame_level_db(frames, self.analysis)) != shift
 
     def _decide(self, frames: np.ndarray, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model step and identification for new frames; the rendered target frames of those the look-ahead

@@ -249,7 +249,7 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
     (interrupted, device lost)."""
     rate, block_size = runner.sample_rate, runner.block_size
     report = runner.report()
-    transpose = proc.preset.transpose
+    moved = proc.preset.transpose + proc.register_shift
     latency = latency_text(latency_ms(proc, report))
     thread = "callback" if runner.mode == "callback" else f"worker, {report.added_latency_samples // block_size} blocks"
     stream = f"{rate} Hz / {block_size} ({thread})"
@@ -273,12 +273,12 @@ def watch(proc: Processor, runner: DuplexRunner, metered: MeteredProcessor, seco
                 report = runner.report()
             seconds.observe(done, lambda: proc.identification)
             message = controls.poll() if controls is not None else ""
-            if proc.preset.transpose != transpose:  # the shifter's delay comes and goes with the transposition
-                transpose, latency = proc.preset.transpose, latency_text(latency_ms(proc, report))
+            if proc.preset.transpose + proc.register_shift != moved:  # the shifter's delay comes and goes with them
+                moved, latency = proc.preset.transpose + proc.register_shift, latency_text(latency_ms(proc, report))
             levels = metered.take_levels()
             display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
                                 latency, levels.dsp_load, report.xruns, runner.overloaded_blocks, done / rate,
-                                proc.preset.mix, proc.preset.transpose, message, keys, stream))
+                                proc.preset.mix, proc.preset.transpose, proc.register_shift, message, keys, stream))
     except KeyboardInterrupt:
         return True, False
     return False, False

@@ -40,6 +40,7 @@ class View:
     elapsed_s: float
     mix: float = 1.0
     transpose: float = 0.0
+    register_shift: int = 0  # octaves (in semitones) register: target moves the current passage by
     message: str = ""  # what the last key or MIDI message did
     keys: str = ""  # the keys that act, when the terminal's keys are read
     stream: str = ""  # rate, block and where the engine runs, on a device
@@ -69,10 +70,12 @@ def meter_fraction(db: float) -> float:
 
 
 def setting(view: View) -> str:
-    """The mode, and in transfer mode the target, mix and transposition (identify mode hears none of them)."""
+    """The mode, and in transfer mode the target, mix, transposition and the register's octaves (identify mode
+    hears none of them)."""
     if view.mode != "transfer":
         return view.mode
-    return f"{view.mode} → {view.target}  mix {view.mix:.2f}  transpose {view.transpose:+g}"
+    register = f"  register {view.register_shift:+d}" if view.register_shift else ""
+    return f"{view.mode} → {view.target}  mix {view.mix:.2f}  transpose {view.transpose:+g}{register}"
 
 
 def heard(identification: Identification) -> str:

@@ -165,7 +165,8 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
                 heard_s, wall_s = run.heard / rate, time.perf_counter() - started
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
                                     shown_latency, levels.dsp_load, 0, metered.deadline_misses, heard_s,
-                                    proc.preset.mix, proc.preset.transpose, offline=True, total_s=total_s,
+                                    proc.preset.mix, proc.preset.transpose, proc.register_shift, offline=True,
+                                    total_s=total_s,
                                     eta_s=wall_s * (total_s - heard_s) / heard_s if heard_s > 0 else None))
 
         with audio_thread_policy():

@@ -335,7 +335,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.save_preset is not None:
         save_preset(proc.preset, args.save_preset)
     return {"preset": proc.preset.name, "mode": proc.mode, "target": proc.target, "mix": proc.mix,
-            "transpose": proc.transpose, "carrier": proc.preset.carrier, **summary}
+            "transpose": proc.transpose, "register": proc.preset.register, "carrier": proc.preset.carrier, **summary}
 
 
 def midi_map(args: argparse.Namespace) -> MidiMap:

@@ -133,10 +133,10 @@ def test_the_view_shows_the_settings_and_no_bars_while_nothing_is_named():
     from engine.identify import Identification
     from realtime.display import View, render
 
-    def shown(identification: Identification) -> str:
+    def shown(identification: Identification, register_shift: int = 0) -> str:
         view = View(identification, "transfer", "violin", -20.0, -18.0, "74.0 ms (window 35.0 + worker 10.7)", 0.3,
-                    0, 0, 12.0, mix=0.7, transpose=12.0, message="transpose 12.0", keys=keys_help(),
-                    stream="48000 Hz / 128 (worker, 5 blocks)")
+                    0, 0, 12.0, mix=0.7, transpose=12.0, register_shift=register_shift, message="transpose 12.0",
+                    keys=keys_help(), stream="48000 Hz / 128 (worker, 5 blocks)")
         console = Console(width=120, record=True, file=io.StringIO())
         console.print(render(view))
         return console.export_text()
@@ -149,7 +149,8 @@ def test_the_view_shows_the_settings_and_no_bars_while_nothing_is_named():
     assert "hearing: - (silence)" in doubt and "violin" not in doubt.split("\nin ")[0]
     assert "█" not in doubt.split("\nin ")[0]
     held = shown(Identification("violin", {"violin": 0.7}, 50, held=True))
-    assert "hearing: violin (held)" in held
+    assert "hearing: violin (held)" in held and "register" not in held
+    assert "transpose +12  register +12" in shown(Identification("violin", {"violin": 0.7}, 50), register_shift=12)
 
 
 def test_the_latency_text_names_the_shifters_delay_while_transposing():

@@ -5,12 +5,16 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+import yaml
 from tiny_model import build_tiny_model
 
 from engine.errors import ModelFileError
 from engine.modelfile import load_model, save_model
+from training.splits import read_split
 
 
 @pytest.mark.parametrize(("lookahead", "dynamic_range_db"), [(0, 0.0), (2, 0.0), (2, 60.0)])
@@ -103,6 +107,36 @@ def test_a_model_file_written_again_keeps_its_numbers_and_never_its_own_path(tmp
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         f"error: --out {original} is the input itself; write elsewhere, then move it"]
+
+
+def test_a_model_file_written_again_can_learn_its_classes_playing_ranges(tmp_path):
+    """``--ranges-from CONFIG``: the ranges ``register: target`` needs, from the notes of the config's training
+    side, for a file written before models carried them."""
+    model, metadata = build_tiny_model()
+    original = save_model(model, metadata, tmp_path / "tiny.pt")
+    data = tmp_path / "data"
+    notes = {"sine": range(50, 70), "sawtooth": range(60, 62), "square": range(40, 41)}
+    rows = ["path,class,midi,variant,library"]  # the renderer's metadata.csv: where a note's pitch comes from
+    for label, midis in notes.items():
+        (data / label).mkdir(parents=True)
+        for midi in midis:
+            name = f"{label}/{label}-{midi:03d}.wav"
+            sf.write(data / name, np.zeros(4410, dtype=np.float32), 44100)
+            rows.append(f"{name},{label},{midi},plain,tiny")
+    (data / "metadata.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"name": "tiny", "data": {"roots": [str(data)], "test_fraction": 0.25},
+                                      "output": str(tmp_path / "run")}))
+    again = tmp_path / "again.pt"
+    run = subprocess.run([sys.executable, "-m", "training.export", str(original), "--out", str(again),
+                          "--ranges-from", str(config)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    ranges = dict(zip(metadata.class_names, load_model(again).metadata.class_ranges, strict=True))
+    train = read_split(tmp_path / "run" / "split.csv", data)["train"]
+    for label in notes:
+        played = [item.midi for item in train if item.label == label]
+        assert ranges[label] == pytest.approx(tuple(np.percentile(played, [5, 95])), abs=0.05), label
+    assert ranges["square"] == (40.0, 40.0) and load_model(original).metadata.class_ranges == ()
 
 
 def test_an_old_model_file_written_again_streams_the_same_numbers(tmp_path):

@@ -534,6 +534,7 @@ def test_cli_keys_and_jack_midi_change_the_running_engine(portaudio_jack: JackSe
     summary = json.loads(stdout)  # the settings the run ended with
     assert (summary["mode"], summary["target"]) == ("transfer", TIMBRES[1])
     assert summary["mix"] == pytest.approx(64 / 127, abs=1e-3) and summary["transpose"] == 2.0
+    assert summary["register"] == "keep"
     shifter_ms = 1e3 * (MIN_DELAY + 0.5 * WINDOW_S * portaudio_jack.sample_rate) / portaudio_jack.sample_rate
     assert summary["latency"]["shifter_ms"] == pytest.approx(shifter_ms)
     assert f"shifter {shifter_ms:.1f}" in stderr  # the per-second lines after the keys

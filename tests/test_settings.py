@@ -18,14 +18,14 @@ from engine.processor import Processor
 from realtime import live
 
 #: A valid value for each setting that differs from its default (the tiny model's classes for target).
-CHANGED = {"mode": "transfer", "target": "square", "mix": 0.5, "transpose": 12.0, "gain_db": -6.0,
+CHANGED = {"mode": "transfer", "target": "square", "mix": 0.5, "transpose": 12.0, "register": "target", "gain_db": -6.0,
            "candidate": "target", "gate_db": -40.0, "time_constant_s": 0.5, "hold_s": 0.6, "min_confidence": 0.5,
            "phase": "rtpghi", "carrier": "prototype"}
 
 
 @pytest.fixture
 def tiny_preset(tmp_path: Path) -> Path:
-    write_tiny_model(tmp_path / "tiny.pt")
+    write_tiny_model(tmp_path / "tiny.pt", class_ranges=((40.0, 90.0),) * 3)  # register: target needs them
     path = tmp_path / "tiny.yaml"
     path.write_text("description: a tiny test model\nmodel: tiny.pt\nphase: input\n")
     return path
@@ -80,9 +80,12 @@ def test_set_changes_live_settings_in_one_step_and_refuses_the_others(tiny_prese
     for name in (name for name, setting in SETTINGS.items() if not setting.live):
         with pytest.raises(ValueError, match=f"{name} cannot change while the processor exists"):
             proc.set(**{name: CHANGED[name]})
-    with pytest.raises(ValueError, match="transpose with the input carrier needs phase 'rtpghi'"):
+    with pytest.raises(ValueError, match="transpose and register 'target' with the input carrier need phase 'rtpghi'"):
         proc.set(transpose=12)  # this preset uses the input's phase
-    assert proc.transpose == 0.0 and proc.mix == 0.25, "a refused change must change nothing"
+    with pytest.raises(ValueError, match="register 'target' with the input carrier need phase 'rtpghi'"):
+        proc.set(register="target")
+    assert proc.transpose == 0.0 and proc.mix == 0.25 and proc.preset.register == "keep", \
+        "a refused change must change nothing"
 
 
 def test_rules_between_settings_are_checked_once_for_every_entry(tiny_preset: Path):

@@ -10,10 +10,12 @@ import pytest
 import soundfile as sf
 import yaml
 
+from training.config import load_config
 from training.evaluate import evaluate
 from training.layouts import scan
 from training.speech import SAMPLE_RATE, render_corpus, speakers
-from training.splits import split_items
+from training.splits import SplitError, read_split, split_items, write_split
+from training.train import load_split
 from training.train import main as train_main
 
 if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
@@ -73,6 +75,24 @@ def test_a_tiny_speaker_model_tells_three_voices_apart(corpus, tmp_path):
                       layout="librispeech", cache=tmp_path / "cache", progress=False)
     assert result["clips"] == 12  # one held-out chapter of four sentences per voice
     assert result["OA"] > 66.0, result  # chance is 33 %
+
+
+def test_a_judge_learns_only_from_what_the_judged_model_never_heard(corpus, tmp_path):
+    """``data.unheard_by``: a judge's items are the test side of the judged run's split, split again."""
+    model_split = tmp_path / "model-split.csv"
+    write_split(model_split, split_items(scan(corpus, "librispeech"), 0.25, seed=1, by_chapter=True), corpus)
+    config = {"name": "judge", "data": {"roots": [str(corpus)], "layout": "librispeech", "split": "item",
+                                        "unheard_by": str(model_split), "test_fraction": 0.5},
+              "output": str(tmp_path / "judge")}
+    path = tmp_path / "judge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    judge = load_split(load_config(path))
+    unheard = read_split(model_split, corpus)["test"]
+    assert sorted(item.path for side in judge.values() for item in side) == sorted(item.path for item in unheard)
+    assert all(len([i for i in judge[side] if i.label == voice.name]) == 2 for side in judge for voice in VOICES)
+    path.write_text(yaml.safe_dump({**config, "data": {**config["data"], "unheard_by": str(tmp_path / "none.csv")}}))
+    with pytest.raises(SplitError, match="not found"):
+        load_split(load_config(path))
 
 
 def test_train_data_trains_a_config_on_another_folder_without_exporting(corpus, tmp_path):

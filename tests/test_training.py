@@ -68,6 +68,12 @@ def test_supervised_model_separates_three_instruments(dataset, tmp_path):
     # 18 test clips; 16 notes and 12 epochs dipped to 67 % on 9 clips (another machine acts like a seed).
     assert result["OA"] > 70.0, result
     assert set(result["streaming"]) == {"after_0.25s", "after_1s"}
+    # each class's playing range (register: target) is that of its training notes
+    metadata = load_model(run / "model.pt").metadata
+    train = load_split(load_config(config))["train"]
+    for name, playing_range in zip(metadata.class_names, metadata.class_ranges, strict=True):
+        notes = [item.midi for item in train if item.label == name]
+        assert playing_range == pytest.approx(tuple(np.percentile(notes, [5, 95])), abs=0.05), name
 
 
 def _trainer(config_path: Path) -> Trainer:

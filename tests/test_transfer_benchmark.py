@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_model
 
-from benchmarks.transfer import Capture, main, output_magnitudes
+from benchmarks.transfer import Capture, main, output_magnitudes, pitch_errors
 from engine.audiofile import read_audio
 from engine.config import AnalysisConfig
 from engine.frontend import log_mel
@@ -76,6 +76,31 @@ def test_json_reports_every_figure_for_both_candidates_and_carriers(world, capsy
         assert set(row["spectral_convergence"]) == {"rtpghi", "input", "griffin_lim"}
         assert all(0.0 < value < 2.0 for value in row["spectral_convergence"].values()), row
         assert row["rtf"] > 0 and row["audio_s"] == pytest.approx(4 * NOTE_S, rel=0.01)
+
+
+def test_phrases_of_a_split_file_without_notes_are_their_own_pitch_reference(world, capsys):
+    """Speech has no notes: ``--split`` plays the test side of a split file, and each output's pitch is held to
+    its input's, frame by frame."""
+    split = world["phrases"] / "split.csv"
+    rows = [f"{side},phrases/{timbre}/{timbre}-phrase-000.wav,{timbre},tiny,,"
+            for side, timbre in zip(("train", "test", "test"), TIMBRES, strict=False)]
+    split.write_text("split,path,label,library,midi,variant\n" + "\n".join(rows) + "\n")
+    target = TIMBRES[1]
+    assert main([*_args(world, targets=target, candidates="winner", carriers="filter"), "--split", str(split),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (row,) = result["results"]
+    assert result["split"] == str(split) and result["source_classes"] == sorted(TIMBRES[1:3])
+    assert row["phrases"] == 1  # the train side is never played, nor the target's own phrase
+    assert row["pitch_error_cents"] is not None and row["pitch_error_cents"] < 20.0 and row["voiced_share"] > 0.5
+
+
+def test_a_phrase_without_notes_is_scored_against_its_own_pitch():
+    source = tone("sawtooth", 220.0, 1.0, RATE)
+    same, same_frames = pitch_errors(source, RATE, None, source)
+    higher, _ = pitch_errors(tone("sawtooth", 220.0 * 2 ** (1 / 12), 1.0, RATE), RATE, None, source)
+    assert same_frames > 50 and len(same) > 0.9 * same_frames and np.median(same) < 5.0
+    assert np.median(higher) == pytest.approx(100.0, abs=10.0)
 
 
 def test_table_has_one_row_per_target_and_candidate(world, capsys):

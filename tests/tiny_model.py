@@ -42,9 +42,10 @@ def tone(timbre: str, frequency: float, seconds: float, sample_rate: int, amplit
 
 def build_tiny_model(
     lookahead: int = 0, head_std: float = 0.05, seed: int = 0, config: AnalysisConfig | None = None,
-    dynamic_range_db: float = 0.0,
+    dynamic_range_db: float = 0.0, class_ranges: tuple[tuple[float, float] | None, ...] = (),
 ) -> tuple[PrototypeModel, ModelMetadata]:
-    """An eager model with one prototype per synthetic timbre, and its metadata."""
+    """An eager model with one prototype per synthetic timbre, and its metadata (``class_ranges``: the playing
+    range of each timbre, none by default)."""
     config = config or AnalysisConfig()
     torch.manual_seed(seed)
     model = PrototypeModel(len(TIMBRES), config.band_centres_hz, lookahead=lookahead, channels=32,
@@ -64,6 +65,7 @@ def build_tiny_model(
         prototype_classes=tuple(range(len(TIMBRES))),
         reference_pitch=(float(REFERENCE_MIDI),) * len(TIMBRES),
         lookahead=lookahead,
+        class_ranges=class_ranges,
     )
     return model.eval(), metadata
 

@@ -9,6 +9,7 @@
       test_fraction: 0.2
       test_library: null              # with split: library
       split_file: runs/orchestra/split.csv
+      unheard_by: null                # a split file: use only its test side (a judge for the model it trained)
       cache: data/cache               # log-mel feature cache
       validation_fraction: 0.1        # held-out training notes that pick the best epoch (0: last epoch)
     analysis: {sample_rate: 44100, n_fft: 2048, hop: 512, n_mels: 128}
@@ -45,6 +46,9 @@ class DataSettings:
     test_fraction: float = 0.2
     test_library: str | None = None
     split_file: Path | None = None
+    #: Another run's split file: only the items on its test side are split and used here, so a judge trained
+    #: on them shares no data with the model trained on its train side.
+    unheard_by: Path | None = None
     cache: Path = Path("data/cache")
     n_speakers: int = 128
     seed: int = 0
@@ -116,6 +120,7 @@ def load_config(path: str | Path) -> RunConfig:
         data_settings = DataSettings(**{
             **data, "roots": tuple(Path(r) for r in roots),
             "split_file": Path(data["split_file"]) if data.get("split_file") else None,
+            "unheard_by": Path(data["unheard_by"]) if data.get("unheard_by") else None,
             "cache": Path(data.get("cache", "data/cache")),
         })
         if data_settings.split not in ("item", "library", "chapter"):

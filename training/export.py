@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,11 @@ from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB
 from engine.mel import LOG_SCALE
 from engine.model import PrototypeModel, scripted_dilations, semitones
-from engine.modelfile import LoadedModel, ModelFileError, ModelMetadata, load_model, save_model
+from engine.modelfile import LoadedModel, ModelFileError, ModelMetadata, load_model, save_metadata, save_model
 from training.baselines import majority_mapping
+from training.config import ConfigError, load_config
+from training.layouts import DatasetError
+from training.splits import SplitError
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,21 @@ def reference_pitches(wins: ClipWins, notes: list[int | None], n_prototypes: int
     return tuple(pitches)
 
 
+#: A class's playing range: these percentiles of its training notes (a stray extreme note does not widen it).
+RANGE_PERCENTILES = (5.0, 95.0)
+
+
+def class_ranges(labels: np.ndarray, notes: list[int | None], n_classes: int) -> tuple[tuple[float, float] | None, ...]:
+    """Per class, the :data:`RANGE_PERCENTILES` of its clips' notes (MIDI); ``None`` for a class without any."""
+    ranges: list[tuple[float, float] | None] = []
+    for label in range(n_classes):
+        pitches = [note for note, clip_label in zip(notes, labels, strict=True)
+                   if clip_label == label and note is not None]
+        ranges.append(tuple(round(float(v), 1) for v in np.percentile(pitches, RANGE_PERCENTILES))  # type: ignore[misc]
+                      if pitches else None)
+    return tuple(ranges)
+
+
 def export_model(model: PrototypeModel, analysis: AnalysisConfig, class_names: list[str],
                  prototype_classes: np.ndarray | None, clips: list[np.ndarray], labels: np.ndarray,
                  notes: list[int | None], path: Path, extra: dict) -> ModelMetadata:
@@ -73,6 +91,7 @@ def export_model(model: PrototypeModel, analysis: AnalysisConfig, class_names: l
         sample_rate=analysis.sample_rate, n_fft=analysis.n_fft, hop=analysis.hop, n_mels=analysis.n_mels,
         class_names=tuple(class_names), prototype_classes=tuple(int(c) for c in prototype_classes),
         reference_pitch=reference_pitches(wins, notes, model.n_prototypes), lookahead=model.lookahead,
+        class_ranges=class_ranges(np.asarray(labels), notes, len(class_names)),
         pitch_mode="linear" if model.linear_pitch else "hz", f_min=analysis.f_min, f_max=analysis.f_max,
         extra=extra,
     )
@@ -97,26 +116,49 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
     return model
 
 
+def training_ranges(config_path: Path, class_names: tuple[str, ...]) -> tuple[tuple[float, float] | None, ...]:
+    """:func:`class_ranges` of the notes on the training side of a config's split (no audio is read)."""
+    from training.train import load_split  # training.train imports this module: import at use
+
+    items = [item for item in load_split(load_config(config_path))["train"] if item.label in class_names]
+    if not items:
+        raise ConfigError(f"{config_path}: no training item is of a class of this model")
+    labels = np.array([class_names.index(item.label) for item in items])
+    return class_ranges(labels, [item.midi for item in items], len(class_names))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.export",
         description="Write a model file again with this engine's TorchScript code, keeping its weights and "
-                    "metadata (a model exported before a change to the streaming step gets the new step).",
-        epilog="example: python -m training.export presets/orchestra.pt --out /tmp/orchestra.pt")
+                    "metadata (a model exported before a change to the streaming step gets the new step); or, with "
+                    "--ranges-from, as it is with its classes' playing ranges added.",
+        epilog="examples: python -m training.export presets/orchestra.pt --out /tmp/orchestra.pt\n"
+               "          python -m training.export presets/orchestra.pt --ranges-from training/configs/orchestra.yaml "
+               "--out /tmp/orchestra.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a model file (.pt) written by training")
     parser.add_argument("--out", type=Path, required=True, help="where to write it (never the input itself)")
+    parser.add_argument("--ranges-from", type=Path, metavar="CONFIG",
+                        help="instead, keep the file's own code and weights and add each class's playing range "
+                             "(register: target needs it), from the notes of the training side of this training "
+                             "config's split, as training writes it")
     args = parser.parse_args(argv)
     try:
         if args.out.resolve() == args.model.resolve():
             raise ModelFileError(f"--out {args.out} is the input itself; write elsewhere, then move it")
         source = load_model(args.model)
-        try:
-            model = rescripted(source)
-        except (KeyError, IndexError, AttributeError, RuntimeError) as error:
-            raise ModelFileError(f"{args.model} does not hold a prototype model this code can rebuild "
-                                 f"({error.__class__.__name__}: {str(error).splitlines()[0][:120]})") from None
-        save_model(model, source.metadata, args.out)
-    except (ModelFileError, OSError) as error:
+        if args.ranges_from is not None:
+            ranges = training_ranges(args.ranges_from, source.metadata.class_names)
+            save_metadata(source, replace(source.metadata, class_ranges=ranges), args.out)
+        else:
+            try:
+                model = rescripted(source)
+            except (KeyError, IndexError, AttributeError, RuntimeError) as error:
+                raise ModelFileError(f"{args.model} does not hold a prototype model this code can rebuild "
+                                     f"({error.__class__.__name__}: {str(error).splitlines()[0][:120]})") from None
+            save_model(model, source.metadata, args.out)
+    except (ModelFileError, ConfigError, DatasetError, SplitError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")

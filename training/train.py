@@ -33,7 +33,7 @@ from training.config import ConfigError, RunConfig, load_config
 from training.export import export_model
 from training.features import ClipSet, load_clips
 from training.layouts import DatasetError, Item, scan
-from training.splits import Split, SplitError, leave_library_out, load_or_create_split, split_items
+from training.splits import Split, SplitError, leave_library_out, load_or_create_split, read_split, split_items
 from training.trainer import Trainer, Validation
 
 T = TypeVar("T")
@@ -49,6 +49,8 @@ def load_split(config: RunConfig) -> Split:
     items: list[Item] = []
     for root in config.data.roots:
         items.extend(scan(root, config.data.layout, n_speakers=config.data.n_speakers))
+    if config.data.unheard_by is not None:
+        items = unheard_items(config.data.unheard_by, items)
     split_file = config.data.split_file or config.output / "split.csv"
     by_chapter = config.data.split == "chapter"
     if config.data.split == "library":
@@ -61,6 +63,18 @@ def load_split(config: RunConfig) -> Split:
         held = split_items(split["train"], config.data.validation_fraction, config.data.seed, by_chapter)
         split = {**split, "train": held["train"], "validation": held["test"]}
     return split
+
+
+def unheard_items(split_file: Path, items: list[Item]) -> list[Item]:
+    """The ``items`` on the test side of another run's ``split_file``: what that run's model never heard."""
+    if not split_file.is_file():
+        raise SplitError(f"data.unheard_by: {split_file} not found; train the run that writes it first")
+    root = Path(os.path.commonpath([item.path.parent for item in items])) if items else Path(".")
+    unheard = {item.path for item in read_split(split_file, root)["test"]}
+    kept = [item for item in items if item.path in unheard]
+    if not kept:
+        raise SplitError(f"data.unheard_by: no item of the data roots is on the test side of {split_file}")
+    return kept
 
 
 def training_clips(config: RunConfig, split: Split, progress: bool, side: str = "train") -> ClipSet:
