@@ -143,8 +143,8 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         rate = host_rate_for(settings, file.samplerate)
         metered = MeteredProcessor(proc)
         metered.prepare(rate, settings.block_size)
-        latency = engine_latency_ms(proc, rate)
-        shown_latency = latency_text(latency)
+        shown_latency = latency_text(engine_latency_ms(proc, rate))
+        moved = proc.preset.transpose + proc.register_shift
         seconds = SecondLog(rate)
         timeline = None if settings.timeline_path is None else Timeline(proc.metadata.class_names, rate)
         update_every = max(1, round(UPDATE_S * rate / settings.block_size))
@@ -153,7 +153,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         processed = 0
 
         def after_block(run: FileRun) -> None:
-            nonlocal processed
+            nonlocal processed, moved, shown_latency
             processed += settings.block_size
             seconds.observe(run.heard, lambda: proc.identification)
             if timeline is not None:
@@ -161,6 +161,9 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
             if settings.pace:
                 time.sleep(max(0.0, started + processed / rate - time.perf_counter()))
             if processed // settings.block_size % update_every == 1:
+                if proc.preset.transpose + proc.register_shift != moved:  # the register's octaves move the shifter
+                    moved, shown_latency = proc.preset.transpose + proc.register_shift, latency_text(
+                        engine_latency_ms(proc, rate))
                 levels = metered.take_levels()
                 heard_s, wall_s = run.heard / rate, time.perf_counter() - started
                 display.update(View(proc.identification, proc.mode, proc.target, levels.input_db, levels.output_db,
@@ -178,7 +181,7 @@ def stream_from_disk(proc: Processor, settings: FileSettings, subtype: str | Non
         "clipped_samples": run.clipped_samples,
         "sample_rate": rate,
         "block_size": settings.block_size,
-        "latency": latency,
+        "latency": engine_latency_ms(proc, rate),  # as the run ended: with the last phrase's register octaves
         "xruns": 0,
         "deadline_misses": metered.deadline_misses,
         "processing": metered.timing(),

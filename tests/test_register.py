@@ -174,3 +174,19 @@ def test_the_register_listens_for_pitch_only_while_a_passage_s_octave_is_open():
     assert not follower.listening  # a pause shorter than hold_s does not end the passage
     follower.update(np.full(40, np.nan), np.full(40, -90.0))
     assert follower.listening
+
+
+def test_a_file_run_reports_the_shifter_s_delay_of_the_octave_it_ended_on(ranged_model, tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from realtime.live import main
+
+    preset = tmp_path / "up.yaml"
+    preset.write_text(f"model: {ranged_model}\nmode: transfer\ntarget: sawtooth\ncarrier: filter\nregister: target\n")
+    low = tmp_path / "low.wav"
+    sf.write(low, tone("sawtooth", 130.81, 1.5, RATE), RATE)
+    assert main(["--preset", str(preset), "--input", str(low), "--output", str(tmp_path / "out.wav"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["register"] == "target" and summary["latency"]["shifter_ms"] > 10.0
