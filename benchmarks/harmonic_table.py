@@ -22,6 +22,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import librosa
 import numpy as np
 
 from benchmarks.transfer import read_notes, select_phrases, to_rate
@@ -40,10 +41,6 @@ NOISE_FLOOR = 0.01
 ENVELOPE_HOP = 256
 
 
-def midi_hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
-
-
 def harmonic_levels(audio: np.ndarray, rate: int, midi: int) -> np.ndarray | None:
     """``(HARMONICS,)`` levels in dB re the strongest over the steady frames of one note (NaN above Nyquist),
     or None for a note too short to have any."""
@@ -58,7 +55,7 @@ def harmonic_levels(audio: np.ndarray, rate: int, midi: int) -> np.ndarray | Non
     bins_hz = np.arange(magnitude.shape[1]) * rate / N_FFT
     levels = np.full(HARMONICS, np.nan)
     for harmonic in range(1, HARMONICS + 1):
-        frequency = harmonic * midi_hz(midi)
+        frequency = harmonic * librosa.midi_to_hz(midi)
         if frequency > min(rate / 2 - 200.0, 16000.0):
             break
         low, high = np.searchsorted(bins_hz, [0.985 * frequency - 6.0, 1.015 * frequency + 6.0])
@@ -102,7 +99,7 @@ def resynthesise(audio: np.ndarray, rate: int, notes: np.ndarray, table: dict[in
         pitch[int(onset * rate):int(offset * rate)] = midi
     held = np.flatnonzero(np.isfinite(pitch))
     pitch = pitch[held[np.clip(np.searchsorted(held, np.arange(len(audio))), 0, len(held) - 1)]]  # gaps held
-    hz = midi_hz(pitch)
+    hz = librosa.midi_to_hz(pitch)
     phase = 2.0 * np.pi * np.cumsum(hz) / rate
     keys = np.array(sorted(table))
     out = np.zeros(len(audio))

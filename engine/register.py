@@ -49,9 +49,12 @@ DECISION_FRAMES = 4
 
 @lru_cache(maxsize=8)
 def _window_autocorrelation(n_fft: int) -> np.ndarray:
+    """The analysis window's own autocorrelation, 1 at lag 0 (read-only: cached and shared)."""
     window = hann_window(n_fft)
     autocorrelation = np.fft.irfft(np.abs(np.fft.rfft(window, 2 * n_fft)) ** 2)[:n_fft]
-    return autocorrelation / autocorrelation[0]
+    normalised = autocorrelation / autocorrelation[0]
+    normalised.setflags(write=False)
+    return normalised
 
 
 @lru_cache(maxsize=8)
