@@ -8,13 +8,18 @@
 For each block size the same signal (a sawtooth phrase) goes through ``Processor.process`` block by
 block.  Reported per block size: the real-time factor (processing time / audio duration; median over
 repeats), p50 / p99 / max time per block, and the real-time factor of the bare front end (STFT + mel) on
-the same blocks in the same run.  Peak resident memory of the process is reported once.
+the same blocks in the same run.  Then where the time goes: the whole signal once more at 256-sample blocks
+under cProfile, each stage's cumulative time per frame and its share of ``process`` (the profiler's own
+overhead inflates the stages that make many small calls; read the shares, not the absolute times).  Peak
+resident memory of the process is reported once.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import sys
 import tempfile
@@ -22,18 +27,37 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from threadpoolctl import threadpool_limits
 
+from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError
+from engine.filterroute import FilterRoute
 from engine.frontend import LogMelFrontEnd
-from engine.model import PrototypeModel, parameter_count
-from engine.modelfile import ModelMetadata, save_model
+from engine.fusedmodel import FusedModel
+from engine.identify import StreamingIdentifier
+from engine.modelfile import LoadedModel, ModelMetadata, load_model, save_model
 from engine.parameters import add_setting_flags
 from engine.processor import Processor
+from engine.register import frame_pitch
+from engine.synth import StreamingSynth
+from engine.transfer import TransferRenderer
 
 BLOCK_SIZES = (64, 128, 256, 512, 1024, 2048)
+#: Host block size of the per-stage profile.
+STAGE_BLOCK = 256
+#: The engine's stages, each the function whose cumulative time is the stage's time (none calls another).
+STAGES = {
+    "front end (STFT, mel)": LogMelFrontEnd.push,
+    "model step (predictor, every prototype's error)": FusedModel.step,
+    "model step, TorchScript (CUDA, or a file the kernels do not reproduce)": LoadedModel.script_step,
+    "identification": StreamingIdentifier.update,
+    "transfer rendering (the chosen prototype)": TransferRenderer.render,
+    "register (pitch of a passage's first frames)": frame_pitch,
+    "carrier gains (envelopes, filter design input)": InputCarrier.gains,
+    "filter route (filter design, convolution, shifter)": FilterRoute.push,
+    "synthesis (RTPGHI, overlap-add)": StreamingSynth.push,
+}
 
 
 def test_signal(seconds: float, sample_rate: int) -> np.ndarray:
@@ -49,6 +73,8 @@ def test_signal(seconds: float, sample_rate: int) -> np.ndarray:
 
 def untrained_model_file(n_prototypes: int, folder: Path) -> Path:
     """The shipped architecture with random weights: speed does not depend on what was learned."""
+    from engine.model import PrototypeModel  # torch: only for this model, so the peak memory is the engine's
+
     config = AnalysisConfig()
     model = PrototypeModel(n_prototypes, config.band_centres_hz)
     classes = tuple(f"class{i}" for i in range(n_prototypes // 2))
@@ -98,6 +124,27 @@ def measure(proc: Processor, seconds: float, repeats: int, sample_rate: int) -> 
     return rows
 
 
+def stage_profile(proc: Processor, audio: np.ndarray) -> dict:
+    """Each stage's cumulative time per analysis frame (us) and share of ``process``, from one cProfile run at
+    :data:`STAGE_BLOCK`-sample blocks; "other" is the host adapter, the wet path's glue and the level meter."""
+    proc.prepare(proc.sample_rate, STAGE_BLOCK)
+    proc.reset()
+    frames_before = proc.stats.frames
+    profile = cProfile.Profile()
+    profile.runcall(time_blocks, proc.process, audio, STAGE_BLOCK)
+    cumulative = {(path, line, name): entry[3] for (path, line, name), entry in pstats.Stats(profile).stats.items()}
+
+    def seconds(function: object) -> float:
+        code = function.__code__  # type: ignore[attr-defined]
+        return cumulative.get((code.co_filename, code.co_firstlineno, code.co_name), 0.0)
+
+    total, frames = seconds(Processor.process), max(proc.stats.frames - frames_before, 1)
+    stages = {name: seconds(function) for name, function in STAGES.items()}
+    stages = {name: spent for name, spent in stages.items() if spent > 0.0}
+    stages["other"] = total - sum(stages.values())
+    return {name: {"us_per_frame": 1e6 * spent / frames, "share": spent / total} for name, spent in stages.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as folder:
         try:
             if args.untrained:
@@ -126,10 +172,16 @@ def main(argv: list[str] | None = None) -> int:
                 proc.set(mode="transfer", target=args.target or proc.target or proc.metadata.class_names[0])
             elif args.mode:
                 proc.set(mode=args.mode)
+            if "torch" in sys.modules:  # the model runs its TorchScript (CUDA, or a file without fused numbers)
+                sys.modules["torch"].set_num_threads(args.threads)
         except (ProtophoneError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         rows = measure(proc, args.seconds, args.repeats, args.sample_rate)
+        stages = stage_profile(proc, test_signal(args.seconds, args.sample_rate))
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # before torch loads to count below
+    from engine.model import parameter_count  # torch, to count the TorchScript module's parameters
+
     result = {
         "model": str(proc.preset.model),
         "mode": proc.mode,
@@ -137,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "threads": args.threads,
         "sample_rate": args.sample_rate,
-        "parameters": parameter_count(proc.model.module),
+        "parameters": parameter_count(load_model(proc.preset.model).scripted),
         "prototypes": proc.metadata.n_prototypes,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb,
         "blocks": rows,
+        "stages_at_256": stages,
     }
     if args.json:
         print(json.dumps(result, indent=1))
@@ -151,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(f"{row['block_size']:>6} {row['block_ms']:>6.1f} {row['rtf']:>7.3f} {row['p50_ms']:>8.3f} "
                   f"{row['p99_ms']:>8.3f} {row['max_ms']:>8.3f} {row['frontend_rtf']:>10.4f}")
+        print(f"\nwhere the time goes at {STAGE_BLOCK}-sample blocks (cProfile):")
+        for name, stage in stages.items():
+            print(f"  {name:<72} {stage['us_per_frame']:>8.0f} us/frame {100.0 * stage['share']:>5.1f} %")
         print(f"peak memory {result['peak_rss_mb']:.0f} MB")
     return 0
 

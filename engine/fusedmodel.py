@@ -3,23 +3,29 @@
 The TorchScript file is the model (:mod:`engine.modelfile`): its ``step`` is the reference, and it runs the
 predictor on CUDA.  On one CPU thread it is the engine's largest cost: a step on one frame is ~100 small
 TorchScript ops of ~5-30 us each (~0.6 ms; the predictor's whole arithmetic is 0.25 M multiply-adds).
-:class:`FusedModel` reads the same weights and does the same arithmetic, frame by frame, in one numba call
-per step: predictor (input projection, causal residual blocks with their caches, head), bounded
-parameters, every prototype's reconstruction error; and renders chosen prototypes for transfer.  It
-equals :meth:`engine.model.PrototypeModel.step` to float tolerance (``tests/test_fusedmodel.py``).
+:class:`FusedModel` does the same arithmetic, frame by frame, in one numba call per step: predictor (input
+projection, causal residual blocks with their caches, head), bounded parameters, every prototype's
+reconstruction error; :class:`PrototypeRenderer` renders chosen prototypes for transfer.  Both read their
+numbers from :class:`FusedWeights`, which the model file carries beside its TorchScript (written when the
+file is written, once the kernels' step was checked against the file's own), so a stream on the CPU runs
+without importing torch (~200 MB less memory).  The step equals :meth:`engine.model.PrototypeModel.step` to
+float tolerance (``tests/test_fusedmodel.py``).
 """
 
 from __future__ import annotations
 
+import io
 import math
-import warnings
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numba import njit
 
-from engine.model import N_PARAMETERS, SHELF_SOFTPLUS_BETA, prototype_bodies, scripted_dilations
-from engine.modelfile import LoadedModel
+from engine.transformation import N_PARAMETERS, SHELF_SOFTPLUS_BETA
+
+if TYPE_CHECKING:
+    import torch
 
 SOFTPLUS_THRESHOLD = 20.0  # torch's: above it softplus(x) is x
 
@@ -123,20 +129,128 @@ def _render(indices: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bod
         _transform(prototypes[indices[t]], bodies[indices[t]], params[t], bands, mels_per_log, linear_pitch, out[t])
 
 
+@dataclass(frozen=True, eq=False)
+class FusedWeights:
+    """Every number the fused kernels read: the predictor's weights, each parameter's bound, the prototypes and
+    their bodies, the bands' factors of the transform, and the identification's temperature.
+
+    ``conv_w (blocks, channels, kernel * channels)`` holds each block's taps side by side, oldest first, so a
+    block is one matrix-vector product; ``bands (5, n_mels)`` as :func:`_transform` reads them.  Checked for
+    consistent shapes and finite values when built, so a damaged file is refused before any audio.
+    """
+
+    input_w: np.ndarray
+    input_b: np.ndarray
+    conv_w: np.ndarray
+    conv_b: np.ndarray
+    norm_w: np.ndarray
+    norm_b: np.ndarray
+    dilations: np.ndarray
+    head_w: np.ndarray
+    head_b: np.ndarray
+    scales: np.ndarray
+    prototypes: np.ndarray
+    bodies: np.ndarray
+    bands: np.ndarray
+    dynamic_range: float
+    mels_per_log: float
+    linear_pitch: bool
+    temperature: float
+
+    def __post_init__(self) -> None:
+        if self.input_w.ndim != 2 or self.conv_w.ndim != 3 or self.prototypes.ndim != 2:
+            raise ValueError("the fused weights have arrays of the wrong rank")
+        channels, n_mels = self.input_w.shape
+        blocks, n_prototypes = len(self.dilations), len(self.prototypes)
+        kernel = self.conv_w.shape[2] // max(channels, 1)
+        expected = {"input_b": (channels,), "conv_w": (blocks, channels, kernel * channels),
+                    "conv_b": (blocks, channels), "norm_w": (blocks, channels), "norm_b": (blocks, channels),
+                    "dilations": (blocks,), "head_w": (n_prototypes * N_PARAMETERS, channels),
+                    "head_b": (n_prototypes * N_PARAMETERS,), "scales": (N_PARAMETERS,),
+                    "prototypes": (n_prototypes, n_mels), "bodies": (n_prototypes, n_mels), "bands": (5, n_mels)}
+        wrong = [name for name, shape in expected.items() if getattr(self, name).shape != shape]
+        if wrong or kernel < 1 or not n_prototypes or (self.dilations < 1).any():
+            raise ValueError(f"the fused weights' shapes disagree ({', '.join(wrong) or 'kernel or dilations'})")
+        arrays = [value for value in vars(self).values() if isinstance(value, np.ndarray)]
+        scalars = (self.dynamic_range, self.mels_per_log, self.temperature)
+        if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(scalars).all()):
+            raise ValueError("the fused weights hold values that are not finite")
+
+    @property
+    def n_prototypes(self) -> int:
+        return len(self.prototypes)
+
+    @property
+    def n_mels(self) -> int:
+        return self.prototypes.shape[1]
+
+    @classmethod
+    def from_module(cls, module: torch.jit.ScriptModule) -> FusedWeights:
+        """The numbers of a scripted :class:`engine.model.PrototypeModel` (or the eager one: the same attributes;
+        any device): what a model file writes beside its TorchScript.  KeyError or AttributeError where the
+        module is not one."""
+        from engine.model import prototype_bodies, scripted_dilations  # torch: only where a module is at hand
+
+        def numbers(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.detach().cpu().numpy().astype(np.float64)
+
+        state = {name: numbers(value) for name, value in module.state_dict().items()}
+        dilations = scripted_dilations(module)
+        names = [f"predictor.blocks.{index}" for index in range(len(dilations))]
+        conv = np.stack([state[f"{name}.conv.conv.weight"] for name in names])  # (blocks, out, in, kernel)
+        centres, u = numbers(module.band_centres), numbers(module.band_position)
+        beta = SHELF_SOFTPLUS_BETA
+        return cls(
+            input_w=state["predictor.input.weight"], input_b=state["predictor.input.bias"],
+            conv_w=np.ascontiguousarray(conv.transpose(0, 1, 3, 2).reshape(*conv.shape[:2], -1)),
+            conv_b=np.stack([state[f"{name}.conv.conv.bias"] for name in names]),
+            norm_w=np.stack([state[f"{name}.norm.weight"] for name in names]),
+            norm_b=np.stack([state[f"{name}.norm.bias"] for name in names]),
+            dilations=np.array(dilations, dtype=np.int64),
+            head_w=state["predictor.head.weight"], head_b=state["predictor.head.bias"],
+            scales=state["bounds"] * state["enabled"],
+            prototypes=numbers(module.prototypes), bodies=numbers(prototype_bodies(module)),
+            bands=np.stack([centres, np.log(700.0 + centres), u, np.exp(-2.0 * beta * u), np.exp(2.0 * beta * u)]),
+            # model files written before the frame floor existed have no such attribute: their floor is off
+            dynamic_range=float(getattr(module, "dynamic_range", 0.0)),
+            mels_per_log=float(module.mels_per_log), linear_pitch=bool(module.linear_pitch),
+            temperature=float(module.temperature().detach()),
+        )
+
+    def to_bytes(self) -> bytes:
+        """A compressed ``.npz`` archive of every number (no pickles: :meth:`from_bytes` refuses them); arrays
+        that came from float32 tensors (all but the bands' factors) are stored as float32, exactly."""
+        def compact(value: object) -> np.ndarray:
+            array = np.asarray(value)
+            single = array.astype(np.float32) if array.dtype == np.float64 else array
+            return single if np.array_equal(single, array) else array
+
+        arrays: dict[str, Any] = {name: compact(value) for name, value in vars(self).items()}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FusedWeights:
+        """Read :meth:`to_bytes`'s archive; ValueError for a damaged or incomplete one."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                stored = {name: archive[name] for name in archive.files}
+            numbers: dict[str, Any] = {f.name: stored[f.name].astype(np.int64 if f.name == "dilations" else np.float64)
+                       if f.type == "np.ndarray" else float(stored[f.name]) for f in fields(cls)}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"the fused weights are damaged ({error.__class__.__name__})") from None
+        return cls(**{**numbers, "linear_pitch": bool(numbers["linear_pitch"])})
+
+
 class PrototypeRenderer:
     """The model's prototypes and their transform (:meth:`PrototypeModel.transform`) in numba: every
     prototype's error against a frame, or one chosen prototype per frame rendered for transfer."""
 
-    def __init__(self, model: LoadedModel) -> None:
-        module = model.module
-        self.n_mels = model.metadata.n_mels
-        self._prototypes = module.prototypes.detach().cpu().numpy().astype(np.float64)
-        self._bodies = prototype_bodies(module).detach().cpu().numpy().astype(np.float64)
-        centres = module.band_centres.cpu().numpy().astype(np.float64)
-        u = module.band_position.cpu().numpy().astype(np.float64)
-        bands = np.stack([centres, np.log(700.0 + centres), u, np.exp(-2.0 * SHELF_SOFTPLUS_BETA * u),
-                          np.exp(2.0 * SHELF_SOFTPLUS_BETA * u)])
-        self._bands = (bands, float(module.mels_per_log), bool(module.linear_pitch))
+    def __init__(self, weights: FusedWeights) -> None:
+        self.n_mels = weights.n_mels
+        self._prototypes, self._bodies = weights.prototypes, weights.bodies
+        self._bands = (weights.bands, weights.mels_per_log, weights.linear_pitch)
         self.render(np.zeros(1, dtype=np.int64), np.zeros((1, 6)))  # compile now, not in the first audio callback
 
     def errors(self, targets: np.ndarray, params: np.ndarray) -> np.ndarray:
@@ -157,32 +271,18 @@ class PrototypeRenderer:
 class FusedModel:
     """:meth:`PrototypeModel.step` for one stream, in numba on the CPU.
 
-    Built from a loaded model file (its weights and buffers, read once); holds its own stream state (the
-    blocks' caches and the look-ahead queue), so it runs beside the TorchScript module without touching it.
+    Built from a model's :class:`FusedWeights`; holds its own stream state (the blocks' caches and the
+    look-ahead queue), so it runs beside the TorchScript module, when one is loaded, without touching it.
     """
 
-    def __init__(self, model: LoadedModel) -> None:
-        module = model.module
-        state = {name: value.detach().cpu().numpy().astype(np.float64) for name, value in module.state_dict().items()}
-        dilations = scripted_dilations(module)
-        self.n_prototypes = model.metadata.n_prototypes
-        self.n_mels = model.metadata.n_mels
-        self.lookahead = model.metadata.lookahead
-        self.renderer = PrototypeRenderer(model)
-        # model files written before the frame floor existed have no such attribute: their floor is off
-        self._dynamic_range = float(getattr(module, "dynamic_range", 0.0))
-        self._input = state["predictor.input.weight"], state["predictor.input.bias"]
-        names = [f"predictor.blocks.{index}" for index in range(len(dilations))]
-        weights = np.stack([state[f"{name}.conv.conv.weight"] for name in names])  # (blocks, out, in, kernel)
-        self._conv_w = np.ascontiguousarray(weights.transpose(0, 1, 3, 2).reshape(*weights.shape[:2], -1))
-        self._conv_b = np.stack([state[f"{name}.conv.conv.bias"] for name in names])
-        self._norm_w = np.stack([state[f"{name}.norm.weight"] for name in names])
-        self._norm_b = np.stack([state[f"{name}.norm.bias"] for name in names])
-        self._dilations = np.array(dilations, dtype=np.int64)
-        kernel = weights.shape[3]
-        self._caches = np.zeros((len(dilations), (kernel - 1) * int(self._dilations.max()) + 1, weights.shape[1]))
-        self._head = state["predictor.head.weight"], state["predictor.head.bias"]
-        self._scales = state["bounds"] * state["enabled"]
+    def __init__(self, weights: FusedWeights, lookahead: int) -> None:
+        self.weights = weights
+        self.n_prototypes, self.n_mels = weights.n_prototypes, weights.n_mels
+        self.lookahead = lookahead
+        self.renderer = PrototypeRenderer(weights)
+        kernel = weights.conv_w.shape[2] // weights.conv_w.shape[1]
+        self._caches = np.zeros((len(weights.dilations), (kernel - 1) * int(weights.dilations.max()) + 1,
+                                 weights.conv_w.shape[1]))
         self.reset()
         self.step(np.zeros((1, self.n_mels)))  # compile (or load the cache) now, not in the first audio callback
         self.reset()
@@ -196,12 +296,13 @@ class FusedModel:
     def step(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The next frames ``(n, n_mels)`` → ``(params (m, K, 6), errors (m, K))`` of the frames now decided,
         as :meth:`PrototypeModel.step` (computed in float64, returned in float32 as there)."""
+        w = self.weights
         frames = np.ascontiguousarray(frames, dtype=np.float64)
         n = len(frames)
         params = np.empty((n, self.n_prototypes, N_PARAMETERS))
         floored = np.empty_like(frames)
-        _step(frames, self._dynamic_range, *self._input, self._conv_w, self._conv_b, self._norm_w, self._norm_b,
-              self._dilations, self._caches, *self._head, self._scales, params, floored)
+        _step(frames, w.dynamic_range, w.input_w, w.input_b, w.conv_w, w.conv_b, w.norm_w, w.norm_b, w.dilations,
+              self._caches, w.head_w, w.head_b, w.scales, params, floored)
         targets = floored
         if self.lookahead:  # params of the newest frames belong to the frames ``lookahead`` behind them
             history = np.concatenate([self._pending, floored])
@@ -210,45 +311,3 @@ class FusedModel:
             self._frames_seen += n
             params, targets = params[skip:], targets[skip:]
         return params.astype(np.float32), self.renderer.errors(targets, params).astype(np.float32)
-
-
-#: Largest difference from the model file's own step accepted when a fused model is checked (float32 gives ~1e-6).
-CHECK_TOLERANCE = 1e-4
-
-
-class FusedModelWarning(UserWarning):
-    """A model file whose step the fused kernels do not reproduce: its own TorchScript step runs instead."""
-
-
-def checked_fused_model(model: LoadedModel) -> FusedModel | None:
-    """A :class:`FusedModel` of ``model`` if it gives the model file's own step on a few frames of noise; None,
-    with a :class:`FusedModelWarning`, for a file whose code does other arithmetic than this engine's (a model
-    file carries its own TorchScript) or whose weights it cannot read.  Both streams are reset after."""
-    frames = np.random.default_rng(0).uniform(0.0, 0.7, (model.metadata.lookahead + 8, model.metadata.n_mels))
-    try:
-        fused = FusedModel(model)
-        expected, got = torchscript_step(model, frames.astype(np.float32)), fused.step(frames)
-        agrees = all(a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=CHECK_TOLERANCE)
-                     for a, b in zip(expected, got, strict=True))
-    except (KeyError, IndexError, AttributeError, ValueError, RuntimeError) as error:
-        agrees, fused = False, None
-        reason = f"{error.__class__.__name__}: {str(error).splitlines()[0][:100] if str(error) else ''}"
-    else:
-        reason = f"its step differs from the fused kernels' by more than {CHECK_TOLERANCE}"
-    finally:
-        with torch.no_grad():
-            model.module.reset()
-    if not agrees or fused is None:
-        warnings.warn(f"this model file runs its own TorchScript step ({reason}); the engine is slower with it",
-                      FusedModelWarning, stacklevel=2)
-        return None
-    fused.reset()
-    return fused
-
-
-def torchscript_step(model: LoadedModel, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The TorchScript module's step on ``frames`` on the model's device, as numpy: the reference the fused
-    step is held to, and the step on CUDA."""
-    with torch.no_grad():
-        params, errors = model.module.step(torch.from_numpy(np.asarray(frames, dtype=np.float32)).to(model.device))
-    return params.cpu().numpy(), errors.cpu().numpy()

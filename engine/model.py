@@ -23,12 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.mel import LOG_SCALE
+from engine.transformation import N_PARAMETERS, PARAMETER_BOUNDS
 
-PARAMETER_NAMES = ("pitch", "gain", "low_freq", "low_gain", "high_freq", "high_gain")
-PARAMETER_BOUNDS = (1.0, 0.5, 0.25, 0.25, 0.25, 0.25)
-N_PARAMETERS = len(PARAMETER_NAMES)
 PREDICTOR_KERNEL_SIZE = 3  # every causal convolution's width in frames
-SHELF_SOFTPLUS_BETA = 10.0  # sharpness of the shelves' knees (softplus beta; the fused kernels read it from here)
 
 
 class CausalConv1d(nn.Module):
@@ -281,7 +278,8 @@ class PrototypeModel(nn.Module):
         spectra = spectra.expand(positions.shape)
         warped = torch.gather(spectra, -1, index) * (1.0 - weight) + torch.gather(spectra, -1, index + 1) * weight
         u = self.band_position
-        # beta is SHELF_SOFTPLUS_BETA, written out: TorchScript takes softplus's beta only as a literal here
+        # beta is engine.transformation.SHELF_SOFTPLUS_BETA, written out: TorchScript takes softplus's beta
+        # only as a literal here
         low_shelf = F.softplus(-2.0 * (u - 0.5 + params[..., 2:3]), beta=10.0)
         high_shelf = F.softplus(2.0 * (u - 0.5 + params[..., 4:5]), beta=10.0)
         return warped + params[..., 1:2] + params[..., 3:4] * low_shelf + params[..., 5:6] * high_shelf

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
@@ -39,7 +38,7 @@ from engine.fifo import SampleFifo
 from engine.filestream import stream_file
 from engine.frontend import LogMelFrontEnd
 from engine.identify import ClassMap, Identification, StreamingIdentifier
-from engine.modelfile import LoadedModel, load_model
+from engine.modelfile import LoadedModel, load_streaming_model
 from engine.parameters import SETTINGS
 from engine.preset import Preset, load_preset, with_settings
 from engine.register import RegisterFollower
@@ -91,10 +90,8 @@ class Processor:
         #: never sees half a change; ``save_preset(proc.preset, path)`` writes them back.
         self.preset = preset
         self.class_map = ClassMap(self.metadata.class_names, self.metadata.prototype_classes)
-        with torch.no_grad():
-            temperature = float(model.module.temperature())
         identifier = StreamingIdentifier(
-            self.class_map, temperature, self.analysis.frame_rate, preset.time_constant_s, preset.gate_db,
+            self.class_map, model.temperature, self.analysis.frame_rate, preset.time_constant_s, preset.gate_db,
             hold_s=preset.hold_s, min_confidence=preset.min_confidence,
         )
         self._wet = WetPath(model, preset, identifier)
@@ -119,7 +116,7 @@ class Processor:
             preset = with_settings(preset, **{name: value for name, value in settings.items() if value is not None})
         except ValueError as error:
             raise PresetError(str(error)) from None
-        return cls(load_model(preset.model, device), preset)
+        return cls(load_streaming_model(preset.model, device), preset)
 
     @property
     def tap(self) -> Tap | None:

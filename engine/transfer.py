@@ -37,7 +37,9 @@ class TransferRenderer:
             raise ValueError(f"unknown target {target!r}; this model knows: {', '.join(metadata.class_names)}")
         if candidate not in CANDIDATES:
             raise ValueError(f"candidate must be one of {', '.join(CANDIDATES)}, got {candidate!r}")
-        self._prototypes = PrototypeRenderer(model)
+        if model.weights is None:
+            raise ValueError("this model file's prototypes cannot be read for transfer; export it again from training")
+        self._prototypes = PrototypeRenderer(model.weights)
         self.candidate = candidate
         self.transpose = float(transpose)
         target_index = metadata.class_names.index(target)

@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
-from engine.fusedmodel import checked_fused_model, torchscript_step
+from engine.fusedmodel import FusedModel
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
 from engine.preset import Preset
@@ -75,7 +74,8 @@ class WetPath:
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
         self.model = model
         #: The model's step in numba on the CPU (the TorchScript module runs it on CUDA).
-        self._fused = checked_fused_model(model) if model.device.type == "cpu" else None
+        weights = model.weights if model.fused_step else None
+        self._fused = None if weights is None else FusedModel(weights, model.metadata.lookahead)
         #: The model's analysis: the units of every frame, and the rate the audio runs at until prepared.
         self.analysis: AnalysisConfig = model.metadata.analysis
         self.identifier = identifier
@@ -182,10 +182,10 @@ class WetPath:
             self._build(analysis)
 
     def reset(self) -> None:
-        with torch.no_grad():
-            self.model.module.reset()
         if self._fused is not None:
             self._fused.reset()
+        else:
+            self.model.reset_script()
         self._frame_delay.reset()
         self._spectra_delay.reset()
         if self._register is not None:
@@ -255,7 +255,7 @@ class WetPath:
         if self._fused is not None:
             params, errors = self._fused.step(frames)
         else:
-            params, errors = torchscript_step(self.model, frames)
+            params, errors = self.model.script_step(frames)
         decided = self._frame_delay.push(frames)
         decided_spectra = self._spectra_delay.push(spectra)
         levels = frame_level_db(decided, self.analysis)

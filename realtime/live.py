@@ -35,8 +35,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-import torch
-
 from engine.atomic import check_output, write_text
 from engine.audiofile import AUDIO_EXTENSIONS
 from engine.errors import PresetError, ProtophoneError, UsageError
@@ -217,8 +215,11 @@ def device_listing() -> str:
 
 def load_processor(args: argparse.Namespace) -> Processor:
     """The preset's processor with the command line's settings applied (bad values: one-line errors)."""
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("CUDA is not available on this machine; use --device cpu")
+    if args.device == "cuda":
+        import torch  # only here: on the CPU a stream runs without torch (engine.modelfile.load_streaming_model)
+
+        if not torch.cuda.is_available():
+            raise UsageError("CUDA is not available on this machine; use --device cpu")
     return Processor.from_preset(args.preset, device=args.device, **{name: getattr(args, name) for name in SETTINGS})
 
 

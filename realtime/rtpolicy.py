@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 from threadpoolctl import threadpool_limits
 
 #: GIL hand-over interval while audio runs; short enough to cost the callback a few percent of a block.
@@ -24,13 +23,17 @@ GIL_SWITCH_S = 0.0002
 
 @contextmanager
 def audio_thread_policy() -> Iterator[None]:
-    """Single-threaded torch and BLAS and a short GIL switch interval; restored on exit."""
-    threads, switch = torch.get_num_threads(), sys.getswitchinterval()
-    torch.set_num_threads(1)
+    """Single-threaded torch (where a model runs its TorchScript: torch is not imported otherwise) and BLAS, and a
+    short GIL switch interval; restored on exit."""
+    torch = sys.modules.get("torch")
+    threads, switch = torch.get_num_threads() if torch else 0, sys.getswitchinterval()
+    if torch:
+        torch.set_num_threads(1)
     sys.setswitchinterval(GIL_SWITCH_S)
     try:
         with threadpool_limits(1):
             yield
     finally:
-        torch.set_num_threads(threads)
+        if torch:
+            torch.set_num_threads(threads)
         sys.setswitchinterval(switch)

@@ -20,6 +20,14 @@ from realtime.metering import PeriodicLog
 
 #: Seconds of audio between two snapshots of the identification (and two waveform peaks).
 PERIOD_S = 0.1
+#: A decision span is named in the band when it is at least this long and this share of the whole file (shorter
+#: names would not fit the picture; they are in the legend and the colours).
+MIN_NAMED_SPAN_S = 0.6
+MIN_NAMED_SHARE = 0.01
+#: Points drawn per curve at most, about two per pixel of the picture's width: a longer run of periods is drawn as
+#: the largest value of each stretch of them (:func:`decimated`), so an hour's picture costs what a minute's does
+#: (drawn whole, an hour's 36000 periods per class took 150-290 MB more to render).
+MAX_POINTS = 2200
 #: Frames of the input file read at a time when its waveform is drawn (constant memory for any length).
 READ_FRAMES = 1 << 16
 
@@ -61,6 +69,17 @@ def waveform_peaks(path: Path, period_s: float = PERIOD_S) -> tuple[np.ndarray, 
         return (np.concatenate(peaks) if peaks else np.zeros(0)), period / file.samplerate
 
 
+def decimated(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most :data:`MAX_POINTS` points along the first axis: each stretch of consecutive ones drawn as its
+    largest value (a short peak stays visible) at its mean time."""
+    step = -(-len(times) // MAX_POINTS)
+    if step <= 1:
+        return times, values
+    starts = np.arange(0, len(times), step)
+    counts = np.diff(np.append(starts, len(times)))
+    return np.add.reduceat(times, starts) / counts, np.maximum.reduceat(values, starts, axis=0)
+
+
 def decision_spans(labels: list[str | None]) -> list[tuple[int, int, str | None]]:
     """Runs of the same decision: ``(first period, end period, label or None)``."""
     spans: list[tuple[int, int, str | None]] = []
@@ -80,7 +99,7 @@ def draw_timeline(timeline: Timeline, input_path: Path, path: Path, title: str) 
     import matplotlib.pyplot as plt
 
     probabilities = np.array(timeline.probabilities).reshape(-1, len(timeline.class_names))
-    times = (np.arange(len(probabilities)) + 1) * PERIOD_S
+    times, probabilities = decimated((np.arange(len(probabilities)) + 1) * PERIOD_S, probabilities)
     leaders = sorted({timeline.class_names.index(label) for label in timeline.labels if label is not None})
     colours = {index: plt.get_cmap("tab10")(n % 10) for n, index in enumerate(leaders)}
     figure, (top, band, bottom) = plt.subplots(3, 1, sharex=True, figsize=(11, 5.5),
@@ -96,25 +115,30 @@ def draw_timeline(timeline: Timeline, input_path: Path, path: Path, title: str) 
     top.set_title(title, fontsize=10)
     if leaders:
         top.legend(loc="upper right", fontsize=8, ncol=min(len(leaders), 4))
-    for start, end, label in decision_spans(timeline.labels):
-        left, width = start * PERIOD_S, (end - start) * PERIOD_S
+    spans = decision_spans(timeline.labels)
+    ranges: dict[str | None, list[tuple[float, float]]] = {}
+    for start, end, label in spans:
+        ranges.setdefault(label, []).append((start * PERIOD_S, (end - start) * PERIOD_S))
+    for label, bars in ranges.items():  # one collection per label: an hour of short notes stays a few artists
         if label is None:
-            band.broken_barh([(left, width)], (0, 1), facecolors="white", edgecolors="0.6", hatch="///")
+            band.broken_barh(bars, (0, 1), facecolors="white", edgecolors="0.6", hatch="///")
         else:
-            index = timeline.class_names.index(label)
-            band.broken_barh([(left, width)], (0, 1), facecolors=colours[index])
-            if width >= 0.6:
+            band.broken_barh(bars, (0, 1), facecolors=colours[timeline.class_names.index(label)])
+    shortest_named = max(MIN_NAMED_SPAN_S, MIN_NAMED_SHARE * len(timeline.labels) * PERIOD_S)
+    for label, bars in ranges.items():
+        for left, width in bars:
+            if label is not None and width >= shortest_named:
                 band.text(left + width / 2, 0.5, label, ha="center", va="center", fontsize=8)
     band.set_yticks([])
     band.set_ylabel("heard", rotation=0, ha="right", va="center")
     peaks, period_s = waveform_peaks(input_path)
-    peak_times = (np.arange(len(peaks)) + 0.5) * period_s
+    end_s = max(len(timeline.labels) * PERIOD_S, len(peaks) * period_s, PERIOD_S)
+    peak_times, peaks = decimated((np.arange(len(peaks)) + 0.5) * period_s, peaks)
     bottom.fill_between(peak_times, -peaks, peaks, color="0.35", linewidth=0)
     bottom.set_ylim(-1.0, 1.0)
     bottom.set_ylabel("input")
     bottom.set_xlabel("time (s); hatched: nothing confident")
-    bottom.set_xlim(0.0, max(float(times[-1]) if len(times) else 0.0, float(peak_times[-1]) if len(peaks) else 0.0,
-                             PERIOD_S))
+    bottom.set_xlim(0.0, end_s)
     figure.tight_layout()
     with replacing(path) as temporary:
         figure.savefig(temporary, dpi=100, format="png")

@@ -63,7 +63,7 @@ def test_missing_corrupt_and_foreign_files_give_clear_errors(tmp_path):
         load_model(tmp_path / "absent.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 this is not a model")
-    with pytest.raises(ModelFileError, match="not a readable TorchScript model"):
+    with pytest.raises(ModelFileError, match="not a Protophone model file"):
         load_model(corrupt)
     truncated = tmp_path / "truncated.pt"
     model, metadata = build_tiny_model()

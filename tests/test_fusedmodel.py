@@ -8,15 +8,19 @@ import pytest
 import torch
 from tiny_model import build_tiny_model
 
-from engine.fusedmodel import (
-    FusedModel,
-    FusedModelWarning,
-    PrototypeRenderer,
-    checked_fused_model,
-    torchscript_step,
-)
+from engine.errors import ModelFileError
+from engine.fusedmodel import FusedModel, FusedWeights, PrototypeRenderer
 from engine.model import CausalBlock, CausalConv1d, PrototypeModel
-from engine.modelfile import load_model, save_model
+from engine.modelfile import (
+    FUSED_NAME,
+    METADATA_NAME,
+    FusedModelWarning,
+    LoadedModel,
+    load_model,
+    load_streaming_model,
+    quiet_torchscript,
+    save_model,
+)
 
 
 def _loaded(tmp_path, **options):
@@ -24,21 +28,25 @@ def _loaded(tmp_path, **options):
     return load_model(save_model(model, metadata, tmp_path / "tiny.pt"))
 
 
+def _fused(loaded: LoadedModel) -> FusedModel:
+    assert loaded.fused_step and loaded.weights is not None
+    return FusedModel(loaded.weights, loaded.metadata.lookahead)
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 8])
 @pytest.mark.parametrize(("lookahead", "dynamic_range_db"), [(0, 0.0), (2, 0.0), (3, 60.0)])
 def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dynamic_range_db):
     loaded = _loaded(tmp_path, lookahead=lookahead, dynamic_range_db=dynamic_range_db, head_std=0.5)
-    fused = FusedModel(loaded)
+    fused = _fused(loaded)
     frames = np.random.default_rng(0).uniform(0.0, 0.7, (90, loaded.metadata.n_mels)).astype(np.float32)
     for _ in range(2):  # the second time after a reset of both
         for start in range(0, len(frames), chunk):
-            expected = torchscript_step(loaded, frames[start : start + chunk])
+            expected = loaded.script_step(frames[start : start + chunk])
             got = fused.step(frames[start : start + chunk])
             for a, b in zip(expected, got, strict=True):
                 assert a.shape == b.shape
                 np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
-        with torch.no_grad():
-            loaded.module.reset()
+        loaded.reset_script()
         fused.reset()
 
 
@@ -50,9 +58,8 @@ def test_fused_step_adds_each_prototype_s_body(tmp_path):
         bodied.bodies.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(6))
     loaded = load_model(save_model(bodied, metadata, tmp_path / "bodied.pt"))
     frames = np.random.default_rng(5).uniform(0.0, 0.7, (20, loaded.metadata.n_mels)).astype(np.float32)
-    fused = checked_fused_model(loaded)  # checks, then resets both streams
-    assert fused is not None
-    expected, got = torchscript_step(loaded, frames), fused.step(frames)
+    fused = _fused(loaded)  # checked on loading
+    expected, got = loaded.script_step(frames), fused.step(frames)
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
 
@@ -60,9 +67,9 @@ def test_fused_step_adds_each_prototype_s_body(tmp_path):
 def test_fused_step_follows_large_parameters_to_their_bounds(tmp_path):
     """Head weights large enough to saturate tanh and move the shelves and pitch far: still the same numbers."""
     loaded = _loaded(tmp_path, head_std=3.0)
-    fused = FusedModel(loaded)
+    fused = _fused(loaded)
     frames = np.random.default_rng(1).uniform(0.0, 0.7, (20, loaded.metadata.n_mels)).astype(np.float32)
-    expected, got = torchscript_step(loaded, frames), fused.step(frames)
+    expected, got = loaded.script_step(frames), fused.step(frames)
     assert np.abs(got[0]).max(axis=(0, 1)).min() > 0.2  # every parameter far from identity somewhere
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
@@ -73,7 +80,7 @@ def test_a_model_file_from_before_the_frame_floor_runs_fused_as_it_runs_scripted
     loaded = load_model(Path(__file__).parent.parent / "benchmarks/results/accuracy/lolo-fluidr3-gm/prototypes.pt")
     assert not hasattr(loaded.module, "dynamic_range")
     frames = np.random.default_rng(3).uniform(0.0, 0.7, (12, loaded.metadata.n_mels)).astype(np.float32)
-    for a, b in zip(torchscript_step(loaded, frames), FusedModel(loaded).step(frames), strict=True):
+    for a, b in zip(loaded.script_step(frames), _fused(loaded).step(frames), strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
 
 
@@ -91,7 +98,7 @@ def test_prototype_renderer_equals_the_module_render(tmp_path, pitch_mode, bodie
     with torch.no_grad():
         expected = loaded.module.render(torch.from_numpy(params.astype(np.float32))).numpy()
     chosen = rng.integers(0, 3, 40)
-    got = PrototypeRenderer(loaded).render(chosen, params[np.arange(40), chosen])
+    got = PrototypeRenderer(loaded.weights).render(chosen, params[np.arange(40), chosen])
     np.testing.assert_allclose(got, expected[np.arange(40), chosen], rtol=0, atol=1e-5)
 
 
@@ -111,14 +118,16 @@ def test_each_causal_layer_streams_as_it_runs_on_the_whole_clip(layer, chunk):
     torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("preset_model", ["orchestra.pt", "orchestra-lowlatency.pt"])
+@pytest.mark.parametrize("preset_model", ["orchestra.pt", "orchestra-lowlatency.pt", "speakers.pt"])
 def test_the_shipped_models_run_fused_as_they_run_scripted(preset_model):
-    loaded = load_model(Path(__file__).parent.parent / "presets" / preset_model)
-    fused = checked_fused_model(loaded)
-    assert fused is not None
+    """Each carries its numbers (a CPU stream reads them without torch), and they give its module's step."""
+    path = Path(__file__).parent.parent / "presets" / preset_model
+    assert load_streaming_model(path).module is None
+    loaded = load_model(path)
+    fused = FusedModel(load_streaming_model(path).weights, loaded.metadata.lookahead)
     frames = np.random.default_rng(4).uniform(0.0, 0.7, (30, loaded.metadata.n_mels)).astype(np.float32)
     for start in range(0, 30, 3):
-        expected, got = torchscript_step(loaded, frames[start:start + 3]), fused.step(frames[start:start + 3])
+        expected, got = loaded.script_step(frames[start:start + 3]), fused.step(frames[start:start + 3])
         for a, b in zip(expected, got, strict=True):
             assert b.dtype == np.float32
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
@@ -126,17 +135,75 @@ def test_the_shipped_models_run_fused_as_they_run_scripted(preset_model):
 
 def test_a_model_file_the_fused_kernels_do_not_reproduce_runs_its_own_step(tmp_path, monkeypatch):
     """A model file carries its own TorchScript: if its step is other arithmetic than the kernels', or its
-    weights are not where they look, the engine warns once and runs the file's step."""
-    loaded = _loaded(tmp_path)
-    assert checked_fused_model(loaded) is not None
+    weights are not where they look, the engine warns and runs the file's step (and the file is written
+    without the kernels' numbers)."""
+    model, metadata = build_tiny_model()
+    path = save_model(model, metadata, tmp_path / "tiny.pt")
+    assert load_model(path).fused_step
     honest_step = FusedModel.step
     monkeypatch.setattr(FusedModel, "step", lambda self, frames: tuple(x + 1e-3 for x in honest_step(self, frames)))
     with pytest.warns(FusedModelWarning, match=r"runs its own TorchScript step \(its step differs"):
-        assert checked_fused_model(loaded) is None
+        loaded = load_model(path)
+    assert not loaded.fused_step and loaded.weights is not None  # the prototypes still render for transfer
+    monkeypatch.setattr(FusedModel, "step", honest_step)
 
-    def unreadable(self, model):
+    def unreadable(module):
         raise KeyError("predictor.blocks.0.conv.conv.weight")
 
-    monkeypatch.setattr(FusedModel, "__init__", unreadable)
+    monkeypatch.setattr(FusedWeights, "from_module", unreadable)
     with pytest.warns(FusedModelWarning, match=r"runs its own TorchScript step \(KeyError"):
-        assert checked_fused_model(loaded) is None
+        save_model(model, metadata, tmp_path / "unreadable.pt")
+    with pytest.warns(FusedModelWarning, match=r"KeyError"):
+        loaded = load_model(tmp_path / "unreadable.pt")
+    assert not loaded.fused_step and loaded.weights is None
+    monkeypatch.undo()
+    older = load_streaming_model(tmp_path / "unreadable.pt")  # no numbers in the file, as in files before them:
+    assert older.module is not None and older.fused_step  # its module is loaded and its numbers read and checked
+
+
+def test_a_model_file_carries_the_numbers_its_step_was_checked_with(tmp_path):
+    """What a CPU stream reads without torch is exactly what the module holds."""
+    loaded = _loaded(tmp_path, lookahead=2, dynamic_range_db=60.0, head_std=0.5)
+    streaming = load_streaming_model(tmp_path / "tiny.pt")
+    assert streaming.module is None and streaming.fused_step and streaming.metadata == loaded.metadata
+    derived = FusedWeights.from_module(loaded.module)
+    for name, value in vars(derived).items():
+        np.testing.assert_array_equal(getattr(streaming.weights, name), value, err_msg=name)
+    assert streaming.temperature == pytest.approx(float(loaded.module.temperature().detach()))
+    with pytest.raises(RuntimeError, match="load it with load_model"):
+        streaming.script_step(np.zeros((1, loaded.metadata.n_mels)))
+
+
+def _with_fused_entry(source, data: bytes, path):
+    """``source``'s module and metadata with ``data`` as its fused numbers."""
+    with quiet_torchscript():
+        torch.jit.save(source.module, str(path), _extra_files={METADATA_NAME: source.metadata.to_json(),
+                                                                 FUSED_NAME: data})
+    return path
+
+
+def test_damaged_or_foreign_fused_numbers_are_refused_in_one_line(tmp_path):
+    loaded = _loaded(tmp_path)
+    other = PrototypeModel(len(loaded.metadata.class_names) + 1, np.asarray(loaded.module.band_centres), channels=32)
+    cases = {"damaged": b"not an npz archive", "foreign": FusedWeights.from_module(other).to_bytes()}
+    messages = {"damaged": "fused weights are damaged", "foreign": "disagree on the number of prototypes"}
+    for case, data in cases.items():
+        path = _with_fused_entry(loaded, data, tmp_path / f"{case}.pt")
+        for load in (load_model, load_streaming_model):
+            with pytest.raises(ModelFileError, match=messages[case]) as error:
+                load(path)
+            assert "\n" not in str(error.value)
+    weights = FusedWeights.from_module(loaded.module)
+    weights.head_b[0] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        FusedWeights(**vars(weights))
+
+
+def test_numbers_that_do_not_match_the_module_are_caught_whenever_the_module_is_loaded(tmp_path):
+    """A CPU stream trusts the numbers (checked when the file was written); loading the module checks again."""
+    loaded = _loaded(tmp_path, head_std=0.5)
+    weights = FusedWeights.from_module(loaded.module)
+    tampered = FusedWeights(**{**vars(weights), "head_b": weights.head_b + 0.5})
+    path = _with_fused_entry(loaded, tampered.to_bytes(), tmp_path / "tampered.pt")
+    with pytest.warns(FusedModelWarning, match="differs"):
+        assert not load_model(path).fused_step

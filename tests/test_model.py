@@ -9,7 +9,8 @@ from tiny_model import build_tiny_model, tone
 
 from engine.config import AnalysisConfig
 from engine.frontend import log_mel
-from engine.model import PARAMETER_BOUNDS, PrototypeModel, parameter_count
+from engine.model import PrototypeModel, parameter_count
+from engine.transformation import PARAMETER_BOUNDS
 
 CONFIG = AnalysisConfig()
 

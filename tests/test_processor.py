@@ -1,5 +1,9 @@
 """The plugin-style Processor: streaming == batch, measured latency, identification, bad input."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -9,8 +13,10 @@ from tiny_model import REFERENCE_MIDI, TIMBRES, midi_to_hz, tone, write_tiny_mod
 from engine.errors import AudioFileError, PresetError
 from engine.frontend import frame_level_db, log_mel
 from engine.identify import ClassMap, StreamingIdentifier
-from engine.preset import available_presets
+from engine.modelfile import load_model
+from engine.preset import available_presets, load_preset
 from engine.processor import Processor
+from presets import demo_file
 
 RATE = 44100
 
@@ -46,6 +52,7 @@ def _stream(proc: Processor, audio: np.ndarray, block: int) -> tuple[np.ndarray,
 def test_streaming_engine_equals_batch_model(tmp_path, lookahead, block):
     path = write_tiny_model(tmp_path / "m.pt", lookahead=lookahead)
     proc = Processor.from_preset(path)
+    assert proc.model.module is None  # the stream runs on the file's fused numbers; the batch is its TorchScript
     proc.prepare(RATE, block)
     audio = _phrase()
     _, streamed = _stream(proc, audio, block)
@@ -53,7 +60,7 @@ def test_streaming_engine_equals_batch_model(tmp_path, lookahead, block):
     analysis = proc.analysis
     frames = log_mel(audio, analysis)
     with torch.no_grad():
-        params, errors = proc.model.module(torch.from_numpy(frames)[None])
+        params, errors = load_model(path).module(torch.from_numpy(frames)[None])  # the TorchScript module
     identifier = StreamingIdentifier(proc.class_map, proc._wet.identifier.temperature, analysis.frame_rate)
     decisions = identifier.update(errors[0].numpy(), frame_level_db(frames, analysis))
 
@@ -64,6 +71,27 @@ def test_streaming_engine_equals_batch_model(tmp_path, lookahead, block):
     np.testing.assert_allclose(streamed["errors"], errors[0, :n].numpy(), atol=1e-5)
     np.testing.assert_array_equal(streamed["decisions"], decisions[:n])
     assert proc.clip_label == identifier.clip_label() or n < len(frames)
+
+
+def test_file_mode_on_the_cpu_runs_without_torch_and_writes_what_the_module_gives(tmp_path):
+    """The command line's file mode never imports torch (about 200 MB less memory: the fused kernels read the
+    model file's own numbers) and writes, sample for sample, what the preset gives with its TorchScript module
+    loaded and checked."""
+    script = ("import runpy, sys\n"
+              "try:\n    runpy.run_module('realtime.live', run_name='__main__', alter_sys=True)\n"
+              "finally:\n    print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n")
+    out = tmp_path / "violin.wav"
+    run = subprocess.run([sys.executable, "-c", script, "--preset", "violin", "--input", "demo", "--output", str(out),
+                          "--block-size", "512"], capture_output=True, text=True, check=False,
+                         cwd=Path(__file__).parent.parent)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "no torch"
+    preset = load_preset("violin")
+    proc = Processor(load_model(preset.model), preset)
+    assert proc.model.module is not None and proc.model.fused_step
+    proc.prepare(44100, 512)
+    proc.process_file(demo_file(), tmp_path / "with-module.wav")
+    np.testing.assert_array_equal(sf.read(out)[0], sf.read(tmp_path / "with-module.wav")[0])
 
 
 @pytest.mark.parametrize("rate,block", [(44100, 64), (44100, 512), (44100, 1000), (48000, 256), (22050, 100)])

@@ -14,7 +14,15 @@ from tiny_model import write_tiny_model
 from engine.identify import Identification
 from engine.processor import Processor
 from realtime import timeline
-from realtime.timeline import PERIOD_S, Timeline, decision_spans, draw_timeline, waveform_peaks
+from realtime.timeline import (
+    MAX_POINTS,
+    PERIOD_S,
+    Timeline,
+    decimated,
+    decision_spans,
+    draw_timeline,
+    waveform_peaks,
+)
 
 RATE = 44100
 
@@ -36,6 +44,22 @@ def test_one_snapshot_per_period_boundary_crossed():
 def test_decision_spans_are_runs_of_the_same_label():
     assert decision_spans([None, None, "a", "a", None, "b"]) == [(0, 2, None), (2, 4, "a"), (4, 5, None), (5, 6, "b")]
     assert decision_spans([]) == []
+
+
+def test_a_long_curve_is_drawn_as_the_largest_value_of_each_stretch():
+    """An hour of periods becomes at most MAX_POINTS points; a one-period spike survives; a short curve is as is."""
+    times = np.arange(36000) * PERIOD_S
+    values = np.zeros((36000, 3))
+    values[12345, 1] = 0.9
+    drawn_times, drawn = decimated(times, values)
+    assert len(drawn) <= MAX_POINTS and drawn.shape[1] == 3 and len(drawn_times) == len(drawn)
+    assert drawn[:, 1].max() == 0.9 and drawn[:, [0, 2]].max() == 0.0
+    assert drawn_times[0] >= times[0] and drawn_times[-1] <= times[-1] and np.all(np.diff(drawn_times) > 0)
+    spike_at = drawn_times[int(np.argmax(drawn[:, 1]))]
+    assert abs(spike_at - times[12345]) < len(times) / MAX_POINTS * PERIOD_S
+    short_times, short = decimated(times[:100], values[:100])
+    np.testing.assert_array_equal(short_times, times[:100])
+    np.testing.assert_array_equal(short, values[:100])
 
 
 def test_waveform_peaks_read_in_chunks_equal_the_whole_file(tmp_path, monkeypatch):

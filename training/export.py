@@ -132,15 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m training.export",
         description="Write a model file again with this engine's TorchScript code, keeping its weights and "
                     "metadata (a model exported before a change to the streaming step gets the new step); or, with "
-                    "--ranges-from, as it is with its classes' playing ranges added.",
+                    "--keep-code, as it is with what this engine adds to every file (the fused kernels' numbers, "
+                    "checked against its step, which let a CPU stream run without torch); or, with --ranges-from, "
+                    "as it is with its classes' playing ranges added too.",
         epilog="examples: python -m training.export presets/orchestra.pt --out /tmp/orchestra.pt\n"
+               "          python -m training.export presets/speakers.pt --keep-code --out /tmp/speakers.pt\n"
                "          python -m training.export presets/orchestra.pt --ranges-from training/configs/orchestra.yaml "
                "--out /tmp/orchestra.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a model file (.pt) written by training")
     parser.add_argument("--out", type=Path, required=True, help="where to write it (never the input itself)")
+    parser.add_argument("--keep-code", action="store_true",
+                        help="keep the file's own code, weights and metadata; add the fused kernels' numbers")
     parser.add_argument("--ranges-from", type=Path, metavar="CONFIG",
-                        help="instead, keep the file's own code and weights and add each class's playing range "
+                        help="as --keep-code, and add each class's playing range "
                              "(register: target needs it), from the notes of the training side of this training "
                              "config's split, as training writes it")
     args = parser.parse_args(argv)
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.ranges_from is not None:
             ranges = training_ranges(args.ranges_from, source.metadata.class_names)
             save_metadata(source, replace(source.metadata, class_ranges=ranges), args.out)
+        elif args.keep_code:
+            save_metadata(source, source.metadata, args.out)
         else:
             try:
                 model = rescripted(source)

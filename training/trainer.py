@@ -47,7 +47,7 @@ from training.features import crop_batch
 from training.objective import CE_WEIGHT, augment, clip_errors, clustering_loss, initial_prototypes, supervised_loss
 
 STAGES = ("prototypes", "gain", "pitch", "shelves", "temperature", "finetune")
-#: Which transformation parameters (engine.model.PARAMETER_NAMES order) each stage switches on.
+#: Which transformation parameters (engine.transformation.PARAMETER_NAMES order) each stage switches on.
 STAGE_ENABLES = {"gain": (1,), "pitch": (0,), "shelves": (2, 3, 4, 5)}
 LOG_COLUMNS = ["epoch", "stage", "loss", "seconds", "reassigned", "validation_oa"]
 
