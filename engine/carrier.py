@@ -155,6 +155,7 @@ class InputCarrier:
         to_x = 1.0 / 20.0 / X_TO_LOG10_AMPLITUDE  # dB of amplitude -> x units
         self._log_ratio_range = (-max_cut_db * to_x, max_boost_db * to_x)
         self.transpose = 0.0
+        _translate_peaks(np.zeros((1, 4)), 1.0, np.empty((1, 4)))  # compile now, not when a transposition starts
 
     @property
     def transpose(self) -> float:

@@ -83,7 +83,8 @@ class FilterRoute:
         self._fade = np.linspace(0.0, 1.0, analysis.hop, endpoint=False)
         self._release = float(np.exp(-1.0 / (GUARD_RELEASE_S * analysis.sample_rate)))
         self._envelopes = np.zeros(2)
-        self.reset()
+        _guard(np.zeros(1), np.zeros(1), self._release, GUARD_HEADROOM, self._envelopes)  # compile now, not in
+        self.reset()  # the first audio callback
 
     def reset(self) -> None:
         self._history[:] = 0.0

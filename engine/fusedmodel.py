@@ -236,11 +236,14 @@ class FusedWeights:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 stored = {name: archive[name] for name in archive.files}
-            numbers: dict[str, Any] = {f.name: stored[f.name].astype(np.int64 if f.name == "dilations" else np.float64)
-                       if f.type == "np.ndarray" else float(stored[f.name]) for f in fields(cls)}
+            numbers: dict[str, Any] = {}
+            for f in fields(cls):  # arrays back in the kernels' types, scalars as Python numbers
+                value = stored[f.name]
+                array_type = np.int64 if f.name == "dilations" else np.float64
+                numbers[f.name] = value.astype(array_type) if f.type == "np.ndarray" else value.item()
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"the fused weights are damaged ({error.__class__.__name__})") from None
-        return cls(**{**numbers, "linear_pitch": bool(numbers["linear_pitch"])})
+        return cls(**numbers)
 
 
 class PrototypeRenderer:

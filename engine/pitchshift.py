@@ -108,6 +108,7 @@ class DelayLineShifter:
         self._heads = np.zeros((2, 3))
         self._state = np.zeros(1)
         self.semitones = 0.0
+        self.process(np.zeros(1))  # compile (or load the cache) now, not in the first audio callback
         self.reset()
 
     @property

@@ -94,6 +94,41 @@ def test_file_mode_on_the_cpu_runs_without_torch_and_writes_what_the_module_give
     np.testing.assert_array_equal(sf.read(out)[0], sf.read(tmp_path / "with-module.wav")[0])
 
 
+def test_no_kernel_is_compiled_or_loaded_while_audio_is_processed():
+    """numba compiles a kernel, or loads it from its cache (~25 ms), at its first call: each kernel the audio
+    path calls is called once where its part is built, never in the first audio callback or when the register
+    first moves a passage.  In a fresh process, since this one has loaded every kernel already."""
+    script = """
+import numpy as np
+from numba.core import dispatcher
+from benchmarks.speed import test_signal
+from engine.processor import Processor
+
+first_call, processing = dispatcher.Dispatcher._compile_for_args, [False]
+def spied(self, *args, **kwargs):
+    if processing[0]:
+        print(self.py_func.__module__, self.py_func.__name__)
+    return first_call(self, *args, **kwargs)
+dispatcher.Dispatcher._compile_for_args = spied
+low = 0.2 * (2.0 * (98.0 * np.arange(72000) / 48000 % 1.0) - 1.0)  # G2, under the violin: a passage moved
+melody = np.concatenate([test_signal(2.0, 48000), np.zeros(24000), low]).astype(np.float32)
+for preset, settings in [("violin", {}), ("violin-lowlatency", {"transpose": -3}), ("identify", {}),
+                         ("violin", {"carrier": "input", "transpose": 5}), ("cello", {"carrier": "prototype"})]:
+    processing[0] = False
+    proc = Processor.from_preset(preset, **settings)
+    proc.prepare(48000, 256)
+    processing[0], moved = True, False
+    for start in range(0, len(melody), 256):
+        proc.process(melody[start:start + 256])
+        moved = moved or proc.register_shift != 0
+    assert moved or preset != "violin" or settings, "the register never moved a passage"
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
+                         cwd=Path(__file__).parent.parent)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "", f"compiled while processing audio:\n{run.stdout}"
+
+
 @pytest.mark.parametrize("rate,block", [(44100, 64), (44100, 512), (44100, 1000), (48000, 256), (22050, 100)])
 def test_latency_is_the_delay_of_an_impulse(model_path, tmp_path, rate, block):
     proc = Processor.from_preset(model_path)
