@@ -364,8 +364,10 @@ def test_worker_overload_passes_dry_input_and_counts_it(portaudio_on_jack: JackS
                                   output_device="system", mode="worker", ring_blocks=4).run(2.0)
         return report, witness
 
+    # A stall of the machine makes the callback miss its deadline too: on a shared machine two runs in a row were
+    # disturbed (both clean-clone CI runs of 2026-12-02 failed so), so up to four, as the chirp test, each warned.
     report, witness = retry_if_disturbed(
-        attempt, lambda run: run[0].summary() if run[0].xruns or run[0].deadline_misses else None)
+        attempt, lambda run: run[0].summary() if run[0].xruns or run[0].deadline_misses else None, attempts=4)
     print(report.summary())
     assert report.deadline_misses == 0, report.summary()
     assert_xruns_are_the_machines(list(report.xrun_clock_s), witness, block_s, report.summary())
