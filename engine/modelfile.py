@@ -147,18 +147,28 @@ class LoadedModel:
     def script_step(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The TorchScript module's step on ``frames`` on the model's device, as numpy: the reference the fused
         step is held to, and the step on CUDA."""
-        import torch
-
-        with torch.no_grad():
-            params, errors = self.scripted.step(torch.from_numpy(np.asarray(frames, dtype=np.float32)).to(self.device))
-        return params.cpu().numpy(), errors.cpu().numpy()
+        return _module_step(self.scripted, frames)
 
     def reset_script(self) -> None:
         """Forget the TorchScript module's stream (its caches and look-ahead queue)."""
-        import torch
+        _reset_module(self.scripted)
 
-        with torch.no_grad():
-            self.scripted.reset()
+
+def _module_step(module: torch.jit.ScriptModule, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A TorchScript module's step on ``frames``, on the device its weights live on, as numpy."""
+    import torch
+
+    with torch.no_grad():
+        inputs = torch.from_numpy(np.asarray(frames, dtype=np.float32)).to(module.prototypes.device)
+        params, errors = module.step(inputs)
+    return params.cpu().numpy(), errors.cpu().numpy()
+
+
+def _reset_module(module: torch.jit.ScriptModule) -> None:
+    import torch
+
+    with torch.no_grad():
+        module.reset()
 
 
 @contextmanager
@@ -215,16 +225,14 @@ def _checked_weights(module: torch.jit.ScriptModule, weights: FusedWeights | Non
     """``weights`` (read from the module when None) and why the fused kernels do not reproduce the module's
     step on a few frames of noise (None when they do), with a :class:`FusedModelWarning` then.  The module's
     stream is reset after."""
-    import torch
-
     try:
         weights = weights or FusedWeights.from_module(module)
         frames = np.random.default_rng(0).uniform(0.0, 0.7, (lookahead + 8, weights.n_mels))
-        with torch.no_grad():
-            module.reset()
-            tensors = module.step(torch.from_numpy(frames.astype(np.float32)).to(module.prototypes.device))
-            module.reset()
-        expected = [tensor.cpu().numpy() for tensor in tensors]
+        _reset_module(module)
+        try:
+            expected = _module_step(module, frames)
+        finally:
+            _reset_module(module)
         got = FusedModel(weights, lookahead).step(frames)
         agrees = all(a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=CHECK_TOLERANCE)
                      for a, b in zip(expected, got, strict=True))
