@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import yaml
 from tiny_model import build_tiny_model
 
 from engine.errors import ModelFileError
-from engine.modelfile import load_model, save_model
+from engine.modelfile import load_model, load_streaming_model, save_model
 from training.splits import read_split
 
 
@@ -137,6 +138,26 @@ def test_a_model_file_written_again_can_learn_its_classes_playing_ranges(tmp_pat
         played = [item.midi for item in train if item.label == label]
         assert ranges[label] == pytest.approx(tuple(np.percentile(played, [5, 95])), abs=0.05), label
     assert ranges["square"] == (40.0, 40.0) and load_model(original).metadata.class_ranges == ()
+
+
+def test_a_model_file_written_again_with_its_own_code_gains_the_fused_numbers(tmp_path):
+    """``--keep-code``: a file from before the fused numbers keeps its TorchScript code and metadata and gains the
+    numbers that let a CPU stream run without torch."""
+    old = Path(__file__).parent.parent / "benchmarks/results/accuracy/lolo-fluidr3-gm/prototypes.pt"
+    assert load_streaming_model(old).module is not None  # no numbers in it: its module has to be loaded
+    again = tmp_path / "again.pt"
+    run = subprocess.run([sys.executable, "-m", "training.export", str(old), "--keep-code", "--out", str(again)],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    streaming = load_streaming_model(again)
+    assert streaming.module is None and streaming.metadata == load_model(old).metadata
+
+    def code(path: Path) -> dict[str, bytes]:
+        with zipfile.ZipFile(path) as archive:
+            return {name.split("/", 1)[1]: archive.read(name) for name in archive.namelist() if "/code/" in name
+                    and name.endswith(".py")}
+
+    assert code(again) == code(old) and code(old)
 
 
 def test_an_old_model_file_written_again_streams_the_same_numbers(tmp_path):
