@@ -4,7 +4,8 @@
 #           FluidSynth + three General MIDI sample libraries (rendered training data; the tests use
 #           the small TimGM6mb, python -m training.rebuild all three), Csound and the Synthesis ToolKit
 #           (physically modelled instruments: python -m training.data render --physical csound|stk),
-#           TiMidity++ and the Freepats patch set (a fourth sample library: --patches),
+#           TiMidity++ and the Freepats patch set (a fourth sample library: --patches), Sonivox EAS
+#           (a synthesiser with its own General MIDI wavetable: --wavetable sonivox),
 #           Chromium and its WebDriver (the prototype gallery's browser test), espeak-ng and flite (the
 #           synthetic speech corpus: python -m training.data speech)
 #   Python: the CPU build of torch 2.13.0 first (so nothing pulls a CUDA build), then this package.
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(libsndfile1 libportaudio2 jackd2 libjack-jackd2-0 fluidsynth libfluidsynth3
-              fluid-soundfont-gm timgm6mb-soundfont csound-soundfont csound stk timidity freepats
+              fluid-soundfont-gm timgm6mb-soundfont csound-soundfont csound stk timidity freepats libsonivox3
               chromium chromium-driver espeak-ng flite)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

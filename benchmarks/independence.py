@@ -72,6 +72,19 @@ def compare(first: Path, second: Path) -> dict:
             "related": sorted(name for name, m in class_medians.items() if RELATED <= m < SHARED)}
 
 
+def measured_rows(path: Path) -> list[dict]:
+    """The pairs a results file holds (none when there is no file yet)."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def kept_with(kept: list[dict], measured: list[dict]) -> list[dict]:
+    """``kept`` with each pair ``measured`` again replaced, then the new pairs: a run over some libraries keeps
+    the pairs of libraries that are not on this machine any more (the table is the project's record)."""
+    fresh = {tuple(row["libraries"]): row for row in measured}
+    rows = [fresh.pop(tuple(row["libraries"]), row) for row in kept]
+    return rows + list(fresh.values())
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [(f"| libraries | classes | notes | median similarity | shared recordings (class median >= {SHARED}) "
               f"| related? (>= {RELATED}) |"), "|---|---|---|---|---|---|"]
@@ -90,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"not a rendered library (no metadata.csv): {', '.join(missing)}")
     self_check = compare(args.folders[0], args.folders[0]) | {"libraries": [args.folders[0].name] * 2}
-    rows = [self_check] + [compare(a, b) for a, b in combinations(args.folders, 2)]
+    rows = kept_with(measured_rows(RESULTS / "independence.json"),
+                     [self_check] + [compare(a, b) for a, b in combinations(args.folders, 2)])
     write_text(RESULTS / "independence.json", json.dumps(rows, indent=1) + "\n")
     write_text(RESULTS / "independence.md", markdown(rows) + "\n")
     print(markdown(rows))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.independence import RELATED, SHARED, similarity
+from benchmarks.independence import RELATED, SHARED, kept_with, similarity
 
 RATE = 44100
 MAX_LAG = int(0.05 * RATE)
@@ -29,3 +29,13 @@ def test_a_shared_recording_scores_as_shared_whatever_its_level_and_start() -> N
 def test_other_recordings_of_the_same_note_score_below_related() -> None:
     scores = [similarity(_recording(0), _recording(seed), MAX_LAG) for seed in range(1, 6)]
     assert max(scores) < RELATED, scores
+
+
+def test_a_new_run_replaces_the_pairs_it_measured_and_keeps_the_others() -> None:
+    def row(a: str, b: str, median: float) -> dict:
+        return {"libraries": [a, b], "median": median}
+
+    kept = [row("Merlin", "Merlin", 1.0), row("Merlin", "FluidR3_GM", 0.32), row("FluidR3_GM", "freepats", 0.39)]
+    measured = [row("sonivox", "sonivox", 1.0), row("FluidR3_GM", "freepats", 0.40)]
+    assert kept_with(kept, measured) == [row("Merlin", "Merlin", 1.0), row("Merlin", "FluidR3_GM", 0.32),
+                                         row("FluidR3_GM", "freepats", 0.40), row("sonivox", "sonivox", 1.0)]

@@ -1,11 +1,12 @@
 """The libraries that are not SoundFonts: the physically modelled ones (Csound's waveguides, the Synthesis
-ToolKit) and a GUS patch set played by TiMidity++ (Freepats).  Every voice writes non-silent, in-tune
-audio, the render command writes labelled notes and phrases in the dataset layout, and a class the
-library lacks is refused in one line."""
+ToolKit), a GUS patch set played by TiMidity++ (Freepats) and a synthesiser's own wavetable (Sonivox
+EAS).  Every voice writes non-silent, in-tune audio, the render command writes labelled notes and phrases in
+the dataset layout, and a class the library lacks is refused in one line."""
 
 from __future__ import annotations
 
 import csv
+import ctypes.util
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training import csound, stk, timidity
+from training import csound, sonivox, stk, timidity
 from training.instruments import BY_NAME
 from training.performance import VARIANT_BY_NAME, random_phrase, single_note
 from training.silence import is_silent
@@ -26,13 +27,15 @@ FREEPATS_CLASSES = ("accordion", "alto_sax", "bassoon", "cello", "clarinet", "fl
 LIBRARIES = {"csound": (csound.CsoundLibrary, tuple(csound.VOICES), "csound", ["--physical", "csound"]),
              "stk": (stk.StkLibrary, tuple(stk.VOICES), "stk-demo", ["--physical", "stk"]),
              "freepats": (timidity.PatchLibrary, FREEPATS_CLASSES, "timidity",
-                          ["--patches", str(timidity.FREEPATS)])}
+                          ["--patches", str(timidity.FREEPATS)]),
+             "sonivox": (sonivox.SonivoxLibrary, tuple(BY_NAME), "libsonivox", ["--wavetable", "sonivox"])}
 VOICES = [(library, name) for library, (_, voices, *_) in LIBRARIES.items() for name in sorted(voices)]
 
 
 def _needs(library: str) -> None:
     program = LIBRARIES[library][2]
-    if shutil.which(program) is None or (library == "freepats" and not timidity.FREEPATS.is_file()):
+    found = ctypes.util.find_library("sonivox") if library == "sonivox" else shutil.which(program)
+    if found is None or (library == "freepats" and not timidity.FREEPATS.is_file()):
         pytest.skip(f"{program.upper()} OR ITS DATA MISSING (./install.sh installs it): the {library} library is "
                     "not tested")
 

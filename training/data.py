@@ -30,11 +30,14 @@ from training.performance import VARIANTS, legato_phrase
 from training.render import Library, Renderer, SoundFontError
 from training.sampler import SampleLibrary, SamplerError
 from training.silence import trim_trailing_silence
+from training.sonivox import SonivoxError, SonivoxLibrary
 from training.stk import StkError, StkLibrary
 from training.timidity import FREEPATS, PatchError, PatchLibrary
 
 #: Physically modelled libraries: the renderer and the library name it is written under by default.
 PHYSICAL = {"csound": (CsoundLibrary, "csound"), "stk": (StkLibrary, "stk")}
+#: Synthesisers that carry their own sample library, by the library name they are written under by default.
+WAVETABLES = {"sonivox": SonivoxLibrary}
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -101,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--patches", type=Path, metavar="CFG",
                         help=f"a GUS patch set played by TiMidity++, by its configuration: {FREEPATS} "
                         "(Freepats: 12 of the 14 classes, no viola or contrabass)")
+    source.add_argument("--wavetable", choices=tuple(WAVETABLES),
+                        help="a synthesiser's own built-in samples: sonivox (the Sonivox EAS General MIDI "
+                        "wavetable, Android's MIDI synthesiser; all 14 classes, nothing above 11 kHz)")
     source.add_argument("--samples", type=Path, metavar="DIR",
                         help="recorded notes played like a sampler, DIR/<class>/<note>.<ext> (C4 = middle C): "
                         "data/sources/tonejs, which training/fetch_tonejs.sh fetches (VSCO 2 and others: 11 of "
@@ -149,13 +155,15 @@ def run_render(args: argparse.Namespace) -> DatasetReport:
         library, name = renderer(args.sample_rate), args.library or default_name
     elif args.patches:
         library, name = PatchLibrary(args.patches, args.sample_rate), args.library or args.patches.stem
+    elif args.wavetable:
+        library, name = WAVETABLES[args.wavetable](args.sample_rate), args.library or args.wavetable
     else:
         library, name = SampleLibrary(args.samples, args.sample_rate), args.library or args.samples.name
     if not (args.soundfont or args.classes):  # a library of some of the classes: by default, all it has
         instruments = [inst for inst in instruments if library.has_program(inst.program)]
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
-        source = args.soundfont or args.physical or args.patches or args.samples
+        source = args.soundfont or args.physical or args.patches or args.wavetable or args.samples
         raise SoundFontError(f"{source} has no instrument for: {', '.join(missing)} (leave them out with --classes)")
     report = render_dataset(library, name, args.out, instruments, seed=args.seed,
                             max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
@@ -206,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {count} utterances of {len(speech_module.speakers())} synthetic speakers to {args.out}")
         else:
             run_demo(args)
-    except (SoundFontError, CsoundError, StkError, PatchError, SamplerError, OutputError, UnknownClassError,
-            speech_module.SpeechError) as exc:
+    except (SoundFontError, CsoundError, StkError, PatchError, SonivoxError, SamplerError, OutputError,
+            UnknownClassError, speech_module.SpeechError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

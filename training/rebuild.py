@@ -8,8 +8,9 @@ rendered), then trains each shipped config in a fresh run folder.  Each config's
 the model file in ``presets/`` that the presets point to.  ``--data-only`` renders every library the
 project knows: the three General MIDI SoundFonts that Debian packages (``fluid-soundfont-gm``,
 ``timgm6mb-soundfont``, ``csound-soundfont``), the Freepats patch set (``freepats``, played by
-TiMidity++), the two physically modelled libraries (Csound, the Synthesis ToolKit) and the synthetic
-speech corpus (espeak-ng and flite voices, ``training.speech``).
+TiMidity++), the two physically modelled libraries (Csound, the Synthesis ToolKit), the Sonivox EAS
+wavetable (``libsonivox3``, ``training.sonivox``) and the synthetic speech corpus (espeak-ng and flite
+voices, ``training.speech``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LIBRARIES = {
     "freepats": ["render", "--patches", "/etc/timidity/freepats.cfg"],
     "csound": ["render", "--physical", "csound"],
     "stk": ["render", "--physical", "stk"],
+    "sonivox": ["render", "--wavetable", "sonivox"],
     "speech": ["speech"],  # the synthetic stand-in speech corpus (training.speech)
 }
 #: The file each kind of library writes last: its presence means the library is complete.
