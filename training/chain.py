@@ -10,6 +10,9 @@ few tensor operations instead of an STFT per crop:
 - level and equalisation multiply each band's power by ``|H(f_band)|^2``: exact for a filter that is
   smooth across a band (tilts, resonances an octave wide, a band limit);
 - additive noise adds its band power: exact in expectation;
+- another instrument body: the crop's own long-term spectral envelope moved up or down the frequency axis
+  while its partials stay put (a larger or smaller instrument of the same kind, as a maker's violin differs
+  from another's), as the EQ that turns the envelope into the moved one;
 - a room with a diffuse, exponentially decaying tail (the noise-decay model of an impulse response)
   convolves each band's power envelope over time with the tail's energy envelope: exact in expectation
   for a random-phase tail.  Decay times shorten with frequency, as air absorption makes them.
@@ -42,6 +45,12 @@ LOWPASS_RANGE_HZ = (4000.0, 16000.0)
 #: Noise colour: power spectral density slope in dB per octave, white (0) to brown (-6).
 NOISE_SLOPE_DB_PER_OCTAVE = (-6.0, 0.0)
 PIVOT_HZ = 1000.0
+#: The long-term envelope that a body shift moves: the crop's mean band power, smoothed over this many octaves
+#: (standard deviation), wide enough to pass over resolved partials.
+BODY_SMOOTHING_OCTAVES = 1.0 / 6.0
+#: A body shift's EQ is held within this many dB either way (an envelope moved over a band limit's cliff
+#: would otherwise lift silence).
+BODY_MAX_DB = 20.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class ChainSettings:
     drr_db: tuple[float, float] = (-3.0, 15.0)  # direct-to-reverberant energy ratio, uniform
     noise_probability: float = 0.0              # share of crops with background noise
     snr_db: tuple[float, float] = (10.0, 40.0)  # signal-to-noise ratio, uniform
+    body_octaves: float = 0.0                   # the envelope moved by uniform +-this many octaves per crop
 
     def __post_init__(self) -> None:
         for name in ("rt60_s", "drr_db", "snr_db"):
@@ -70,7 +80,7 @@ class ChainSettings:
         for name in ("lowpass_probability", "reverb_probability", "noise_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name} must be between 0 and 1, got {getattr(self, name)}")
-        for name in ("level_db", "tilt_db_per_octave", "resonance_db"):
+        for name in ("level_db", "tilt_db_per_octave", "resonance_db", "body_octaves"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
         if self.resonances < 0:
@@ -79,7 +89,7 @@ class ChainSettings:
     @property
     def active(self) -> bool:
         return any((self.level_db, self.tilt_db_per_octave, self.resonances, self.lowpass_probability,
-                    self.reverb_probability, self.noise_probability))
+                    self.reverb_probability, self.noise_probability, self.body_octaves))
 
 
 def x_to_power(x: Tensor) -> Tensor:
@@ -139,9 +149,10 @@ class RecordingChain:
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         if not self.settings.active:
             return x
-        gains = self.equaliser_db(x.shape[0], generator)
-        x = equalise(x, gains)
         s = self.settings
+        if s.body_octaves > 0:
+            x = equalise(x, self.body_shift_db(x, _uniform((-s.body_octaves, s.body_octaves), x.shape[0], generator)))
+        x = equalise(x, self.equaliser_db(x.shape[0], generator))
         if s.reverb_probability > 0:
             chosen = self._chosen(x.shape[0], s.reverb_probability, generator)
             if chosen.any():
@@ -179,9 +190,28 @@ class RecordingChain:
             gains = gains - chosen * LOWPASS_DB_PER_OCTAVE * (octaves - cutoff).clamp_min(0.0)
         return gains
 
+    def body_shift_db(self, x: Tensor, shift_octaves: Tensor) -> Tensor:
+        """The EQ, in dB per band ``(batch, n_mels)``, that moves each crop's long-term envelope up by
+        ``shift_octaves`` ``(batch,)``: the smoothed envelope read ``shift`` octaves lower, less itself."""
+        mean_power = x_to_power(x).mean(dim=1)
+        here = self.octaves[None, :, None]
+        source = self.octaves[None, None, :]
+        moved = _envelope_db(mean_power, here - shift_octaves[:, None, None], source)
+        kept = _envelope_db(mean_power, here.expand(len(x), -1, -1), source)
+        return (moved - kept).clamp(-BODY_MAX_DB, BODY_MAX_DB)
+
     @staticmethod
     def _chosen(batch: int, probability: float, generator: torch.Generator) -> Tensor:
         return torch.rand(batch, generator=generator) < probability
+
+
+def _envelope_db(power: Tensor, at: Tensor, octaves: Tensor) -> Tensor:
+    """Band ``power`` ``(batch, n)`` at band ``octaves`` ``(1, 1, n)``, Gaussian-smoothed and read at ``at``
+    ``(batch, m, 1)`` octaves, in dB: ``(batch, m)``.  Smoothing power, not dB, lets the partials, not the
+    valleys between them, shape the envelope."""
+    weights = torch.exp(-0.5 * ((at - octaves) / BODY_SMOOTHING_OCTAVES) ** 2)
+    smoothed = (weights * power[:, None, :]).sum(dim=2) / weights.sum(dim=2).clamp_min(1e-12)
+    return 10.0 * torch.log10(smoothed + LOG_FLOOR)
 
 
 def _uniform(bounds: tuple[float, float], count: int, generator: torch.Generator) -> Tensor:
