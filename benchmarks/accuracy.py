@@ -55,7 +55,7 @@ ABLATIONS = {"none": {}, **CHAIN_PARTS, "all": {k: v for part in CHAIN_PARTS.val
 #: Sources added to the training libraries (with the whole chain), rendered by training.data; none shares a
 #: recording with FluidR3_GM (Merlin shares 4-5 classes with TimGM6mb and sf_GMbank: benchmarks/results/independence).
 SOURCES = {"csound": ["data/csound"], "stk": ["data/stk"], "freepats": ["data/freepats"], "Merlin": ["data/Merlin"],
-           "tonejs": ["data/tonejs"]}
+           "tonejs": ["data/tonejs"], "sonivox": ["data/sonivox"]}
 SOURCES["csound + stk + freepats"] = SOURCES["csound"] + SOURCES["stk"] + SOURCES["freepats"]
 SOURCES["freepats + Merlin"] = SOURCES["freepats"] + SOURCES["Merlin"]
 #: Changes to the training recipe (the ``train`` section), each with the whole chain unless RECIPE_CHAINS says.
@@ -79,6 +79,10 @@ RECIPES[SHIPPED_RECIPE] = RECIPES["dynamic range 60 dB"]
 RECORDINGS_RECIPE = "freepats + tonejs, dynamic range 60 dB"
 SOURCES[RECORDINGS_RECIPE] = SOURCES["freepats"] + SOURCES["tonejs"]
 RECIPES[RECORDINGS_RECIPE] = RECIPES["dynamic range 60 dB"]
+#: The shipped recipe with the Sonivox EAS wavetable added (training.sonivox: 14 classes, band-limited to 11 kHz).
+SONIVOX_RECIPE = "freepats + sonivox, dynamic range 60 dB"
+SOURCES[SONIVOX_RECIPE] = SOURCES["freepats"] + SOURCES["sonivox"]
+RECIPES[SONIVOX_RECIPE] = RECIPES["dynamic range 60 dB"]
 #: Both, with batches that draw every (class, library) pair equally (train.balance: sources).
 for recipe in (SHIPPED_RECIPE, RECORDINGS_RECIPE):
     SOURCES[f"{recipe}, balanced sources"] = SOURCES[recipe]
@@ -105,6 +109,18 @@ RECIPE_CHAINS[STRONG_RECIPE] = STRONG_CHAIN
 LONG_RECIPE = f"{SHIPPED_RECIPE}, 120 epochs"
 SOURCES[LONG_RECIPE] = SOURCES[SHIPPED_RECIPE]
 RECIPES[LONG_RECIPE] = {**RECIPES[SHIPPED_RECIPE], "epochs": 120}
+#: The shipped recipe with each crop's body moved up or down by up to 0.15 octaves (about 11 %: another maker's
+#: instrument of the same kind; training.chain).
+BODY_SHIFT_RECIPE = f"{SHIPPED_RECIPE}, body shift 0.15 octaves"
+SOURCES[BODY_SHIFT_RECIPE] = SOURCES[SHIPPED_RECIPE]
+RECIPES[BODY_SHIFT_RECIPE] = RECIPES[SHIPPED_RECIPE]
+RECIPE_CHAINS[BODY_SHIFT_RECIPE] = {**ABLATIONS["all"], "body_octaves": 0.15}
+#: The shipped recipe with the predictor's weights pulled towards zero (AdamW's decoupled decay; the shipped
+#: 1e-6 is none): does a simpler predictor carry over to a library it never heard?
+for weight_decay in (0.1, 1.0):
+    SOURCES[f"{SHIPPED_RECIPE}, weight decay {weight_decay:g}"] = SOURCES[SHIPPED_RECIPE]
+    RECIPES[f"{SHIPPED_RECIPE}, weight decay {weight_decay:g}"] = {**RECIPES[SHIPPED_RECIPE],
+                                                                   "weight_decay": weight_decay}
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 
