@@ -197,7 +197,7 @@ class RecordingChain:
         here = self.octaves[None, :, None]
         source = self.octaves[None, None, :]
         moved = _envelope_db(mean_power, here - shift_octaves[:, None, None], source)
-        kept = _envelope_db(mean_power, here.expand(len(x), -1, -1), source)
+        kept = _envelope_db(mean_power, here, source)
         return (moved - kept).clamp(-BODY_MAX_DB, BODY_MAX_DB)
 
     @staticmethod
@@ -207,7 +207,7 @@ class RecordingChain:
 
 def _envelope_db(power: Tensor, at: Tensor, octaves: Tensor) -> Tensor:
     """Band ``power`` ``(batch, n)`` at band ``octaves`` ``(1, 1, n)``, Gaussian-smoothed and read at ``at``
-    ``(batch, m, 1)`` octaves, in dB: ``(batch, m)``.  Smoothing power, not dB, lets the partials, not the
+    ``(batch or 1, m, 1)`` octaves, in dB: ``(batch, m)``.  Smoothing power, not dB, lets the partials, not the
     valleys between them, shape the envelope."""
     weights = torch.exp(-0.5 * ((at - octaves) / BODY_SMOOTHING_OCTAVES) ** 2)
     smoothed = (weights * power[:, None, :]).sum(dim=2) / weights.sum(dim=2).clamp_min(1e-12)

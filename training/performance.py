@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import mido
 import numpy as np
 
 EventKind = Literal["on", "off", "cc", "bend"]
@@ -32,6 +33,17 @@ class Event:
     kind: EventKind
     a: int
     b: int = 0
+
+
+def midi_message(event: Event) -> mido.Message:
+    """The event as a MIDI message on channel 0 (a MIDI file's, or the bytes of a live stream)."""
+    if event.kind == "on":
+        return mido.Message("note_on", note=event.a, velocity=event.b)
+    if event.kind == "off":
+        return mido.Message("note_off", note=event.a, velocity=64)
+    if event.kind == "cc":
+        return mido.Message("control_change", control=event.a, value=event.b)
+    return mido.Message("pitchwheel", pitch=event.a)
 
 
 @dataclass(frozen=True)

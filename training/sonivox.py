@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from training.performance import Event, Performance
+from training.performance import Performance, midi_message
 
 _EAS_OK = 0
 _MODULE_REVERB, _MODULE_CHORUS, _PARAM_BYPASS = 2, 3, 0  # eas.h E_FX_MODULES; eas_reverb.h, eas_chorus.h
-_BEND_CENTRE = 8192
 _FULL_SCALE = 32768.0
 
 
@@ -122,7 +121,7 @@ class SonivoxLibrary:
                 if due > done:
                     pieces.append(synth.render(due - done))
                     done = due
-                synth.send(*_message(event))
+                synth.send(*midi_message(event).bytes())
             pieces.append(synth.render(n_blocks - done))
         finally:
             synth.close()
@@ -135,14 +134,3 @@ class SonivoxLibrary:
         out[: min(length, len(audio))] = audio[:length]
         return out
 
-
-def _message(event: Event) -> tuple[int, ...]:
-    """The event as MIDI bytes on channel 0."""
-    if event.kind == "on":
-        return 0x90, event.a, event.b
-    if event.kind == "off":
-        return 0x80, event.a, 64
-    if event.kind == "cc":
-        return 0xB0, event.a, event.b
-    bend = min(max(event.a + _BEND_CENTRE, 0), 2 * _BEND_CENTRE - 1)
-    return 0xE0, bend & 0x7F, bend >> 7

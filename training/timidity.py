@@ -21,7 +21,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from training.performance import Event, Performance
+from training.performance import Performance, midi_message
 
 FREEPATS = Path("/etc/timidity/freepats.cfg")
 TICKS_PER_SECOND = 1000  # ticks_per_beat at a tempo of one beat per second: a tick is a millisecond
@@ -88,18 +88,9 @@ def midi_file(program: int, performance: Performance) -> mido.MidiFile:
     now = 0
     for event in sorted(performance.events, key=lambda e: e.time_s):
         tick = round(float(event.time_s * TICKS_PER_SECOND))
-        track.append(_message(event).copy(time=tick - now))
+        track.append(midi_message(event).copy(time=tick - now))
         now = tick
     end = round(float(performance.length_s * TICKS_PER_SECOND))  # render on through the release
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_SECOND, tracks=[track])
 
-
-def _message(event: Event) -> mido.Message:
-    if event.kind == "on":
-        return mido.Message("note_on", note=event.a, velocity=event.b)
-    if event.kind == "off":
-        return mido.Message("note_off", note=event.a, velocity=64)
-    if event.kind == "cc":
-        return mido.Message("control_change", control=event.a, value=event.b)
-    return mido.Message("pitchwheel", pitch=event.a)
