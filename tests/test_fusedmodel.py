@@ -118,7 +118,8 @@ def test_each_causal_layer_streams_as_it_runs_on_the_whole_clip(layer, chunk):
     torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("preset_model", ["orchestra.pt", "orchestra-lowlatency.pt", "speakers.pt"])
+@pytest.mark.parametrize("preset_model",
+                         ["orchestra.pt", "orchestra-transfer.pt", "orchestra-lowlatency.pt", "speakers.pt"])
 def test_the_shipped_models_run_fused_as_they_run_scripted(preset_model):
     """Each carries its numbers (a CPU stream reads them without torch), and they give its module's step."""
     path = Path(__file__).parent.parent / "presets" / preset_model

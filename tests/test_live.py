@@ -310,6 +310,10 @@ class LiveRun:
 
 #: How long after the server's xrun notice the engine's next callback carries the flag (generous).
 XRUN_FLAG_DELAY_S = 0.25
+#: How long before the test client notes an xrun the engine's callback may already carry its flag: both are
+#: Python callbacks waiting for the same interpreter lock, and on a loaded machine the notice's thread can wait
+#: the longer (a clean-clone CI run with 55 server xruns once had the flag first by more than 20 ms).
+XRUN_NOTICE_LAG_S = 0.25
 #: How far before its notice an xrun may already have broken the audio the engine decides on.
 DISTURBANCE_REACH_S = 0.1
 #: How long the readout may remember broken audio: four of its time constants, and then some.
@@ -321,11 +325,14 @@ def assert_every_xrun_is_counted(server_xruns: list[float], summary: dict, count
     reported, each one the server reported shows in its report, and every count has its time."""
     engine_xruns = summary["xrun_clock_s"]
     assert len(engine_xruns) == summary["xruns"] and len(summary["deadline_miss_clock_s"]) == summary["deadline_misses"]
-    phantom = [t for t in engine_xruns if t <= counted_at
-               and not any(-0.02 <= t - s <= XRUN_FLAG_DELAY_S for s in server_xruns)]
+    def paired(engine_s: float, server_s: float) -> bool:
+        return -XRUN_NOTICE_LAG_S <= engine_s - server_s <= XRUN_FLAG_DELAY_S
+
+    phantom = [t for t in engine_xruns if t <= counted_at and not any(paired(t, s) for s in server_xruns)]
     missed = [s for s in server_xruns if s <= counted_at - XRUN_FLAG_DELAY_S
-              and not any(-0.02 <= t - s <= XRUN_FLAG_DELAY_S for t in engine_xruns)]
-    assert not phantom and not missed, f"engine xruns with no server xrun: {phantom}; uncounted: {missed}\n{context}"
+              and not any(paired(t, s) for t in engine_xruns)]
+    assert not phantom and not missed, (f"engine xruns with no server xrun: {phantom}; uncounted: {missed}; "
+                                        f"server xruns: {server_xruns}\n{context}")
     if engine_xruns:
         warnings.warn(f"live run: {summary['xruns']} xruns and {summary['deadline_misses']} deadline misses, all "
                       f"counted (speed: see benchmarks/live.py)\n{context}", stacklevel=2)

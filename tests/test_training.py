@@ -264,3 +264,25 @@ def test_balanced_sources_draw_every_class_and_library_pair_equally():
 def test_a_predictor_needs_at_least_one_block():
     with pytest.raises(ValueError, match=r"^train\.dilations must list one dilation \(1 or more\) per block"):
         TrainSettings(dilations=())
+
+
+def test_rebuild_trains_side_by_side_and_a_reused_split_waits_for_the_run_that_writes_it(dataset, tmp_path, capsys):
+    """``training.rebuild`` trains one config per core: the config reusing another's split starts only once
+    that run has finished (and so trains on its split), and a failing run stops what depends on it, not
+    the others, and is raised at the end."""
+    from training.rebuild import train_all
+
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+    writer = _config(tmp_path / "a", dataset, epochs=2)
+    reuser = _config(tmp_path / "b", dataset, data={"split_file": str(tmp_path / "a/run/split.csv")}, epochs=2)
+    broken = _config(tmp_path / "c", dataset, data={"roots": [str(tmp_path / "no-such-library")]}, epochs=2)
+    with pytest.raises(subprocess.CalledProcessError):
+        train_all((reuser, broken, writer), sorted(os.sched_getaffinity(0))[:2])
+    printed = capsys.readouterr().out
+    assert printed.index(f"{writer}: trained") < printed.index(f"training {reuser}"), printed
+    assert f"{reuser}: trained" in printed and f"{broken}: trained" not in printed
+    for folder in "ab":
+        assert (tmp_path / folder / "run/model.pt").is_file()
+        assert "epoch" in (tmp_path / folder / "run.log").read_text().lower()
+    assert not (tmp_path / "b/run/split.csv").exists()  # it trained on the writer's split
