@@ -268,21 +268,38 @@ def test_a_predictor_needs_at_least_one_block():
 
 def test_rebuild_trains_side_by_side_and_a_reused_split_waits_for_the_run_that_writes_it(dataset, tmp_path, capsys):
     """``training.rebuild`` trains one config per core: the config reusing another's split starts only once
-    that run has finished (and so trains on its split), and a failing run stops what depends on it, not
-    the others, and is raised at the end."""
-    from training.rebuild import train_all
+    that run has finished (and so trains on its split), and a failing run stops what waits for it, not the
+    others, and is named at the end with where its output is."""
+    import threading
 
-    for folder in "abc":
+    from training.rebuild import RebuildError, train_all
+
+    for folder in "abcd":
         (tmp_path / folder).mkdir()
     writer = _config(tmp_path / "a", dataset, epochs=2)
     reuser = _config(tmp_path / "b", dataset, data={"split_file": str(tmp_path / "a/run/split.csv")}, epochs=2)
     broken = _config(tmp_path / "c", dataset, data={"roots": [str(tmp_path / "no-such-library")]}, epochs=2)
-    with pytest.raises(subprocess.CalledProcessError):
-        train_all((reuser, broken, writer), sorted(os.sched_getaffinity(0))[:2])
+    stranded = _config(tmp_path / "d", dataset, data={"split_file": str(tmp_path / "c/run/split.csv")}, epochs=2)
+    raised: list[Exception] = []
+
+    def rebuild() -> None:
+        try:
+            train_all((reuser, stranded, broken, writer), sorted(os.sched_getaffinity(0))[:2])
+        except RebuildError as error:
+            raised.append(error)
+
+    watched = threading.Thread(target=rebuild, daemon=True)
+    watched.start()
+    watched.join(timeout=900)  # a scheduler that waits forever fails here instead of hanging the suite
+    assert not watched.is_alive(), "train_all did not return"
+    assert len(raised) == 1, "a failed run must be raised"
+    message = str(raised[0])
+    assert f"{broken} failed" in message and "c/run.log" in message and f"{stranded} not trained" in message
     printed = capsys.readouterr().out
     assert printed.index(f"{writer}: trained") < printed.index(f"training {reuser}"), printed
-    assert f"{reuser}: trained" in printed and f"{broken}: trained" not in printed
+    assert f"{reuser}: trained" in printed and f"training {stranded}" not in printed
     for folder in "ab":
         assert (tmp_path / folder / "run/model.pt").is_file()
-        assert "epoch" in (tmp_path / folder / "run.log").read_text().lower()
+        assert "trained tiny: 2 epochs" in (tmp_path / folder / "run.log").read_text()
     assert not (tmp_path / "b/run/split.csv").exists()  # it trained on the writer's split
+    assert "no-such-library" in (tmp_path / "c/run.log").read_text()

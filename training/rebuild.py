@@ -5,8 +5,9 @@
 
 Renders the libraries the shipped configs train on into ``data/`` (skipped where a library is already
 rendered), then trains each shipped config in a fresh run folder, as many at once as there are CPU cores,
-each pinned to a core of its own (one torch thread each: the runs never fight for a core) and logging to
-``runs/NAME.log``; a config that reuses another's split file starts once that one has finished.  Each
+each pinned to a core of its own (one torch thread each: the runs never fight for a core; progress in
+``runs/NAME/log.csv``, output in ``runs/NAME.log``); a config that reuses another's split file starts once
+that one has finished.  Each
 config's ``export`` key names the model file in ``presets/`` that the presets point to.
 
 ``--data-only`` renders every library the project knows: the three General MIDI SoundFonts that Debian
@@ -25,8 +26,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
+
+from training.config import load_config
 
 SOUNDFONTS = Path("/usr/share/sounds/sf2")
 #: Every library, by its folder name under data/: how ``training.data render`` makes it.
@@ -47,6 +51,17 @@ SHIPPED_CONFIGS = (Path("training/configs/speakers.yaml"), Path("training/config
                    Path("training/configs/orchestra-transfer.yaml"), Path("training/configs/orchestra-lowlatency.yaml"))
 
 
+class RebuildError(Exception):
+    """A shipped model could not be trained; the message names each one and where its output is."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def render_libraries(data: Path, libraries: list[str]) -> None:
     for library in libraries:
         if any((data / library / marker).is_file() for marker in COMPLETE_MARKERS):
@@ -65,54 +80,94 @@ def trained_libraries(configs: tuple[Path, ...]) -> list[str]:
     return [name for name in LIBRARIES if name in roots]
 
 
-def split_source(config: Path, configs: tuple[Path, ...]) -> Path | None:
-    """The config among ``configs`` whose run writes the split file ``config`` reuses, if any."""
-    split_file = yaml.safe_load(config.read_text())["data"].get("split_file")
-    if split_file is None:
-        return None
-    return next((other for other in configs
-                 if Path(yaml.safe_load(other.read_text())["output"]) / "split.csv" == Path(split_file)), None)
+def split_sources(configs: tuple[Path, ...]) -> dict[Path, Path | None]:
+    """For each config, the other config among ``configs`` whose run writes the split file it reuses, if any."""
+    loaded = {config: load_config(config) for config in configs}
+    writers = {settings.output / "split.csv": config for config, settings in loaded.items()}
+    sources = {config: writers.get(settings.data.split_file) if settings.data.split_file else None
+               for config, settings in loaded.items()}
+    return {config: None if source == config else source for config, source in sources.items()}
+
+
+def log_file(config: Path) -> Path:
+    """Where a rebuild's training of ``config`` writes its output: beside its run folder."""
+    output = load_config(config).output
+    return output.with_name(output.name + ".log")
 
 
 def start_training(config: Path, core: int) -> subprocess.Popen[bytes]:
-    """Start training ``config`` from scratch on CPU core ``core`` alone, its output in ``runs/NAME.log``."""
-    output = Path(yaml.safe_load(config.read_text())["output"])
+    """Start training ``config`` from scratch on CPU core ``core`` alone.
+
+    The child inherits the CPU set of the thread that starts it: this thread is pinned to ``core`` for the
+    start and then given its own set back (no ``preexec_fn``, which is unsafe where threads run)."""
+    output = load_config(config).output
     if output.exists():
         shutil.rmtree(output)
-    log = output.with_suffix(".log")
+    log = log_file(config)
     log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"training {config} on CPU core {core} (log: {log})", flush=True)
-    with log.open("wb") as sink:
-        return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--no-progress"],
-                                stdout=sink, stderr=subprocess.STDOUT,  # the rebuild starts no threads:
-                                preexec_fn=lambda: os.sched_setaffinity(0, {core}))  # noqa: PLW1509
+    print(f"training {config} on CPU core {core} (progress: {output / 'log.csv'}; output: {log})", flush=True)
+    own_cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        with log.open("wb") as sink:
+            return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--no-progress"],
+                                    stdout=sink, stderr=subprocess.STDOUT)
+    finally:
+        os.sched_setaffinity(0, own_cores)
+
+
+class Run(NamedTuple):
+    config: Path
+    process: subprocess.Popen[bytes]
+    started: float
 
 
 def train_all(configs: tuple[Path, ...], cores: list[int]) -> None:
     """Train every config, one per core at a time, each started in the order given once a core is free and
-    the run whose split it reuses has finished; raises the first failure once the other runs have ended."""
-    pending, finished, failures = list(configs), set[Path](), list[subprocess.CalledProcessError]()
-    running: dict[int, tuple[Path, subprocess.Popen[bytes], float]] = {}
-    while pending or running:
-        for core in [core for core in cores if core not in running]:
-            ready = next((config for config in pending if split_source(config, configs) in (None, *finished)), None)
-            if ready is None:
-                break
-            pending.remove(ready)
-            running[core] = ready, start_training(ready, core), time.perf_counter()
-        time.sleep(1.0)
-        for core, (config, process, started) in list(running.items()):
-            if process.poll() is None:
-                continue
-            del running[core]
-            if process.returncode:
-                failures.append(subprocess.CalledProcessError(process.returncode, process.args))
-                pending = [other for other in pending if split_source(other, configs) != config]
-            else:
-                finished.add(config)
-                print(f"{config}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+    the run whose split it reuses has finished.  A failed run stops the runs that wait for it, not the
+    others; raises :class:`RebuildError` naming every failure once the others have ended (or stops them all
+    if the rebuild itself is interrupted)."""
+    sources = split_sources(configs)
+    pending = list(configs)
+    finished: set[Path] = set()
+    failures: list[str] = []
+    running: dict[int, Run] = {}
+    try:
+        while pending or running:
+            orphans = [config for config in pending
+                       if sources[config] is not None and sources[config] not in (*pending, *finished)
+                       and all(run.config != sources[config] for run in running.values())]
+            for config in orphans:
+                pending.remove(config)
+                failures.append(f"{config} not trained: the run writing its split ({sources[config]}) failed")
+            for core in [core for core in cores if core not in running]:
+                ready = next((config for config in pending if sources[config] in (None, *finished)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                running[core] = Run(ready, start_training(ready, core), time.perf_counter())
+            if pending and not running:
+                raise RebuildError(f"the split files of {[str(config) for config in pending]} wait on one another; "
+                                   "let one of them write its own")
+            time.sleep(1.0)
+            for core, run in list(running.items()):
+                if run.process.poll() is None:
+                    continue
+                del running[core]
+                if run.process.returncode:
+                    killed = ", killed: out of memory? try --jobs 1" if run.process.returncode == -9 else ""
+                    failures.append(f"{run.config} failed (exit status {run.process.returncode}{killed}; "
+                                    f"see {log_file(run.config)})")
+                    print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
+                else:
+                    finished.add(run.config)
+                    print(f"{run.config}: trained in {time.perf_counter() - run.started:.0f} s", flush=True)
+    finally:
+        for run in running.values():
+            run.process.terminate()
+            run.process.wait()
     if failures:
-        raise failures[0]
+        raise RebuildError("; ".join(failures))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data"), help="where rendered libraries go (default data/)")
     parser.add_argument("--data-only", action="store_true", help="render the libraries and stop")
-    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
+    parser.add_argument("--jobs", type=positive_int, default=len(os.sched_getaffinity(0)), metavar="N",
                         help="train at most N models at once, each on a core of its own (default: every core this "
                              "process may use); fewer where memory is short (each run holds its features, ~2 GB)")
     args = parser.parse_args(argv)
@@ -128,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         render_libraries(args.data, list(LIBRARIES) if args.data_only else trained_libraries(SHIPPED_CONFIGS))
         if not args.data_only:
-            train_all(SHIPPED_CONFIGS, sorted(os.sched_getaffinity(0))[:max(1, args.jobs)])
+            train_all(SHIPPED_CONFIGS, sorted(os.sched_getaffinity(0))[:args.jobs])
     except subprocess.CalledProcessError as error:
         print(f"error: step failed with exit status {error.returncode}: {' '.join(error.cmd)}", file=sys.stderr)
+        return 2
+    except RebuildError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"rebuilt in {time.perf_counter() - started:.0f} s")
     return 0

@@ -78,7 +78,7 @@ def unheard_items(split_file: Path, items: list[Item]) -> list[Item]:
 
 
 def training_clips(config: RunConfig, split: Split, progress: bool, side: str = "train") -> ClipSet:
-    jobs = 1 if dist.is_initialized() else min(2, os.cpu_count() or 1)
+    jobs = 1 if dist.is_initialized() else min(2, len(os.sched_getaffinity(0)))  # the CPUs this run may use
     return load_clips(split[side], config.analysis, config.data.cache, progress=progress, jobs=jobs)
 
 
