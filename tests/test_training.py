@@ -303,3 +303,17 @@ def test_rebuild_trains_side_by_side_and_a_reused_split_waits_for_the_run_that_w
         assert "trained tiny: 2 epochs" in (tmp_path / folder / "run.log").read_text()
     assert not (tmp_path / "b/run/split.csv").exists()  # it trained on the writer's split
     assert "no-such-library" in (tmp_path / "c/run.log").read_text()
+
+
+def test_rebuild_refuses_splits_that_wait_on_one_another_and_lets_a_run_reuse_its_own(dataset, tmp_path):
+    from training.rebuild import RebuildError, split_sources, train_all
+
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+    first = _config(tmp_path / "a", dataset, data={"split_file": str(tmp_path / "b/run/split.csv")})
+    second = _config(tmp_path / "b", dataset, data={"split_file": str(tmp_path / "a/run/split.csv")})
+    own = _config(tmp_path / "c", dataset, data={"split_file": str(tmp_path / "c/run/split.csv")})
+    assert split_sources((first, second, own)) == {first: second, second: first, own: None}
+    with pytest.raises(RebuildError, match="wait on one another"):
+        train_all((first, second), [0])
+    assert not (tmp_path / "a/run").exists() and not (tmp_path / "b/run").exists()  # nothing started
