@@ -6,7 +6,9 @@ for every client, however little the engine does (CI once saw one xrun with the 
 whose claim is "a clean run is possible" (a chirp through the server unharmed, DDP trains) therefore
 gets another attempt when one was disturbed.  The disturbance is never hidden: it is emitted as a
 warning, so pytest's summary and the CI log carry it.  The last attempt is judged like any other
-result, so a defect that disturbs every run still fails.
+result, so a defect that disturbs every run still fails.  The machine stops in bursts, so a new attempt
+waits until a witness of its stalls sees it calm (:func:`benchmarks.jackrig.stallwitness.wait_for_calm`,
+60 s at most).
 
 Where the machine stalls more often than once per attempt (the CI kind did, from late 2026: a bare
 jackd xruns every few seconds there), an xrun is checked against a witness of the machine's stalls
@@ -19,15 +21,16 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
-from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns
+from benchmarks.jackrig.stallwitness import StallWitness, unexplained_xruns, wait_for_calm
 
 Result = TypeVar("Result")
 
 
 def retry_if_disturbed(attempt: Callable[[], Result], disturbance: Callable[[Result], str | None],
-                       attempts: int = 2) -> Result:
+                       attempts: int = 2, settle: Callable[[], float] = wait_for_calm) -> Result:
     """Run ``attempt`` up to ``attempts`` times while ``disturbance(result)`` names a disturbance,
-    warning with each one.
+    warning with each one; before each new attempt ``settle()`` waits for the machine to calm down and
+    returns how long it waited.
 
     Returns the last attempt's result; the caller asserts on it as usual.
     """
@@ -36,7 +39,9 @@ def retry_if_disturbed(attempt: Callable[[], Result], disturbance: Callable[[Res
         reason = disturbance(result)
         if not reason or number == attempts:
             return result
-        warnings.warn(f"attempt {number} of {attempts} disturbed, trying again: {reason}", stacklevel=2)
+        waited_s = settle()
+        warnings.warn(f"attempt {number} of {attempts} disturbed, trying again after {waited_s:.1f} s for the "
+                      f"machine to calm down: {reason}", stacklevel=2)
     raise ValueError(f"attempts must be at least 1, got {attempts}")
 
 
