@@ -7,8 +7,8 @@ Renders the libraries the shipped configs train on into ``data/`` (skipped where
 rendered), then trains each shipped config in a fresh run folder, as many at once as there are CPU cores,
 each pinned to a core of its own (one torch thread each: the runs never fight for a core; progress in
 ``runs/NAME/log.csv``, output in ``runs/NAME.log``); a config that reuses another's split file starts once
-that one has finished.  Each
-config's ``export`` key names the model file in ``presets/`` that the presets point to.
+that one has finished.  Each config's ``export`` key names the model file in ``presets/`` that the presets
+point to.
 
 ``--data-only`` renders every library the project knows: the three General MIDI SoundFonts that Debian
 packages (``fluid-soundfont-gm``, ``timgm6mb-soundfont``, ``csound-soundfont``), the Freepats patch set
@@ -130,16 +130,16 @@ def train_all(configs: tuple[Path, ...], cores: list[int]) -> None:
     sources = split_sources(configs)
     pending = list(configs)
     finished: set[Path] = set()
+    failed: set[Path] = set()  # the runs that failed and the configs left waiting on one of them
     failures: list[str] = []
     running: dict[int, Run] = {}
     try:
         while pending or running:
-            orphans = [config for config in pending
-                       if sources[config] is not None and sources[config] not in (*pending, *finished)
-                       and all(run.config != sources[config] for run in running.values())]
-            for config in orphans:
-                pending.remove(config)
-                failures.append(f"{config} not trained: the run writing its split ({sources[config]}) failed")
+            while stranded := [config for config in pending if sources[config] in failed]:  # and theirs in turn
+                for config in stranded:
+                    pending.remove(config)
+                    failed.add(config)
+                    failures.append(f"{config} not trained: the run writing its split ({sources[config]}) failed")
             for core in [core for core in cores if core not in running]:
                 ready = next((config for config in pending if sources[config] in (None, *finished)), None)
                 if ready is None:
@@ -155,6 +155,7 @@ def train_all(configs: tuple[Path, ...], cores: list[int]) -> None:
                     continue
                 del running[core]
                 if run.process.returncode:
+                    failed.add(run.config)
                     killed = ", killed: out of memory? try --jobs 1" if run.process.returncode == -9 else ""
                     failures.append(f"{run.config} failed (exit status {run.process.returncode}{killed}; "
                                     f"see {log_file(run.config)})")

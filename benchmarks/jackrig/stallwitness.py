@@ -114,16 +114,12 @@ def unexplained_xruns(xrun_clock_s: list[float] | tuple[float, ...], stalls: lis
 
     merged = _union(stalls)  # a stop of the whole machine shows on every CPU's sleeper: count it once
 
-    def lost_before(t: float) -> float:
-        return sum(max(0.0, min(s.end_s, t) - max(s.start_s, t - window_s)) for s in merged)
-
-    return [t for t in xrun_clock_s if lost_before(t) < needed_s]
+    return [t for t in xrun_clock_s if _lost_s(merged, t - window_s, t) < needed_s]
 
 
 def lost_share(stalls: list[Stall], start_s: float, end_s: float) -> float:
     """The share of ``start_s``..``end_s`` that the machine lost to ``stalls`` (each CPU's counted once)."""
-    lost = sum(max(0.0, min(s.end_s, end_s) - max(s.start_s, start_s)) for s in _union(stalls))
-    return lost / (end_s - start_s)
+    return _lost_s(_union(stalls), start_s, end_s) / (end_s - start_s)
 
 
 #: A machine is calm again when a watched window lost less than this share of its time to stalls (a bare
@@ -150,6 +146,11 @@ def wait_for_calm(window_s: float = 2.0, deadline_s: float = 60.0) -> float:
             closed = time.monotonic()
         if lost_share(witness.stalls, opened, closed) < CALM_SHARE or closed - started >= deadline_s:
             return closed - started
+
+
+def _lost_s(merged: list[Stall], start_s: float, end_s: float) -> float:
+    """Seconds of ``start_s``..``end_s`` inside the (non-overlapping) ``merged`` stalls."""
+    return sum(max(0.0, min(s.end_s, end_s) - max(s.start_s, start_s)) for s in merged)
 
 
 def _union(stalls: list[Stall]) -> list[Stall]:
