@@ -45,10 +45,11 @@ LIBRARIES = {
 }
 #: The file each kind of library writes last: its presence means the library is complete.
 COMPLETE_MARKERS = ("metadata.csv", "SPEAKERS.csv")
-#: Longest first, so that the cores finish together (speakers about 36 min on one core, each orchestra model
-#: about 20); the low-latency model reuses the orchestra run's split file.
+#: In the order they start: the longest first, and the low-latency model (which reuses the orchestra run's
+#: split file, so waits for that run) before the transfer model, so that the core the orchestra run frees
+#: takes the longer of the two and the cores finish together.
 SHIPPED_CONFIGS = (Path("training/configs/speakers.yaml"), Path("training/configs/orchestra.yaml"),
-                   Path("training/configs/orchestra-transfer.yaml"), Path("training/configs/orchestra-lowlatency.yaml"))
+                   Path("training/configs/orchestra-lowlatency.yaml"), Path("training/configs/orchestra-transfer.yaml"))
 
 
 class RebuildError(Exception):
