@@ -8,7 +8,8 @@ rendered), then trains each shipped config in a fresh run folder, as many at onc
 each pinned to a core of its own (one torch thread each: the runs never fight for a core; progress in
 ``runs/NAME/log.csv``, output in ``runs/NAME.log``); a config that reuses another's split file starts once
 that one has finished.  Each config's ``export`` key names the model file in ``presets/`` that the presets
-point to.
+point to.  Every run uses the same numeric code paths (:data:`PORTABLE_KERNELS`), so that a rebuild on any
+x86 CPU with AVX2 writes the shipped files' weights exactly.
 
 ``--data-only`` renders every library the project knows: the three General MIDI SoundFonts that Debian
 packages (``fluid-soundfont-gm``, ``timgm6mb-soundfont``, ``csound-soundfont``), the Freepats patch set
@@ -45,6 +46,12 @@ LIBRARIES = {
 }
 #: The file each kind of library writes last: its presence means the library is complete.
 COMPLETE_MARKERS = ("metadata.csv", "SPEAKERS.csv")
+#: The numeric code paths every rebuild trains with, whatever the CPU: torch's own kernels, MKL's and oneDNN's
+#: each pick the widest vector instructions a CPU has, and AVX-512 rounds differently from AVX2, so the same
+#: seeded config trained a different model on an AVX-512 machine (up to 3 points apart on a library's notes).
+#: Held at AVX2, an AVX-512 machine trains exactly the shipped files' weights (trained on an AVX2 machine).
+#: Each is a ceiling: a CPU without AVX2 (or not x86) keeps its own paths.
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 #: In the order they start: the longest first, and the low-latency model (which reuses the orchestra run's
 #: split file, so waits for that run) before the transfer model, so that the core the orchestra run frees
 #: takes the longer of the two and the cores finish together.
@@ -97,7 +104,7 @@ def log_file(config: Path) -> Path:
 
 
 def start_training(config: Path, core: int) -> subprocess.Popen[bytes]:
-    """Start training ``config`` from scratch on CPU core ``core`` alone.
+    """Start training ``config`` from scratch on CPU core ``core`` alone, with :data:`PORTABLE_KERNELS`.
 
     The child inherits the CPU set of the thread that starts it: this thread is pinned to ``core`` for the
     start and then given its own set back (no ``preexec_fn``, which is unsafe where threads run)."""
@@ -112,7 +119,7 @@ def start_training(config: Path, core: int) -> subprocess.Popen[bytes]:
     try:
         with log.open("wb") as sink:
             return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--no-progress"],
-                                    stdout=sink, stderr=subprocess.STDOUT)
+                                    stdout=sink, stderr=subprocess.STDOUT, env=os.environ | PORTABLE_KERNELS)
     finally:
         os.sched_setaffinity(0, own_cores)
 
