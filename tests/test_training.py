@@ -272,7 +272,7 @@ def test_rebuild_trains_side_by_side_and_a_reused_split_waits_for_the_run_that_w
     others, and is named at the end with where its output is."""
     import threading
 
-    from training.rebuild import RebuildError, train_all
+    from training.rebuild import PORTABLE_KERNELS, RebuildError, train_all
 
     for folder in "abcd":
         (tmp_path / folder).mkdir()
@@ -298,11 +298,20 @@ def test_rebuild_trains_side_by_side_and_a_reused_split_waits_for_the_run_that_w
     printed = capsys.readouterr().out
     assert printed.index(f"{writer}: trained") < printed.index(f"training {reuser}"), printed
     assert f"{reuser}: trained" in printed and f"training {stranded}" not in printed
+    rebuild_kernels = _kernels_under(os.environ | PORTABLE_KERNELS)
     for folder in "ab":
         assert (tmp_path / folder / "run/model.pt").is_file()
         assert "trained tiny: 2 epochs" in (tmp_path / folder / "run.log").read_text()
+        assert json.loads((tmp_path / folder / "run/summary.json").read_text())["kernels"] == rebuild_kernels
     assert not (tmp_path / "b/run/split.csv").exists()  # it trained on the writer's split
     assert "no-such-library" in (tmp_path / "c/run.log").read_text()
+
+
+def _kernels_under(environment: dict[str, str]) -> str:
+    """The vector kernels torch picks on this CPU in a process started with ``environment``."""
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    return subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def test_rebuild_holds_every_cpu_to_the_same_kernels():
@@ -314,10 +323,7 @@ def test_rebuild_holds_every_cpu_to_the_same_kernels():
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     if not re.search(r"\bavx2\b", flags):
         pytest.skip("SKIPPED LOUDLY: this CPU has no AVX2, so it computes with its own kernels either way")
-    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    capability = subprocess.run([sys.executable, "-c", probe], env=os.environ | PORTABLE_KERNELS,
-                                capture_output=True, text=True, check=True).stdout.strip()
-    assert capability == "AVX2"
+    assert _kernels_under(os.environ | PORTABLE_KERNELS) == "AVX2"
 
 
 def test_rebuild_refuses_splits_that_wait_on_one_another_and_lets_a_run_reuse_its_own(dataset, tmp_path):

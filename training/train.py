@@ -130,7 +130,8 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
                "best_validation_oa": trainer.state.best_validation_oa if validation is not None else None,
                "augment": asdict(config.augment),
                "classes": class_names, "seconds": time.perf_counter() - started,
-               "processes": trainer.world, "settings": asdict(config.train)}
+               "processes": trainer.world, "settings": asdict(config.train),
+               "kernels": torch.backends.cpu.get_cpu_capability()}  # the same weights need the same (rebuild.py)
     if trainer.rank == 0:
         model_path = config.output / "model.pt"
         supervised = config.train.mode == "supervised"
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary["skipped_files"]:
         print(f"skipped {len(summary['skipped_files'])} unreadable file(s): see summary.json", file=sys.stderr)
     print(f"trained {summary['name']}: {summary['epochs']} epochs in {summary['seconds']:.0f} s "
-          f"({summary['train_clips']} clips, {len(summary['classes'])} classes)")
+          f"({summary['train_clips']} clips, {len(summary['classes'])} classes, {summary['kernels']} kernels)")
     return 0
 
 
