@@ -121,6 +121,13 @@ for weight_decay in (0.1, 1.0):
     SOURCES[f"{SHIPPED_RECIPE}, weight decay {weight_decay:g}"] = SOURCES[SHIPPED_RECIPE]
     RECIPES[f"{SHIPPED_RECIPE}, weight decay {weight_decay:g}"] = {**RECIPES[SHIPPED_RECIPE],
                                                                    "weight_decay": weight_decay}
+#: The transfer models' recipe (floor, mild chain) with the Sonivox wavetable added, a library that neither the
+#: rotation's test library nor the honest transfer judge's (FluidR3_GM, Freepats) shares: are the prototypes of a
+#: third library's instruments heard as those instruments by a judge that learnt two others?
+MILD_SONIVOX_RECIPE = "sonivox, dynamic range 60 dB, mild chain"
+SOURCES[MILD_SONIVOX_RECIPE] = SOURCES["sonivox"]
+RECIPES[MILD_SONIVOX_RECIPE] = RECIPES["dynamic range 60 dB, mild chain"]
+RECIPE_CHAINS[MILD_SONIVOX_RECIPE] = MILD_CHAIN
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 

@@ -23,6 +23,8 @@ blast.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
@@ -55,16 +57,26 @@ def _guard(dry: np.ndarray, wet: np.ndarray, release: float, headroom: float, st
     state[0], state[1] = dry_env, wet_env
 
 
+@lru_cache(maxsize=8)
+def _design_windows(n_fft: int, taps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cepstral fold that makes a zero-phase cepstrum causal (minimum phase), and the half-Hann fade (1 at
+    the first tap, 0 after the last) that cuts the filter to ``taps``; read-only, cached: every frame uses them."""
+    fold = np.zeros(n_fft)
+    fold[0] = fold[n_fft // 2] = 1.0
+    fold[1 : n_fft // 2] = 2.0
+    fade = np.cos(0.5 * np.pi * np.arange(taps) / taps) ** 2
+    fold.setflags(write=False)
+    fade.setflags(write=False)
+    return fold, fade
+
+
 def minimum_phase_filters(gains: np.ndarray, n_fft: int, taps: int) -> np.ndarray:
     """FIR filters ``(n, taps)`` whose magnitude responses follow ``gains (n, n_fft // 2 + 1)`` with minimum
     phase; a frame of zero gains gives a zero filter (silence)."""
     gains = np.asarray(gains, dtype=np.float64)
+    fold, fade = _design_windows(n_fft, taps)
     cepstrum = np.fft.irfft(np.log(np.maximum(gains, GAIN_FLOOR)), n=n_fft, axis=-1)
-    fold = np.zeros(n_fft)
-    fold[0] = fold[n_fft // 2] = 1.0
-    fold[1 : n_fft // 2] = 2.0
     filters = np.fft.irfft(np.exp(np.fft.rfft(cepstrum * fold, axis=-1)), n=n_fft, axis=-1)[:, :taps]
-    fade = np.cos(0.5 * np.pi * np.arange(taps) / taps) ** 2  # half Hann: 1 at the start, 0 at the end
     filters *= fade
     filters[~(gains.max(axis=-1) > 0.0)] = 0.0
     return filters

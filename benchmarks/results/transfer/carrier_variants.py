@@ -1,0 +1,43 @@
+"""The measurement behind timgm6mb-floor-mild-chain-variants.json (kept beside its output; not a tool).
+
+``benchmarks.transfer`` with one thing about the carrier changed, named by an environment variable:
+
+- ``OWN_ENVELOPE=1``: the rendered target keeps the winner's pitch and gain but not its shelves (which fitted
+  the winner to the input), so the target prototype is heard with its own learnt envelope;
+- ``SMOOTHING_BANDS``, ``MAX_BOOST_DB``, ``MAX_CUT_DB``, ``MAX_LEVEL_BOOST_DB``: the input carrier's gain curve
+  (engine.carrier's constants of those names: 5, 45, 45 and 24).
+
+    OWN_ENVELOPE=1 python benchmarks/results/transfer/carrier_variants.py --preset MODEL \\
+        --phrases data/TimGM6mb --classifier runs/judge-fluidr3/cnn.pt \\
+        --targets violin,cello,flute,trumpet,clarinet --candidates winner --carriers filter \\
+        --max-phrases 1 --register target --json
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from benchmarks.transfer import main
+from engine.carrier import InputCarrier
+from engine.transfer import TransferRenderer
+
+LOW_GAIN, HIGH_GAIN = 3, 5  # engine.transformation.PARAMETER_NAMES
+CARRIER_SETTINGS = ("SMOOTHING_BANDS", "MAX_BOOST_DB", "MAX_CUT_DB", "MAX_LEVEL_BOOST_DB")  # __init__'s order
+shelved_render = TransferRenderer.render
+
+
+def render_own_envelope(self: TransferRenderer, params: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    unshelved = params.copy()
+    unshelved[..., [LOW_GAIN, HIGH_GAIN]] = 0.0
+    return shelved_render(self, unshelved, errors)
+
+
+if os.environ.get("OWN_ENVELOPE"):
+    TransferRenderer.render = render_own_envelope  # type: ignore[method-assign]
+defaults = list(InputCarrier.__init__.__defaults__ or ())
+for index, name in enumerate(CARRIER_SETTINGS):
+    if name in os.environ:
+        defaults[index] = type(defaults[index])(os.environ[name])
+InputCarrier.__init__.__defaults__ = tuple(defaults)
+sys.exit(main(sys.argv[1:]))
