@@ -28,15 +28,16 @@ from training.features import load_clips
 from training.layouts import scan
 from training.splits import read_split, split_items
 
-RULES: dict[str, list[int]] = {"vote": [], "posterior": [], "median": [], "lowest 80 %": []}
+RULES = ("vote", "posterior", "median", "lowest 80 %")
 
 
-def clip_class_errors(model: LoadedModel, clips: list[np.ndarray]) -> np.ndarray:
-    """Per clip, each class's mean error over the sounding frames (NaN for a clip without any); fills RULES."""
+def clip_class_errors(model: LoadedModel, clips: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per clip, each class's mean error over the sounding frames (NaN for a clip without any), and each of the
+    other RULES' decision."""
     metadata = model.metadata
     class_map = ClassMap(metadata.class_names, metadata.prototype_classes)
     temperature = float(model.module.temperature().detach())
-    rows = []
+    rows, decisions = [], {name: [] for name in RULES}
     for clip in clips:
         with torch.no_grad():
             _, errors = model.module(torch.from_numpy(clip)[None])
@@ -46,12 +47,12 @@ def clip_class_errors(model: LoadedModel, clips: list[np.ndarray]) -> np.ndarray
         logits = -temperature * heard
         posterior = np.exp(logits - logits.max(axis=1, keepdims=True))
         posterior /= posterior.sum(axis=1, keepdims=True)
-        RULES["vote"].append(int(np.bincount(heard.argmin(axis=1), minlength=heard.shape[1]).argmax()))
-        RULES["posterior"].append(int(posterior.mean(axis=0).argmax()))
-        RULES["median"].append(int(np.median(heard, axis=0).argmin()))
-        RULES["lowest 80 %"].append(int(np.sort(heard, axis=0)[: max(1, int(0.8 * len(heard)))].mean(axis=0).argmin()))
+        decisions["vote"].append(np.bincount(heard.argmin(axis=1), minlength=heard.shape[1]).argmax())
+        decisions["posterior"].append(posterior.mean(axis=0).argmax())
+        decisions["median"].append(np.median(heard, axis=0).argmin())
+        decisions["lowest 80 %"].append(np.sort(heard, axis=0)[: max(1, int(0.8 * len(heard)))].mean(axis=0).argmin())
         rows.append(class_errors[active].mean(axis=0) if active.any() else np.full(class_errors.shape[1], np.nan))
-    return np.array(rows)
+    return np.array(rows), {name: np.array(chosen) for name, chosen in decisions.items()}
 
 
 def main() -> None:
@@ -71,7 +72,8 @@ def main() -> None:
     def oa(decisions: np.ndarray) -> float:
         return round(100.0 * float(np.mean(decisions == truth)), 2)
 
-    errors = np.stack([np.nan_to_num(clip_class_errors(model, clips.features), nan=np.inf) for model in models])
+    scored = [clip_class_errors(model, clips.features) for model in models]
+    errors = np.stack([np.nan_to_num(clip_errors, nan=np.inf) for clip_errors, _ in scored])
     result: dict = {"models": paths, "side": side, "clips": len(truth),
                     "members": [oa(member.argmin(axis=1)) for member in errors]}
     if len(models) > 1:
@@ -81,7 +83,7 @@ def main() -> None:
                               "z-normalised errors": oa(np.nan_to_num(z.mean(axis=0), nan=np.inf).argmin(axis=1)),
                               "vote": oa(mode(errors.argmin(axis=2), axis=0).mode)}
     else:
-        result["rules"] = {name: oa(np.array(decisions)) for name, decisions in RULES.items()}
+        result["rules"] = {name: oa(decisions) for name, decisions in scored[0][1].items()}
     print(json.dumps(result))
 
 
