@@ -33,6 +33,7 @@ from training.silence import trim_trailing_silence
 from training.sonivox import SonivoxError, SonivoxLibrary
 from training.stk import StkError, StkLibrary
 from training.timidity import FREEPATS, PatchError, PatchLibrary
+from training.webaudiofont import DEFAULT_SOUND_DIR, FONTS, INDEPENDENT_FONTS, WebAudioFont, WebAudioFontError
 
 #: Physically modelled libraries: the renderer and the library name it is written under by default.
 PHYSICAL = {"csound": (CsoundLibrary, "csound"), "stk": (StkLibrary, "stk")}
@@ -76,6 +77,7 @@ examples:
   python -m training.data render --physical stk --out data/stk         # (needs stk)
   python -m training.data render --patches /etc/timidity/freepats.cfg --out data/freepats  # (timidity, freepats)
   python -m training.data render --samples data/sources/tonejs --out data/tonejs  # (training/fetch_tonejs.sh)
+  python -m training.data render --webaudiofont GeneralUserGS --out data/GeneralUserGS  # (fetch_webaudiofont.sh)
   python -m training.data demo --out presets/demo.flac
 """
 
@@ -111,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recorded notes played like a sampler, DIR/<class>/<note>.<ext> (C4 = middle C): "
                         "data/sources/tonejs, which training/fetch_tonejs.sh fetches (VSCO 2 and others: 11 of "
                         "the 14 classes)")
+    source.add_argument("--webaudiofont", choices=tuple(FONTS), metavar="FONT",
+                        help="a SoundFont of the WebAudioFont collection, played as its own player plays it: "
+                        f"{', '.join(FONTS)} (training/fetch_webaudiofont.sh fetches them; all 14 classes; "
+                        f"{', '.join(INDEPENDENT_FONTS)} share no recording with the other libraries)")
+    render.add_argument("--webaudiofont-dir", type=Path, default=DEFAULT_SOUND_DIR, metavar="DIR",
+                        help=f"where the WebAudioFont instruments are (default: {DEFAULT_SOUND_DIR})")
     render.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     render.add_argument("--library", help="library name written in the metadata (default: the soundfont's "
                         "file stem, e.g. FluidR3_GM, the --physical name, or the --patches file stem)")
@@ -157,13 +165,17 @@ def run_render(args: argparse.Namespace) -> DatasetReport:
         library, name = PatchLibrary(args.patches, args.sample_rate), args.library or args.patches.stem
     elif args.wavetable:
         library, name = WAVETABLES[args.wavetable](args.sample_rate), args.library or args.wavetable
+    elif args.webaudiofont:
+        library = WebAudioFont(FONTS[args.webaudiofont], args.webaudiofont_dir, args.sample_rate)
+        name = args.library or args.webaudiofont
     else:
         library, name = SampleLibrary(args.samples, args.sample_rate), args.library or args.samples.name
     if not (args.soundfont or args.classes):  # a library of some of the classes: by default, all it has
         instruments = [inst for inst in instruments if library.has_program(inst.program)]
     missing = [inst.name for inst in instruments if not library.has_program(inst.program)]
     if missing:
-        source = args.soundfont or args.physical or args.patches or args.wavetable or args.samples
+        source = (args.soundfont or args.physical or args.patches or args.wavetable or args.webaudiofont
+                  or args.samples)
         raise SoundFontError(f"{source} has no instrument for: {', '.join(missing)} (leave them out with --classes)")
     report = render_dataset(library, name, args.out, instruments, seed=args.seed,
                             max_notes=args.max_notes_per_class, phrases_per_class=args.phrases_per_class,
@@ -214,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {count} utterances of {len(speech_module.speakers())} synthetic speakers to {args.out}")
         else:
             run_demo(args)
-    except (SoundFontError, CsoundError, StkError, PatchError, SonivoxError, SamplerError, OutputError,
-            UnknownClassError, speech_module.SpeechError) as exc:
+    except (SoundFontError, CsoundError, StkError, PatchError, SonivoxError, SamplerError, WebAudioFontError,
+            OutputError, UnknownClassError, speech_module.SpeechError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

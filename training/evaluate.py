@@ -91,15 +91,21 @@ def evaluate(spec: str, data: Path, split: Path | None = None, layout: str = "au
     if kind == "prototypes":
         decisions = clip_decisions(scorer, clips.features, gate_db)
         result.update(_named(accuracy_metrics(decisions["clip"], truth, n_classes), class_names))
-        result["streaming"] = {name: _summary(accuracy_metrics(decisions[name], truth, n_classes))
+        result["streaming"] = {name: _live_summary(decisions[name], truth, n_classes)
                                for name in decisions if name != "clip"}
     else:
         result.update(_named(accuracy_metrics(scorer.predict(clips.features), truth, n_classes), class_names))
     return result
 
 
-def _summary(metrics: dict) -> dict:
-    return {"OA": metrics["OA"], "AA": metrics["AA"]}
+def _live_summary(decisions: np.ndarray, truth: np.ndarray, n_classes: int) -> dict:
+    """OA / AA of the live readout (a clip it names nothing for counts as wrong), the share of clips it names
+    nothing for ("nothing confident" or silence), and the OA of those it names: a model less sure of itself
+    abstains more, which lowers the first figure and not the last."""
+    metrics = accuracy_metrics(decisions, truth, n_classes)
+    named = decisions >= 0
+    return {"OA": metrics["OA"], "AA": metrics["AA"], "undecided": 100.0 * float(np.mean(~named)),
+            "OA of named": 100.0 * float(np.mean(decisions[named] == truth[named])) if named.any() else None}
 
 
 def _named(metrics: dict, class_names: list[str]) -> dict:

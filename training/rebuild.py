@@ -1,6 +1,6 @@
 """Rebuild every shipped model from scratch: render the sample libraries, train, export to ``presets/``.
 
-    python -m training.rebuild              # four libraries and the speech corpus, then the four shipped models
+    python -m training.rebuild              # seven libraries and the speech corpus, then the four shipped models
     python -m training.rebuild --data-only  # just render every library into data/ (the benchmarks need them)
 
 Renders the libraries the shipped configs train on into ``data/`` (skipped where a library is already
@@ -14,8 +14,10 @@ x86 CPU with AVX2 writes the shipped files' weights exactly.
 ``--data-only`` renders every library the project knows: the three General MIDI SoundFonts that Debian
 packages (``fluid-soundfont-gm``, ``timgm6mb-soundfont``, ``csound-soundfont``), the Freepats patch set
 (``freepats``, played by TiMidity++), the two physically modelled libraries (Csound, the Synthesis ToolKit),
-the Sonivox EAS wavetable (``libsonivox3``, ``training.sonivox``) and the synthetic speech corpus (espeak-ng
-and flite voices, ``training.speech``).
+the Sonivox EAS wavetable (``libsonivox3``, ``training.sonivox``), three SoundFonts of the WebAudioFont
+collection (GeneralUserGS, Aspirin, JCLive: ``training.webaudiofont``; the one download, about 11 MB from GitHub
+by ``training/fetch_webaudiofont.sh``, once) and the synthetic speech corpus (espeak-ng and flite voices,
+``training.speech``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import NamedTuple
 import yaml
 
 from training.config import load_config
+from training.webaudiofont import INDEPENDENT_FONTS
 
 SOUNDFONTS = Path("/usr/share/sounds/sf2")
 #: Every library, by its folder name under data/: how ``training.data render`` makes it.
@@ -42,8 +45,11 @@ LIBRARIES = {
     "csound": ["render", "--physical", "csound"],
     "stk": ["render", "--physical", "stk"],
     "sonivox": ["render", "--wavetable", "sonivox"],
+    **{name: ["render", "--webaudiofont", name] for name in INDEPENDENT_FONTS},
     "speech": ["speech"],  # the synthetic stand-in speech corpus (training.speech)
 }
+#: Libraries whose source files a script downloads first (once; it skips what is there), by that script.
+DOWNLOADS = {name: Path("training/fetch_webaudiofont.sh") for name in INDEPENDENT_FONTS}
 #: The file each kind of library writes last: its presence means the library is complete.
 COMPLETE_MARKERS = ("metadata.csv", "SPEAKERS.csv")
 #: The numeric code paths every rebuild trains with, whatever the CPU: torch's own kernels, MKL's and oneDNN's
@@ -75,6 +81,8 @@ def render_libraries(data: Path, libraries: list[str]) -> None:
         if any((data / library / marker).is_file() for marker in COMPLETE_MARKERS):
             print(f"{data / library}: already rendered")
             continue
+        if library in DOWNLOADS:
+            subprocess.run(["bash", str(DOWNLOADS[library])], check=True)
         subprocess.run([sys.executable, "-m", "training.data", *LIBRARIES[library], "--out", str(data / library)],
                        check=True)
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Fetch the 14 classes' instruments of the WebAudioFont collection (github.com/surikov/webaudiofontdata, MIT;
+# each SoundFont under its own licence: GeneralUser GS by S. Christian Collins, Aspirin, JCLive, SBLive,
+# SoundBlasterOld, Chaos) into data/sources/webaudiofontdata/sound, about 11 MB, for
+# `python -m training.data render --webaudiofont FONT --out data/NAME` (training/webaudiofont.py).
+# `python -m training.rebuild` runs it before rendering GeneralUserGS, Aspirin and JCLive (the shipped orchestra
+# models train on them); it downloads once and skips what is there. Nothing in Protophone fetches data while it
+# runs: the shipped presets are in presets/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=data/sources/webaudiofontdata
+PROGRAMS="0210 0400 0410 0420 0430 0560 0570 0580 0600 0650 0680 0700 0710 0730"  # General MIDI program x 10
+if [ -d "$OUT/sound" ]; then echo "$OUT: already fetched"; exit 0; fi
+command -v git >/dev/null || { echo "error: git is needed (apt-get install git)" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone --quiet --depth 1 --filter=blob:none --no-checkout https://github.com/surikov/webaudiofontdata "$work/repo"
+patterns=()
+for program in $PROGRAMS; do patterns+=("sound/${program}_*.js"); done
+git -C "$work/repo" sparse-checkout set --no-cone "${patterns[@]}"
+git -C "$work/repo" checkout --quiet
+mkdir -p "$OUT" && mv "$work/repo/sound" "$OUT/sound"   # whole or not at all
+echo "fetched $(find "$OUT/sound" -name '*.js' | wc -l) instruments into $OUT/sound"
