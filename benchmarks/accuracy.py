@@ -134,6 +134,12 @@ WEBAUDIOFONT_LIBRARIES = ["data/GeneralUserGS", "data/Aspirin", "data/JCLive"]
 WEBAUDIOFONT_RECIPE = "freepats + webaudiofont, dynamic range 60 dB"
 SOURCES[WEBAUDIOFONT_RECIPE] = SOURCES["freepats"] + WEBAUDIOFONT_LIBRARIES
 RECIPES[WEBAUDIOFONT_RECIPE] = RECIPES["dynamic range 60 dB"]
+#: The transfer models' recipe with those three libraries added: the honest transfer judge (FluidR3_GM, Freepats)
+#: shares none of them either.
+MILD_WEBAUDIOFONT_RECIPE = "webaudiofont, dynamic range 60 dB, mild chain"
+SOURCES[MILD_WEBAUDIOFONT_RECIPE] = WEBAUDIOFONT_LIBRARIES
+RECIPES[MILD_WEBAUDIOFONT_RECIPE] = RECIPES["dynamic range 60 dB, mild chain"]
+RECIPE_CHAINS[MILD_WEBAUDIOFONT_RECIPE] = MILD_CHAIN
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 
 
