@@ -8,6 +8,7 @@ only when that file is missing.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import librosa
@@ -208,6 +209,23 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--max-notes-per-class" in text and "contrabass" in text and "metadata.csv" in text
+
+
+def test_rebuild_downloads_a_library_s_source_before_rendering_it_and_neither_once_rendered(tmp_path, monkeypatch):
+    """The WebAudioFont libraries' files come from one download script, which runs before their render and not
+    at all for a library already rendered (the script itself needs the network: recorded here, not run)."""
+    from training import rebuild
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(rebuild.subprocess, "run", lambda command, check: calls.append(command))
+    (tmp_path / "Aspirin").mkdir()
+    (tmp_path / "Aspirin" / "metadata.csv").write_text("path\n")
+    rebuild.render_libraries(tmp_path, ["GeneralUserGS", "Aspirin", "freepats"])
+    assert calls == [["bash", "training/fetch_webaudiofont.sh"],
+                     [sys.executable, "-m", "training.data", "render", "--webaudiofont", "GeneralUserGS", "--out",
+                      str(tmp_path / "GeneralUserGS")],
+                     [sys.executable, "-m", "training.data", "render", "--patches", "/etc/timidity/freepats.cfg",
+                      "--out", str(tmp_path / "freepats")]]
 
 
 def test_rebuild_renders_what_the_shipped_configs_train_on_and_refuses_what_it_cannot_render(tmp_path):

@@ -9,14 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=data/sources/webaudiofontdata
-PROGRAMS="0210 0400 0410 0420 0430 0560 0570 0580 0600 0650 0680 0700 0710 0730"  # General MIDI program x 10
 if [ -d "$OUT/sound" ]; then echo "$OUT: already fetched"; exit 0; fi
+PREFIXES=$(python -c 'from training.instruments import INSTRUMENTS; from training.webaudiofont import file_prefix
+print(" ".join(file_prefix(inst.program) for inst in INSTRUMENTS))')  # the 14 classes' files, as the player reads
 command -v git >/dev/null || { echo "error: git is needed (apt-get install git)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git clone --quiet --depth 1 --filter=blob:none --no-checkout https://github.com/surikov/webaudiofontdata "$work/repo"
 patterns=()
-for program in $PROGRAMS; do patterns+=("sound/${program}_*.js"); done
+for prefix in $PREFIXES; do patterns+=("sound/${prefix}_*.js"); done
 git -C "$work/repo" sparse-checkout set --no-cone "${patterns[@]}"
 git -C "$work/repo" checkout --quiet
 mkdir -p "$OUT" && mv "$work/repo/sound" "$OUT/sound"   # whole or not at all

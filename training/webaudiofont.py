@@ -3,9 +3,9 @@
 Surikov's WebAudioFont (github.com/surikov/webaudiofontdata, ``sound/``) carries the General MIDI instruments of
 several freely distributed SoundFonts, each instrument a file ``<program * 10 + variant>_<font>.js`` that holds
 the SoundFont's zones: key range, root pitch and tuning, sustain loop, sample rate, and the sample itself (an
-MP3, or 16-bit PCM, in base64).  Of its fonts, GeneralUserGS, Aspirin, JCLive, SBLive, SoundBlasterOld and
-Chaos are not in the project's other libraries (``python -m benchmarks.independence`` measures that; its
-FluidR3_GM is the FluidR3 the project already has, and useful as a check of this player against FluidSynth).
+MP3, or 16-bit PCM, in base64).  Of its fonts, GeneralUserGS, Aspirin and JCLive share no recording with the
+project's other libraries (:data:`INDEPENDENT_FONTS`, measured by ``python -m benchmarks.independence``); its
+FluidR3_GM is the FluidR3 the project already has, and useful as a check of this player against FluidSynth.
 
 :class:`WebAudioFont` plays one font's files the way WebAudioFont's own player does: each key sounds the zone
 whose key range holds it (the last listed, as the player searches), transposed from the zone's root and tuning,
@@ -40,6 +40,12 @@ FONTS = {"GeneralUserGS": "GeneralUserGS_sf2_file", "Aspirin": "Aspirin_sf2_file
 INDEPENDENT_FONTS = ("GeneralUserGS", "Aspirin", "JCLive")
 _FIELD = re.compile(r"(\w+)\s*:\s*(?:'([^']*)'|(-?[\d.]+))")
 _PCM_FULL_SCALE = 32768.0
+
+
+def file_prefix(program: int) -> str:
+    """How the collection's file names begin for General MIDI ``program`` (0-based), its first variant: ``0400``
+    for the violin (``training/fetch_webaudiofont.sh`` asks for the same files)."""
+    return f"{program * 10:04d}"
 
 
 class WebAudioFontError(Exception):
@@ -105,10 +111,9 @@ class WebAudioFont(VoicedLibrary):
         if not self.path.is_dir():
             raise WebAudioFontError(f"instruments folder not found: {self.path} "
                                     "(training/fetch_webaudiofont.sh fetches it)")
-        self.font = font
         self.sample_rate = sample_rate
-        self.files = {inst.program: self.path / f"{inst.program * 10:04d}_{font}.js" for inst in INSTRUMENTS}
-        self.files = {program: path for program, path in self.files.items() if path.is_file()}
+        named = ((inst.program, self.path / f"{file_prefix(inst.program)}_{font}.js") for inst in INSTRUMENTS)
+        self.files = {program: path for program, path in named if path.is_file()}
         if not self.files:
             raise WebAudioFontError(f"{self.path} holds no instrument of the font {font}")
         self._zones: dict[int, list[Zone]] = {}
