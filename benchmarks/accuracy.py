@@ -134,6 +134,11 @@ WEBAUDIOFONT_LIBRARIES = ["data/GeneralUserGS", "data/Aspirin", "data/JCLive"]
 WEBAUDIOFONT_RECIPE = "freepats + webaudiofont, dynamic range 60 dB"
 SOURCES[WEBAUDIOFONT_RECIPE] = SOURCES["freepats"] + WEBAUDIOFONT_LIBRARIES
 RECIPES[WEBAUDIOFONT_RECIPE] = RECIPES["dynamic range 60 dB"]
+#: That recipe with six prototypes per class instead of two: seven libraries' versions of a class may need more
+#: than two spectra where four libraries' did not.
+MANY_PROTOTYPES_RECIPE = f"{WEBAUDIOFONT_RECIPE}, 6 prototypes per class"
+SOURCES[MANY_PROTOTYPES_RECIPE] = SOURCES[WEBAUDIOFONT_RECIPE]
+RECIPES[MANY_PROTOTYPES_RECIPE] = {**RECIPES[WEBAUDIOFONT_RECIPE], "prototypes_per_class": 6}
 #: The transfer models' recipe with those three libraries added: the honest transfer judge (FluidR3_GM, Freepats)
 #: shares none of them either.
 MILD_WEBAUDIOFONT_RECIPE = "webaudiofont, dynamic range 60 dB, mild chain"

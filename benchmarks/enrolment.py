@@ -2,12 +2,15 @@
 
     python -m benchmarks.enrolment                       # the three leave-one-library-out rotations
     python -m benchmarks.enrolment --seconds 10 --json
+    python -m benchmarks.enrolment --model runs/waf-lolo-gu/model.pt --library GeneralUserGS
+
 
 For each rotation the model never heard the test library.  Its legato phrases (``data/<library>/phrases``,
 never among the scored notes) stand in for a performer's takes: up to ``--seconds`` of them per class are
 enrolled with :func:`training.enrol.enrol` (all classes at once), and every note of the library is scored
 before and after.  The models are the rotations' runs (``runs/<study>/model.pt``) where trained, else the
-kept ones in ``benchmarks/results/accuracy``.  Writes ``enrolment.json`` and ``enrolment.md`` to ``--keep``.
+kept ones in ``benchmarks/results/accuracy``; ``--model`` and ``--library`` measure any model on a library it never
+heard instead (the run's folder names its row).  Writes ``enrolment.json`` and ``enrolment.md`` to ``--keep``.
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ def takes_of(root: Path, analysis: AnalysisConfig, seconds: float, cache: Path =
     return takes
 
 
-def measure(study: str, seconds: float, out: Path) -> dict:
-    library = _config(study)["data"]["test_library"]
-    model_path = rotation_model(study)
+def measure(study: str, model_path: Path, library: str, seconds: float, out: Path) -> dict:
+    """Enrol ``seconds`` of ``library``'s phrases per class into the model at ``model_path`` (which never heard
+    that library); the enrolled file goes to ``out/<study>-enrolled.pt``."""
     model = load_model(model_path)
     takes = takes_of(DATA / library, model.metadata.analysis, seconds)
     started = time.perf_counter()
@@ -74,6 +77,14 @@ def measure(study: str, seconds: float, out: Path) -> dict:
     return row
 
 
+def kept_with(kept: Path, rows: list[dict]) -> list[dict]:
+    """The rows already in ``kept`` with ``rows`` in place of those for the same model and library (or added):
+    one measurement does not drop the others from the table."""
+    merged = {(row["study"], row["library"]): row for row in (json.loads(kept.read_text()) if kept.is_file() else [])}
+    merged.update({(row["study"], row["library"]): row for row in rows})
+    return list(merged.values())
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [("| rotation | unseen library | enrolled (s, all classes) | adaptation s "
               "| OA / AA before | OA / AA after |"),
@@ -89,13 +100,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.enrolment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=ROTATIONS, default=ROTATIONS, help="rotations to measure")
+    parser.add_argument("--model", type=Path, help="a model file to measure instead of the rotations' (with "
+                        "--library)")
+    parser.add_argument("--library", help="with --model: the library under data/ that the model never heard")
     parser.add_argument("--seconds", type=float, default=30.0, help="phrases enrolled per class (default 30)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--keep", type=Path, default=Path("benchmarks/results/enrolment"),
                         help="folder for enrolment.json, enrolment.md and the enrolled model files")
     args = parser.parse_args(argv)
+    if (args.model is None) != (args.library is None):
+        parser.error("--model and --library go together: the model and the library it never heard")
+    if args.model is not None:
+        if not args.model.is_file():
+            parser.error(f"no model file at {args.model}")
+        if not (DATA / args.library / "phrases").is_dir():
+            parser.error(f"no phrases in {DATA / args.library} (render the library with `python -m training.data`)")
+        measured = [(args.model.parent.name, args.model, args.library)]
+    else:
+        measured = [(study, rotation_model(study), _config(study)["data"]["test_library"]) for study in args.only]
     args.keep.mkdir(parents=True, exist_ok=True)
-    rows = [measure(study, args.seconds, args.keep) for study in args.only]
+    rows = [measure(study, model, library, args.seconds, args.keep) for study, model, library in measured]
+    rows = kept_with(args.keep / "enrolment.json", rows)
     write_text(args.keep / "enrolment.json", json.dumps(rows, indent=1) + "\n")
     write_text(args.keep / "enrolment.md", markdown(rows) + "\n")
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))

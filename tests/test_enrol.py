@@ -5,6 +5,7 @@ that every tool accepts without ever overwriting an input.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from test_training import CLASSES, TINY_TRAIN, _config, dataset  # noqa: F401  (dataset is a fixture)
 from tiny_model import build_tiny_model
 
+import benchmarks.enrolment as enrolment_benchmark
 from benchmarks.enrolment import takes_of
 from engine.config import AnalysisConfig
 from engine.modelfile import load_model, save_model
@@ -109,6 +111,26 @@ def test_the_benchmark_enrols_at_most_the_asked_seconds_of_each_class(unseen, tm
     for clips in takes.values():
         frames = sum(len(clip) for clip in clips)
         assert 0 < frames <= int(2.0 * analysis.frame_rate) and frames >= int(2.0 * analysis.frame_rate) - 1
+
+
+def test_the_benchmark_measures_any_model_on_a_library_it_never_heard_beside_the_kept_rows(
+        tiny_model, unseen, tmp_path, monkeypatch):
+    monkeypatch.setattr(enrolment_benchmark, "DATA", unseen.parent)
+    monkeypatch.setattr(enrolment_benchmark, "CACHE", tmp_path / "cache")
+    keep = tmp_path / "kept"
+    keep.mkdir()
+    earlier = {"study": "lolo-x", "library": "X", "enrolled_s": 1.0, "adapt_s": 1.0,
+               "before": {"OA": 1.0, "AA": 1.0}, "after": {"OA": 2.0, "AA": 2.0}}
+    (keep / "enrolment.json").write_text(json.dumps([earlier]))
+    argv = ["--model", str(tiny_model), "--library", unseen.name, "--seconds", "3", "--keep", str(keep)]
+    assert enrolment_benchmark.main(argv) == 0
+    rows = json.loads((keep / "enrolment.json").read_text())
+    assert rows[0] == earlier and len(rows) == 2
+    assert rows[1]["study"] == tiny_model.parent.name and rows[1]["library"] == unseen.name
+    assert rows[1]["after"]["OA"] != rows[1]["before"]["OA"]  # the enrolled prototypes moved decisions
+    assert (keep / f"{tiny_model.parent.name}-enrolled.pt").is_file()
+    with pytest.raises(SystemExit):
+        enrolment_benchmark.main(["--model", str(tiny_model)])  # the library it never heard is needed too
 
 
 @pytest.mark.parametrize("dynamic_range_db", [0.0, 40.0])

@@ -71,6 +71,12 @@ def test_supervised_model_separates_three_instruments(dataset, tmp_path):
     for live in result["streaming"].values():  # a clip the readout names nothing for counts as wrong
         named = 1.0 - live["undecided"] / 100.0
         assert live["OA"] == pytest.approx((live["OA of named"] or 0.0) * named)
+    # the readout's threshold moves the live figures only: none names every sounding clip, the highest fewer
+    loose, strict = (evaluate(str(run / "model.pt"), dataset, run / "split.csv", cache=tmp_path / "cache",
+                              progress=False, min_confidence=value) for value in (0.0, 0.99))
+    assert loose["OA"] == strict["OA"] == result["OA"]
+    assert loose["streaming"]["after_1s"]["undecided"] == 0.0
+    assert strict["streaming"]["after_1s"]["undecided"] > result["streaming"]["after_1s"]["undecided"]
     # the file a stream on the CPU reads without torch: it carries the fused kernels' numbers
     assert load_streaming_model(run / "model.pt").module is None
     # each class's playing range (register: target) is that of its training notes

@@ -28,8 +28,9 @@ import numpy as np
 
 from engine.atomic import write_text
 from engine.errors import ModelFileError, ProtophoneError
-from engine.identify import DEFAULT_GATE_DB
+from engine.identify import DEFAULT_GATE_DB, DEFAULT_MIN_CONFIDENCE
 from engine.modelfile import load_model
+from engine.parameters import SETTINGS
 from engine.preset import load_preset
 from training.baselines import AutoencoderKMeans, CnnClassifier, accuracy_metrics
 from training.features import load_clips
@@ -72,7 +73,7 @@ def load_scorer(spec: str, device: str):
 
 def evaluate(spec: str, data: Path, split: Path | None = None, layout: str = "auto", cache: Path = Path("data/cache"),
              device: str = "cpu", gate_db: float = DEFAULT_GATE_DB, progress: bool = True,
-             library: str | None = None) -> dict:
+             library: str | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> dict:
     kind, scorer = load_scorer(spec, device)
     class_names = list(scorer.metadata.class_names if kind == "prototypes" else scorer.class_names)
     analysis = scorer.metadata.analysis if kind == "prototypes" else scorer.analysis
@@ -89,7 +90,8 @@ def evaluate(spec: str, data: Path, split: Path | None = None, layout: str = "au
                     "clips": len(truth), "skipped": [f"{p}: {why}" for p, why in clips.skipped],
                     "classes": class_names}
     if kind == "prototypes":
-        decisions = clip_decisions(scorer, clips.features, gate_db)
+        decisions = clip_decisions(scorer, clips.features, gate_db, min_confidence)
+        result["min_confidence"] = min_confidence
         result.update(_named(accuracy_metrics(decisions["clip"], truth, n_classes), class_names))
         result["streaming"] = {name: _live_summary(decisions[name], truth, n_classes)
                                for name in decisions if name != "clip"}
@@ -140,12 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", default="auto", help="data layout: auto, folder, tinysol, sol, librispeech")
     parser.add_argument("--cache", type=Path, default=Path("data/cache"), help="feature cache folder")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    readout = SETTINGS["min_confidence"]
+    parser.add_argument(readout.flag, type=readout.parse_flag, default=DEFAULT_MIN_CONFIDENCE,
+                        help=f"{readout.meaning}, {readout.bounds} (default {DEFAULT_MIN_CONFIDENCE:g}, the "
+                             "engine's): the live figures at another threshold; the clip decision has none")
     parser.add_argument("--out", type=Path, help="folder for metrics.json and confusion.png")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = parser.parse_args(argv)
     try:
         result = evaluate(args.preset, args.data, args.split, args.layout, args.cache, args.device,
-                          progress=not args.json, library=args.library)
+                          progress=not args.json, library=args.library, min_confidence=args.min_confidence)
     except (ProtophoneError, DatasetError, SplitError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,17 +12,18 @@ import numpy as np
 import torch
 
 from engine.frontend import frame_level_db
-from engine.identify import ClassMap, StreamingIdentifier
+from engine.identify import DEFAULT_MIN_CONFIDENCE, ClassMap, StreamingIdentifier
 from engine.modelfile import LoadedModel
 
 STREAMING_CHECKPOINTS_S = (0.25, 1.0)
 
 
-def clip_decisions(model: LoadedModel, clips: list[np.ndarray], gate_db: float) -> dict[str, np.ndarray]:
+def clip_decisions(model: LoadedModel, clips: list[np.ndarray], gate_db: float,
+                   min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> dict[str, np.ndarray]:
     """Per clip: the clip decision and the live decision after 0.25 s and 1 s of sound (class indices).
 
     A clip with no frame above the gate gets -1 (counted as wrong).  A clip shorter than a checkpoint is
-    scored with its last live decision.
+    scored with its last live decision.  ``min_confidence`` is the readout's (the clip decision has none).
     """
     metadata = model.metadata
     analysis = metadata.analysis
@@ -36,7 +37,8 @@ def clip_decisions(model: LoadedModel, clips: list[np.ndarray], gate_db: float) 
         with torch.no_grad():
             _, errors = model.module(torch.from_numpy(clip).to(model.device)[None])
         levels = frame_level_db(clip, analysis)
-        identifier = StreamingIdentifier(class_map, temperature, analysis.frame_rate, gate_db=gate_db)
+        identifier = StreamingIdentifier(class_map, temperature, analysis.frame_rate, gate_db=gate_db,
+                                         min_confidence=min_confidence)
         live = identifier.update(errors[0].cpu().numpy(), levels)
         label = identifier.clip_label()
         results["clip"].append(-1 if label is None else names[label])
