@@ -1,9 +1,9 @@
 """Enrolment on an unseen library: OA on its notes before and after enrolling 30 s of its phrases per class.
 
-    python -m benchmarks.enrolment                       # the three leave-one-library-out rotations
+    python -m benchmarks.enrolment                       # the leave-one-library-out rotations
     python -m benchmarks.enrolment --seconds 10 --json
-    python -m benchmarks.enrolment --model runs/waf-lolo-gu/model.pt --library GeneralUserGS
-
+    python -m benchmarks.enrolment --model benchmarks/results/accuracy/lolo-generaluser/prototypes.pt \\
+        --library GeneralUserGS                          # any model on a library it never heard
 
 For each rotation the model never heard the test library.  Its legato phrases (``data/<library>/phrases``,
 never among the scored notes) stand in for a performer's takes: up to ``--seconds`` of them per class are
