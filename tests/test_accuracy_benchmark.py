@@ -1,11 +1,21 @@
-"""benchmarks.accuracy's bookkeeping: training time from the run logs, the kept results folder."""
+"""benchmarks.accuracy's bookkeeping: training time from the run logs, the kept results folder, the rotations."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from benchmarks.accuracy import keep_results, markdown, training_seconds
+import pytest
+import yaml
+
+from benchmarks.accuracy import (
+    SHIPPED_CONFIG,
+    keep_results,
+    markdown,
+    rotation_config,
+    rotations_markdown,
+    training_seconds,
+)
 
 
 def _run(folder: Path, epoch_seconds: list[float]) -> Path:
@@ -26,6 +36,12 @@ def test_training_time_sums_every_epoch_and_reads_the_baselines(tmp_path: Path) 
                                         "autoencoder+kmeans": 114.0}
 
 
+def test_training_time_of_a_cnn_trained_alone(tmp_path: Path) -> None:
+    models = {"prototypes": _run(tmp_path / "rotation", [10.0]), "cnn": tmp_path / "rotation" / "cnn.pt"}
+    (tmp_path / "rotation" / "baselines.json").write_text(json.dumps({"cnn_seconds": 350.04, "only": "cnn"}))
+    assert training_seconds(models) == {"prototypes": 10.0, "cnn": 350.0}
+
+
 def test_kept_results_hold_every_scored_model_and_the_table(tmp_path: Path) -> None:
     models = {"prototypes": _run(tmp_path / "runs" / "a", [1.0]),
               "autoencoder+kmeans": _run(tmp_path / "runs" / "b", [2.0])}
@@ -39,3 +55,28 @@ def test_kept_results_hold_every_scored_model_and_the_table(tmp_path: Path) -> N
     table = (kept / "accuracy.md").read_text()
     assert "| a | all of X | 50.0 / 40.0 | 20.0 / 10.0 |" in table and "| a | 1 |" in table
     assert table == markdown(rows) + "\n"
+
+
+def test_a_rotation_is_the_shipped_recipe_with_the_library_and_its_relatives_never_heard(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("benchmarks.accuracy.SHIPPED_CONFIG", Path(__file__).parents[1] / SHIPPED_CONFIG)
+    config = yaml.safe_load(rotation_config("TimGM6mb").read_text())
+    assert config["data"]["test_library"] == "TimGM6mb" and config["data"]["split"] == "library"
+    assert "data/sf_GMbank" in shipped["data"]["roots"] and "data/sf_GMbank" not in config["data"]["roots"]
+    assert "data/TimGM6mb" in config["data"]["roots"]  # the split file names its notes as the test side
+    assert config["train"] == shipped["train"] and config["augment"] == shipped["augment"]
+    assert "export" not in config and config["output"] == "runs/rotation/TimGM6mb"
+    assert yaml.safe_load(rotation_config("Aspirin").read_text())["data"]["roots"] == shipped["data"]["roots"]
+
+
+def test_the_rotation_table_sets_the_prototypes_beside_the_cnn_with_the_mean() -> None:
+    rows = [{"library": "A", "left out with it": [], "prototypes": {"OA": 50.0, "AA": 49.0},
+             "prototypes live 1s": {"OA": 40.0, "AA": 39.0, "undecided": 20.0}, "cnn": {"OA": 60.0, "AA": 61.0}},
+            {"library": "B", "left out with it": ["C"], "prototypes": {"OA": 70.0, "AA": 69.0},
+             "prototypes live 1s": {"OA": 60.0, "AA": 59.0, "undecided": 10.0}, "cnn": {"OA": 65.0, "AA": 64.0}}]
+    table = rotations_markdown(rows)
+    assert "| A | 50.0 / 49.0 | 40.0 (20 %) | 60.0 / 61.0 | -10.0 |" in table
+    assert "| B (C) | 70.0 / 69.0 | 60.0 (10 %) | 65.0 / 64.0 | +5.0 |" in table
+    assert "| **mean of 2** | **60.0** | | **62.5** | -2.5 |" in table
