@@ -156,7 +156,7 @@ VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 #: The shipped recipe (training/configs/orchestra.yaml) trained once per honest rotation: each library left out
 #: with every library that shares recordings with it (benchmarks/results/independence: TimGM6mb and sf_GMbank share
 #: those of 8 classes), so that its notes are sound the model never heard.
-SHIPPED_CONFIG = CONFIGS / "orchestra.yaml"
+SHIPPED_STUDY = "orchestra"
 ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMbank",), "freepats": (),
                                          "GeneralUserGS": (), "Aspirin": (), "JCLive": ()}
 
@@ -212,7 +212,7 @@ def ablation_config(name: str, seed: int = 0) -> Path:
 def rotation_config(library: str) -> Path:
     """The shipped config with ``library`` as the test library and its related libraries left out of training;
     written next to its run (``runs/rotation/<library>``)."""
-    config = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    config = _config(SHIPPED_STUDY)
     output = Path(f"runs/rotation/{library}")
     config.update(name=f"rotation-{library}", output=str(output))
     config.pop("export", None)
@@ -243,8 +243,7 @@ def run_rotation(library: str, keep: Path) -> dict:
         row[column] = {"OA": result["OA"], "AA": result["AA"]}
         if "streaming" in result:
             row[f"{column} live 1s"] = result["streaming"]["after_1s"]
-        with replacing(keep / f"rotation-{library}" / f"{column}.pt") as temporary:
-            shutil.copyfile(model, temporary)
+    keep_models(keep, {f"rotation-{library}": models})
     print(json.dumps(row), flush=True)
     return row
 
@@ -359,12 +358,17 @@ def training_seconds(models: dict[str, Path]) -> dict[str, float]:
     return seconds
 
 
-def keep_results(folder: Path, studies: dict[str, dict[str, Path]], rows: list[dict]) -> None:
-    """Copy every scored model to ``folder/<study>/<column>.pt`` beside the rows and the table."""
+def keep_models(folder: Path, studies: dict[str, dict[str, Path]]) -> None:
+    """Copy every scored model to ``folder/<study>/<column>.pt``, so its figures can be checked again."""
     for study, models in studies.items():
         for column, model in models.items():
             with replacing(folder / study / f"{column.replace('+', '-')}.pt") as temporary:
                 shutil.copyfile(model, temporary)
+
+
+def keep_results(folder: Path, studies: dict[str, dict[str, Path]], rows: list[dict]) -> None:
+    """Every scored model (:func:`keep_models`) beside the rows and the table."""
+    keep_models(folder, studies)
     write_text(folder / "accuracy.json", json.dumps(rows, indent=1) + "\n")
     write_text(folder / "accuracy.md", markdown(rows) + "\n")
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from benchmarks.accuracy import (
-    SHIPPED_CONFIG,
+    CONFIGS,
+    SHIPPED_STUDY,
     keep_results,
     markdown,
     rotation_config,
@@ -59,9 +60,10 @@ def test_kept_results_hold_every_scored_model_and_the_table(tmp_path: Path) -> N
 
 def test_a_rotation_is_the_shipped_recipe_with_the_library_and_its_relatives_never_heard(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shipped = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    configs = Path(__file__).parents[1] / CONFIGS
+    shipped = yaml.safe_load((configs / f"{SHIPPED_STUDY}.yaml").read_text())
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("benchmarks.accuracy.SHIPPED_CONFIG", Path(__file__).parents[1] / SHIPPED_CONFIG)
+    monkeypatch.setattr("benchmarks.accuracy.CONFIGS", configs)
     config = yaml.safe_load(rotation_config("TimGM6mb").read_text())
     assert config["data"]["test_library"] == "TimGM6mb" and config["data"]["split"] == "library"
     assert "data/sf_GMbank" in shipped["data"]["roots"] and "data/sf_GMbank" not in config["data"]["roots"]
