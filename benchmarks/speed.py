@@ -76,7 +76,7 @@ def untrained_model_file(n_prototypes: int, folder: Path) -> Path:
     from engine.model import PrototypeModel  # torch: only for this model, so the peak memory is the engine's
 
     config = AnalysisConfig()
-    model = PrototypeModel(n_prototypes, config.band_centres_hz)
+    model = PrototypeModel(n_prototypes, config.band_centres_hz, dynamic_range_db=60.0, fitted_gain=True)  # as shipped
     classes = tuple(f"class{i}" for i in range(n_prototypes // 2))
     metadata = ModelMetadata(
         config.sample_rate, config.n_fft, config.hop, config.n_mels, classes,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -109,17 +109,26 @@ def _step(frames: np.ndarray, dynamic_range: float, input_w: np.ndarray, input_b
 
 
 @njit(cache=True)
-def _errors(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bodies: np.ndarray, bands: np.ndarray,
-            mels_per_log: float, linear_pitch: bool, errors: np.ndarray) -> None:
-    """``errors (m, K)``: mean squared difference of each transformed prototype from its target frame."""
-    rendered = np.empty(prototypes.shape[1], dtype=np.float64)
+def _fit(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bodies: np.ndarray, bands: np.ndarray,
+         mels_per_log: float, linear_pitch: bool, fitted_gain: bool, errors: np.ndarray) -> None:
+    """``errors (m, K)``: mean squared difference of each transformed prototype from its target frame; with
+    ``fitted_gain`` after the level that fits best (the difference's mean), which is added to the gain in
+    ``params`` (as :func:`engine.model.residual_errors`)."""
+    n = prototypes.shape[1]
+    rendered = np.empty(n, dtype=np.float64)
     for t in range(targets.shape[0]):
         for k in range(prototypes.shape[0]):
             _transform(prototypes[k], bodies[k], params[t, k], bands, mels_per_log, linear_pitch, rendered)
+            level = 0.0
+            if fitted_gain:
+                for j in range(n):
+                    level += targets[t, j] - rendered[j]
+                level /= n
+                params[t, k, 1] += level
             total = 0.0
-            for j in range(rendered.shape[0]):
-                total += (targets[t, j] - rendered[j]) ** 2
-            errors[t, k] = total / rendered.shape[0]
+            for j in range(n):
+                total += (targets[t, j] - rendered[j] - level) ** 2
+            errors[t, k] = total / n
 
 
 @njit(cache=True)
@@ -156,6 +165,7 @@ class FusedWeights:
     mels_per_log: float
     linear_pitch: bool
     temperature: float
+    fitted_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.input_w.ndim != 2 or self.conv_w.ndim != 3 or self.prototypes.ndim != 2:
@@ -215,6 +225,7 @@ class FusedWeights:
             dynamic_range=float(getattr(module, "dynamic_range", 0.0)),
             mels_per_log=float(module.mels_per_log), linear_pitch=bool(module.linear_pitch),
             temperature=float(module.temperature().detach()),
+            fitted_gain=bool(getattr(module, "fitted_gain", False)),  # none: written before it, not fitted
         )
 
     def to_bytes(self) -> bytes:
@@ -238,6 +249,8 @@ class FusedWeights:
                 stored = {name: archive[name] for name in archive.files}
             numbers: dict[str, Any] = {}
             for f in fields(cls):  # arrays back in the kernels' types, scalars as Python numbers
+                if f.name not in stored and f.default is not MISSING:  # written before the field existed
+                    continue
                 value = stored[f.name]
                 array_type = np.int64 if f.name == "dilations" else np.float64
                 numbers[f.name] = value.astype(array_type) if f.type == "np.ndarray" else value.item()
@@ -254,14 +267,16 @@ class PrototypeRenderer:
         self.n_mels = weights.n_mels
         self._prototypes, self._bodies = weights.prototypes, weights.bodies
         self._bands = (weights.bands, weights.mels_per_log, weights.linear_pitch)
+        self._fitted_gain = weights.fitted_gain
         self.render(np.zeros(1, dtype=np.int64), np.zeros((1, 6)))  # compile now, not in the first audio callback
 
-    def errors(self, targets: np.ndarray, params: np.ndarray) -> np.ndarray:
-        """``e (m, K)``: mean squared error of every prototype transformed by ``params (m, K, 6)`` against
-        its frame of ``targets (m, n_mels)``, as :meth:`PrototypeModel.errors`."""
+    def fit(self, targets: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(params, e (m, K))``: every prototype transformed by ``params (m, K, 6)`` against its frame of
+        ``targets (m, n_mels)``, the gains fitted where the model fits them, as :meth:`PrototypeModel.fit`."""
+        fitted = np.array(params, dtype=np.float64)
         errors = np.empty(params.shape[:2])
-        _errors(targets, params, self._prototypes, self._bodies, *self._bands, errors)
-        return errors
+        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self._fitted_gain, errors)
+        return fitted, errors
 
     def render(self, prototypes: np.ndarray, params: np.ndarray) -> np.ndarray:
         """Frame ``t``'s prototype ``prototypes[t]`` transformed by ``params[t] (6,)``: ``(m, n_mels)``."""
@@ -313,4 +328,5 @@ class FusedModel:
             skip = min(max(self.lookahead - self._frames_seen, 0), n)
             self._frames_seen += n
             params, targets = params[skip:], targets[skip:]
-        return params.astype(np.float32), self.renderer.errors(targets, params).astype(np.float32)
+        params, errors = self.renderer.fit(targets, params)
+        return params.astype(np.float32), errors.astype(np.float32)

@@ -4,7 +4,9 @@ For every frame ``x_t`` and prototype ``P_k`` the predictor outputs six numbers,
 ``scale * tanh`` (docs/design.md section 1): pitch ``p`` (frequency scaling ``s = exp(p)``), gain ``g`` and two
 shelves ``(f_lo, G_lo)``, ``(f_hi, G_hi)``.  The reconstruction ``R_k(x)_t`` is ``P_k`` transposed, then
 level-shifted, then shelved, plus its body ``B_k`` (fixed in frequency; zero unless trained);
-``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the prototypes.
+``e_{k,t} = mean_f (x_t - R_k(x)_t)^2`` ranks the prototypes.  With a fitted gain the level is not predicted
+but solved: ``g`` becomes the one that reconstructs the frame best (the mean of ``x_t - R_k(x)_t``), so
+``e_{k,t}`` is the residual's variance over bands and the ranking compares shapes, never levels.
 
 The predictor only looks back (causal dilated convolutions) plus an optional fixed look-ahead of ``L``
 frames, so :meth:`PrototypeModel.step` on consecutive chunks of frames gives what :meth:`forward` gives on
@@ -97,6 +99,16 @@ class CausalBlock(nn.Module):
     @torch.jit.export
     def reset(self) -> None:
         self.conv.reset()
+
+
+def residual_errors(residuals: Tensor, fitted_gain: bool) -> tuple[Tensor, Tensor]:
+    """``(errors, levels)`` of residuals ``x - R`` ``(..., n_mels)``: the mean square over bands, and the level
+    the gain moves by.  With ``fitted_gain`` the level is the residual's mean, the best gain's correction,
+    and the errors are what remains (the variance); without it both are as given (levels zero)."""
+    if not fitted_gain:
+        return residuals.pow(2).mean(-1), residuals.new_zeros(residuals.shape[:-1])
+    levels = residuals.mean(-1)
+    return (residuals - levels.unsqueeze(-1)).pow(2).mean(-1), levels
 
 
 def receptive_field(kernel_size: int, dilations: tuple[int, ...]) -> int:
@@ -196,6 +208,7 @@ class PrototypeModel(nn.Module):
         dilations: tuple[int, ...] = (1, 2, 4, 8),
         dynamic_range_db: float = 0.0,
         bodies: bool = False,
+        fitted_gain: bool = False,
     ) -> None:
         super().__init__()
         if pitch_mode not in ("hz", "linear"):
@@ -209,6 +222,9 @@ class PrototypeModel(nn.Module):
         if dynamic_range_db < 0.0:
             raise ValueError(f"dynamic_range_db must be 0 (off) or more, got {dynamic_range_db}")
         self.dynamic_range = float(dynamic_range_db) / (10.0 * LOG_SCALE)  # in x units (1 unit = 170 dB)
+        # each prototype's level solved per frame rather than predicted: a frame's level (the room, the
+        # microphone, the dynamics) then never decides which prototype reconstructs it best
+        self.fitted_gain = bool(fitted_gain)
         self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
         # each prototype's body: a log spectrum added after the transposition, so it stays at the same
         # frequencies whatever the pitch (an instrument's resonances do); zero and frozen unless ``bodies``
@@ -291,9 +307,16 @@ class PrototypeModel(nn.Module):
         return self.transform(self.prototypes, params) + self.bodies
 
     @torch.jit.export
-    def errors(self, frames: Tensor, params: Tensor) -> Tensor:
-        """``e_{k,t}``: mean squared error of each rendered prototype against its frame, ``(..., K)``."""
-        return (frames.unsqueeze(-2) - self.render(params)).pow(2).mean(-1)
+    def fit(self, frames: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        """``(params, e_{k,t})``: every prototype rendered against its frame, ``(..., K, 6)`` and ``(..., K)``.
+
+        With a fitted gain the returned gains are the fitted ones, so :meth:`render` of the returned
+        parameters is the reconstruction the errors measure; otherwise ``params`` come back as given.
+        """
+        errors, levels = residual_errors(frames.unsqueeze(-2) - self.render(params), self.fitted_gain)
+        if self.fitted_gain:
+            params = torch.cat([params[..., :1], params[..., 1:2] + levels.unsqueeze(-1), params[..., 2:]], -1)
+        return params, errors
 
     # -------------------------------------------------------------------------------------- whole clips
     def forward(self, frames: Tensor, scored_frames: int = 0) -> tuple[Tensor, Tensor]:
@@ -311,7 +334,7 @@ class PrototypeModel(nn.Module):
             end = frames.shape[1] - self.lookahead  # the last frames whose look-ahead lies inside the clip
             params = params[:, end - scored_frames : end]
             frames = frames[:, end - scored_frames : end]
-        return params, self.errors(frames, params)
+        return self.fit(frames, params)
 
     # ------------------------------------------------------------------------------------------ streaming
     @torch.jit.export
@@ -328,14 +351,13 @@ class PrototypeModel(nn.Module):
         frames = self.floored(frames)
         params = self.bound(self.predictor.step(frames))
         if self.lookahead == 0:
-            return params, self.errors(frames, params)
+            return self.fit(frames, params)
         history = torch.cat([self.pending, frames], dim=0)
         targets = history[:n]
         self.pending = history[n:]
         skip = min(max(self.lookahead - int(self.frames_seen), 0), n)
         self.frames_seen += n
-        params = params[skip:]
-        return params, self.errors(targets[skip:], params)
+        return self.fit(targets[skip:], params[skip:])
 
     @torch.jit.export
     def reset(self) -> None:

@@ -45,8 +45,8 @@ def unseen(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(dataset, tmp_path_factory) -> Path:  # noqa: F811 - pytest passes the imported fixture by name
-    folder = tmp_path_factory.mktemp("tiny-run")
-    assert train_main(["--config", str(_config(folder, dataset)), "--no-progress"]) == 0
+    folder = tmp_path_factory.mktemp("tiny-run")  # the gain fitted, as the shipped identification model fits it
+    assert train_main(["--config", str(_config(folder, dataset, fitted_gain=True)), "--no-progress"]) == 0
     return folder / "run" / "model.pt"
 
 

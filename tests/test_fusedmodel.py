@@ -1,6 +1,7 @@
 """The fused numba step equals the TorchScript step it replaces on the CPU; each causal layer's step
 equals its whole-clip forward (one chunked-vs-batch test per layer, as cached_conv does)."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,11 @@ def _fused(loaded: LoadedModel) -> FusedModel:
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-@pytest.mark.parametrize(("lookahead", "dynamic_range_db"), [(0, 0.0), (2, 0.0), (3, 60.0)])
-def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dynamic_range_db):
-    loaded = _loaded(tmp_path, lookahead=lookahead, dynamic_range_db=dynamic_range_db, head_std=0.5)
+@pytest.mark.parametrize(("lookahead", "dynamic_range_db", "fitted_gain"),
+                         [(0, 0.0, False), (2, 0.0, False), (3, 60.0, False), (0, 0.0, True), (2, 60.0, True)])
+def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dynamic_range_db, fitted_gain):
+    loaded = _loaded(tmp_path, lookahead=lookahead, dynamic_range_db=dynamic_range_db, head_std=0.5,
+                     fitted_gain=fitted_gain)
     fused = _fused(loaded)
     frames = np.random.default_rng(0).uniform(0.0, 0.7, (90, loaded.metadata.n_mels)).astype(np.float32)
     for _ in range(2):  # the second time after a reset of both
@@ -173,6 +176,21 @@ def test_a_model_file_carries_the_numbers_its_step_was_checked_with(tmp_path):
     assert streaming.temperature == pytest.approx(float(loaded.module.temperature().detach()))
     with pytest.raises(RuntimeError, match="load it with load_model"):
         streaming.script_step(np.zeros((1, loaded.metadata.n_mels)))
+
+
+def test_a_fitted_gain_survives_the_file_and_older_numbers_read_as_predicted_gain(tmp_path):
+    """The fused numbers carry the fitted gain; an archive written before it existed reads as a predicted
+    gain (what such a file's module does); a model re-scripted from a file keeps it."""
+    from training.export import rescripted  # training code: imported where the test needs it
+
+    loaded = _loaded(tmp_path, fitted_gain=True)
+    assert loaded.weights is not None and loaded.weights.fitted_gain is True
+    assert rescripted(loaded).fitted_gain
+    with np.load(io.BytesIO(loaded.weights.to_bytes())) as archive:
+        older = {name: archive[name] for name in archive.files if name != "fitted_gain"}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **older)
+    assert FusedWeights.from_bytes(buffer.getvalue()).fitted_gain is False
 
 
 def _with_fused_entry(source, data: bytes, path):

@@ -121,11 +121,11 @@ def test_predicted_parameters_respect_their_bounds():
     assert (params.abs().amax(dim=(0, 1, 2)) > 0.5 * bounds).all(), "large weights should reach the bounds"
 
 
-@pytest.mark.parametrize("dynamic_range_db", [0.0, 60.0])
+@pytest.mark.parametrize(("dynamic_range_db", "fitted_gain"), [(0.0, False), (60.0, False), (60.0, True)])
 @pytest.mark.parametrize("lookahead", [0, 3])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db):
-    model, _ = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db)
+def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db, fitted_gain):
+    model, _ = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db, fitted_gain=fitted_gain)
     frames = torch.rand(1, 150, CONFIG.n_mels) * 0.7
     with torch.no_grad():
         batch_params, batch_errors = model(frames)
@@ -207,3 +207,22 @@ def test_floored_model_compares_floored_frames():
     deeper[quiet] = 0.0  # far below the floor: the same frame to a floored model
     with torch.no_grad():
         torch.testing.assert_close(model(deeper)[1], model(frames)[1], rtol=0, atol=1e-6)
+
+
+def test_fitted_gain_ranks_shapes_and_renders_what_it_measured():
+    """With a fitted gain a frame's level changes no error (for the same predicted transformations), the
+    returned gains render the reconstruction the errors measure, and a prototype's error is that of its best
+    level: below the predicted gain's, never above."""
+    model, _ = build_tiny_model(head_std=0.5, fitted_gain=True)
+    frames = torch.rand(1, 20, CONFIG.n_mels) * 0.5
+    with torch.no_grad():
+        params, errors = model(frames)
+        _, louder = model.fit(frames + 0.1, params)
+        _, predicted = build_tiny_model(head_std=0.5)[0](frames)
+        rendered = model.render(params)
+        residual = frames.unsqueeze(-2) - rendered
+        for shift in (-0.01, 0.01):  # the fitted level is the best one
+            assert ((residual + shift).pow(2).mean(-1) > errors).all()
+    torch.testing.assert_close(louder, errors, rtol=0, atol=1e-5)
+    torch.testing.assert_close(residual.pow(2).mean(-1), errors, rtol=0, atol=1e-5)
+    assert (errors <= predicted + 1e-6).all() and (errors < predicted - 1e-4).any()

@@ -31,7 +31,7 @@ import torch
 from engine.errors import AudioFileError, ProtophoneError
 from engine.frontend import frame_level_db
 from engine.identify import SoundingGate
-from engine.model import prototype_bodies
+from engine.model import prototype_bodies, residual_errors
 from engine.modelfile import LoadedModel, ModelMetadata, load_model, quiet_torchscript, save_model
 from engine.preset import Preset, load_preset, save_preset
 from training.features import audio_features
@@ -135,7 +135,8 @@ def _window_errors(module: torch.nn.Module, prototypes: torch.Tensor, bodies: to
     """Mean error of each prototype (with its body) over each window: ``(W, n, F)``, ``(W, n, k, 6)`` →
     ``(W, k)``."""
     rendered = module.transform(prototypes, params) + bodies
-    return (frames.unsqueeze(-2) - rendered).pow(2).mean(-1).mean(1)
+    fitted_gain = bool(getattr(module, "fitted_gain", False))  # none: a file written before it, not fitted
+    return residual_errors(frames.unsqueeze(-2) - rendered, fitted_gain)[0].mean(1)
 
 
 def write_enrolled(model: LoadedModel, prototypes: np.ndarray, path: Path, note: dict) -> ModelMetadata:

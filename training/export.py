@@ -110,7 +110,8 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
         pitch_mode=source.metadata.pitch_mode, channels=weights["predictor.input.weight"].shape[0],
         kernel_size=int(weights["predictor.blocks.0.conv.conv.weight"].shape[2]),
         dilations=scripted_dilations(module),
-        dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE)  # none: written before it
+        dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE,  # none: written before it
+        fitted_gain=bool(getattr(module, "fitted_gain", False)))
     model.load_state_dict(weights)
     model.mels_per_log = float(module.mels_per_log)  # as written, not recomputed from float32 centres
     return model

@@ -1,10 +1,11 @@
 """The training loop of a prototype model: curriculum, warm-up, reassignment, checkpoints, DDP.
 
 Curriculum (docs/design.md section 1): first only the prototypes learn, with every transformation held at
-identity; each time the epoch loss has not improved for ``patience`` epochs (or, when set, after
-``max_stage_epochs``, so that a short CPU budget still reaches every stage) the next stage is enabled —
-gain, pitch, shelves, temperature (supervised only) — and finally the learning rate drops tenfold.  A part
-that starts learning warms its learning rate up linearly from ``warmup_start`` over ``warmup_batches``.
+identity (but for a fitted gain, which no stage holds); each time the epoch loss has not improved for
+``patience`` epochs (or, when set, after ``max_stage_epochs``, so that a short CPU budget still reaches every
+stage) the next stage is enabled — gain, pitch, shelves, temperature (supervised only) — and finally the
+learning rate drops tenfold.  A part that starts learning warms its learning rate up linearly from
+``warmup_start`` over ``warmup_batches``.
 
 Measured departure from the reference (orchestra split, 300 test notes, 12 epochs of prototypes only):
 the temperature learns from the start (``early_temperature``, its own ``theta_lr``) and the
@@ -82,6 +83,9 @@ class TrainSettings:
     #: Learn each prototype's body (``PrototypeModel.bodies``): a part of its spectrum that stays at fixed
     #: frequencies when the prototype is transposed, as an instrument's resonances do.
     bodies: bool = False
+    #: Solve each prototype's gain per frame instead of predicting it (``PrototypeModel.fitted_gain``): the
+    #: decision then compares spectral shapes, never levels.
+    fitted_gain: bool = False
     epochs: int = 60
     batch_size: int = 64
     crop_frames: int = 48
@@ -237,7 +241,7 @@ class Trainer:
         self.model = PrototypeModel(
             len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
             settings.channels, dilations=settings.dilations, dynamic_range_db=settings.dynamic_range_db,
-            bodies=settings.bodies,
+            bodies=settings.bodies, fitted_gain=settings.fitted_gain,
         )
         membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
         if settings.mode == "supervised":
