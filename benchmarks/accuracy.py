@@ -152,6 +152,12 @@ MILD_WEBAUDIOFONT_RECIPE = "webaudiofont, dynamic range 60 dB, mild chain"
 SOURCES[MILD_WEBAUDIOFONT_RECIPE] = WEBAUDIOFONT_LIBRARIES
 RECIPES[MILD_WEBAUDIOFONT_RECIPE] = RECIPES["dynamic range 60 dB, mild chain"]
 RECIPE_CHAINS[MILD_WEBAUDIOFONT_RECIPE] = MILD_CHAIN
+#: That recipe with each prototype's gain fitted per frame (train.fitted_gain, as orchestra.yaml since 2026-12-03):
+#: is a target whose spectral shape, not its level, won the frame also heard as the target?
+MILD_FITTED_RECIPE = f"{MILD_WEBAUDIOFONT_RECIPE}, fitted gain"
+SOURCES[MILD_FITTED_RECIPE] = SOURCES[MILD_WEBAUDIOFONT_RECIPE]
+RECIPES[MILD_FITTED_RECIPE] = {**RECIPES[MILD_WEBAUDIOFONT_RECIPE], "fitted_gain": True}
+RECIPE_CHAINS[MILD_FITTED_RECIPE] = MILD_CHAIN
 VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 #: The shipped recipe (training/configs/orchestra.yaml) trained once per honest rotation: each library left out
 #: with every library that shares recordings with it (benchmarks/results/independence: TimGM6mb and sf_GMbank share

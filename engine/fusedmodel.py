@@ -267,7 +267,7 @@ class PrototypeRenderer:
         self.n_mels = weights.n_mels
         self._prototypes, self._bodies = weights.prototypes, weights.bodies
         self._bands = (weights.bands, weights.mels_per_log, weights.linear_pitch)
-        self._fitted_gain = weights.fitted_gain
+        self.fitted_gain = weights.fitted_gain
         self.render(np.zeros(1, dtype=np.int64), np.zeros((1, 6)))  # compile now, not in the first audio callback
 
     def fit(self, targets: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +275,7 @@ class PrototypeRenderer:
         ``targets (m, n_mels)``, the gains fitted where the model fits them, as :meth:`PrototypeModel.fit`."""
         fitted = np.array(params, dtype=np.float64)
         errors = np.empty(params.shape[:2])
-        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self._fitted_gain, errors)
+        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self.fitted_gain, errors)
         return fitted, errors
 
     def render(self, prototypes: np.ndarray, params: np.ndarray) -> np.ndarray:

@@ -6,7 +6,9 @@ Two ways to choose the parameters of the target prototype (docs/design.md sectio
   pitch that puts the target prototype's reference pitch on the input's absolute pitch (the winner's
   reference pitch plus its predicted shift).  Among the target's prototypes the one whose reference
   pitch is nearest the input's is used.  This keeps the performer's melody even when the target's
-  prototypes sit at other pitches.
+  prototypes sit at other pitches.  In a model with a fitted gain a prototype's own level means nothing
+  (the fit absorbs it), so the winner's gain would put the target anywhere: the target is moved to the
+  winner's rendered level, which is the frame's (its own fitted gain).
 - ``"target"``: the parameters the predictor output for the target's own best-fitting prototype.
 
 ``transpose`` (semitones) is added to the pitch in both.  Frames below the level gate render as silence.
@@ -64,7 +66,11 @@ class TransferRenderer:
             prototype = self._target_prototypes[local]
             chosen = params[frames, prototype].copy()
         chosen[:, 0] += self.transpose * LOG2_PER_SEMITONE
-        return self._prototypes.render(prototype, chosen)
+        rendered = self._prototypes.render(prototype, chosen)
+        if self.candidate == "winner" and self._prototypes.fitted_gain:  # the target at the frame's level
+            winner_level = self._prototypes.render(winner, params[frames, winner]).mean(axis=1)
+            rendered += (winner_level - rendered.mean(axis=1))[:, None]
+        return rendered
 
     def _nearest_target_prototype(self, winner: np.ndarray, winner_pitch: np.ndarray) -> np.ndarray:
         """Per frame, the target prototype whose reference pitch is nearest the input's absolute pitch."""

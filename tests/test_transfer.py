@@ -3,9 +3,14 @@
 import librosa
 import numpy as np
 import pytest
-from tiny_model import REFERENCE_MIDI, midi_to_hz, tone, write_tiny_model
+import torch
+from tiny_model import REFERENCE_MIDI, TIMBRES, build_tiny_model, midi_to_hz, tone, write_tiny_model
 
+from engine.config import AnalysisConfig
+from engine.frontend import log_mel
+from engine.modelfile import load_model, save_model
 from engine.processor import Processor
+from engine.transfer import TransferRenderer
 
 RATE = 44100
 
@@ -80,3 +85,22 @@ def test_transfer_settings_are_checked(transfer_preset):
         proc.set(transpose=100)
     with pytest.raises(ValueError, match="unknown target"):
         proc.set(target="kazoo")
+
+
+def test_a_fitted_gain_model_renders_the_winner_candidate_at_the_frame_s_level(tmp_path):
+    """With a fitted gain a prototype's own level is arbitrary (the fit absorbs it): the target must come out
+    at the level of the frame the winner fitted, whatever its prototype's offset."""
+    model, metadata = build_tiny_model(head_std=0.5, fitted_gain=True)
+    frames = log_mel(tone("sine", midi_to_hz(REFERENCE_MIDI), 0.5, RATE), AnalysisConfig()).astype(np.float32)
+    rendered = {}
+    for offset in (0.0, -0.4):
+        with torch.no_grad():
+            model.prototypes[TIMBRES.index("square")] += offset
+        loaded = load_model(save_model(model, metadata, tmp_path / f"offset{offset}.pt"))
+        params, errors = loaded.script_step(frames)
+        renderer = TransferRenderer(loaded, "square")
+        rendered[offset] = renderer.render(params, errors)
+        winner = errors.argmin(axis=1)
+        assert TIMBRES[int(np.bincount(winner).argmax())] == "sine"
+        np.testing.assert_allclose(rendered[offset].mean(axis=1), frames.mean(axis=1), atol=1e-4)
+    np.testing.assert_allclose(rendered[-0.4], rendered[0.0], atol=1e-4)
