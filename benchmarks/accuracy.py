@@ -165,6 +165,10 @@ VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 SHIPPED_STUDY = "orchestra"
 ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMbank",), "freepats": (),
                                          "GeneralUserGS": (), "Aspirin": (), "JCLive": ()}
+#: Changes to the shipped recipe's ``train`` section tried on the same rotations (same notes on each side), each
+#: beside the shipped recipe's rows: ``tilt``, each prototype's tilt across the bands fitted per frame (up to
+#: 24 dB from the lowest band to the highest, the chain's equaliser reach) and left out of the errors.
+ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}}
 
 
 def _config(study: str) -> dict:
@@ -215,41 +219,49 @@ def ablation_config(name: str, seed: int = 0) -> Path:
     return path
 
 
-def rotation_config(library: str) -> Path:
+def rotation_config(library: str, variant: str | None = None) -> Path:
     """The shipped config with ``library`` as the test library and its related libraries left out of training;
-    written next to its run (``runs/rotation/<library>``)."""
+    written next to its run (``runs/rotation/<library>``).  A ``variant`` (ROTATION_VARIANTS) changes the
+    recipe, runs in ``runs/rotation-<variant>/<library>`` and reuses the shipped recipe's split."""
     config = _config(SHIPPED_STUDY)
-    output = Path(f"runs/rotation/{library}")
-    config.update(name=f"rotation-{library}", output=str(output))
+    output = Path(f"runs/rotation/{library}" if variant is None else f"runs/rotation-{variant}/{library}")
+    config.update(name=output.parent.name + f"-{library}", output=str(output))
     config.pop("export", None)
     data = config["data"]
     data["roots"] = [root for root in data["roots"] if Path(root).name not in ROTATIONS[library]]
     data.update(split="library", test_library=library)
     data.pop("test_fraction", None)
+    if variant is not None:
+        data["split_file"] = str(Path("runs/rotation") / library / "split.csv")
+        config["train"].update(ROTATION_VARIANTS[variant])
     path = output / "config.yaml"
     write_text(path, yaml.safe_dump(config))
     return path
 
 
-def run_rotation(library: str, keep: Path) -> dict:
-    """Train (unless trained) the shipped recipe's prototypes and the direct CNN on one rotation; score both on
-    every note of the library left out; copy both model files to ``keep/rotation-<library>/``."""
-    config = rotation_config(library)
+def run_rotation(library: str, keep: Path, variant: str | None = None) -> dict:
+    """Train (unless trained) the shipped recipe's prototypes (or a ``variant``'s) and the direct CNN on one
+    rotation; score both on every note of the library left out; copy both model files to
+    ``keep/<run>-<library>/``.  A variant's CNN is the shipped recipe's (the CNN has no such setting): only its
+    prototypes are copied."""
+    config = rotation_config(library, variant)
     output = config.parent
-    models = {"prototypes": output / "model.pt", "cnn": output / "cnn.pt"}
+    shipped_run = output if variant is None else rotation_config(library).parent  # its split, its CNN
+    models = {"prototypes": output / "model.pt", "cnn": shipped_run / "cnn.pt"}
     if not models["prototypes"].exists():
         _run("training.train", "--config", str(config), "--resume")
     if not models["cnn"].exists():
-        _run("training.train_baselines", "--config", str(config), "--only", "cnn")
+        _run("training.train_baselines", "--config", str(shipped_run / "config.yaml"), "--only", "cnn")
     row: dict = {"library": library, "left out with it": list(ROTATIONS[library]),
                  "train_seconds": training_seconds(models)}
     for column, model in models.items():
-        result = evaluate(str(model), Path("data"), output / "split.csv", cache=Path("data/cache"), progress=False,
+        result = evaluate(str(model), Path("data"), shipped_run / "split.csv", cache=Path("data/cache"), progress=False,
                           library=library)
         row[column] = {"OA": result["OA"], "AA": result["AA"]}
         if "streaming" in result:
             row[f"{column} live 1s"] = result["streaming"]["after_1s"]
-    keep_models(keep, {f"rotation-{library}": models})
+    kept = models if variant is None else {"prototypes": models["prototypes"]}  # its CNN is kept with the recipe's
+    keep_models(keep, {f"{output.parent.name}-{library}": kept})
     print(json.dumps(row), flush=True)
     return row
 
@@ -436,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                              "CNN with LIBRARY never heard (and the libraries sharing its recordings left out "
                              f"with it), for each of {', '.join(ROTATIONS)} when none is named; rows are merged "
                              "into rotations.json and rotations.md under --keep")
+    parser.add_argument("--variant", choices=list(ROTATION_VARIANTS),
+                        help="with --rotations: train and score this change to the shipped recipe instead "
+                             "(rows into rotations-VARIANT.json and .md)")
     parser.add_argument("--clusters", type=int, default=28, help="prototypes of the clustering twins")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--keep", type=Path, default=Path("benchmarks/results/accuracy"),
@@ -451,15 +466,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=1) if args.json else ablation_markdown(rows))
         return 0
     if args.rotations is not None:
-        kept = args.keep / "rotations.json"
+        table = "rotations" if args.variant is None else f"rotations-{args.variant}"
+        kept = args.keep / f"{table}.json"
         for library in args.rotations or ROTATIONS:
-            scored_now = run_rotation(library, args.keep)
+            scored_now = run_rotation(library, args.keep, args.variant)
             # The kept rows are read after training: another process may have added one meanwhile.
             scored = {row["library"]: row for row in (json.loads(kept.read_text()) if kept.is_file() else [])}
             scored[library] = scored_now
             rows = [scored[name] for name in ROTATIONS if name in scored]
             write_text(kept, json.dumps(rows, indent=1) + "\n")  # grows rotation by rotation: a cut run keeps it
-            write_text(args.keep / "rotations.md", rotations_markdown(rows) + "\n")
+            write_text(args.keep / f"{table}.md", rotations_markdown(rows) + "\n")
         print(json.dumps(rows, indent=1) if args.json else rotations_markdown(rows))
         return 0
     rows, studies = [], {}

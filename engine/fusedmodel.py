@@ -110,24 +110,30 @@ def _step(frames: np.ndarray, dynamic_range: float, input_w: np.ndarray, input_b
 
 @njit(cache=True)
 def _fit(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bodies: np.ndarray, bands: np.ndarray,
-         mels_per_log: float, linear_pitch: bool, fitted_gain: bool, errors: np.ndarray) -> None:
+         mels_per_log: float, linear_pitch: bool, fitted_gain: bool, max_tilt: float, errors: np.ndarray) -> None:
     """``errors (m, K)``: mean squared difference of each transformed prototype from its target frame; with
     ``fitted_gain`` after the level that fits best (the difference's mean), which is added to the gain in
-    ``params`` (as :func:`engine.model.residual_errors`)."""
+    ``params``, and with ``max_tilt`` after the tilt that fits best (as :func:`engine.model.residual_errors`)."""
     n = prototypes.shape[1]
     rendered = np.empty(n, dtype=np.float64)
+    tilt = np.linspace(-0.5, 0.5, n)
+    tilt_norm = np.sum(tilt * tilt)
     for t in range(targets.shape[0]):
         for k in range(prototypes.shape[0]):
             _transform(prototypes[k], bodies[k], params[t, k], bands, mels_per_log, linear_pitch, rendered)
-            level = 0.0
+            level, slope = 0.0, 0.0
             if fitted_gain:
                 for j in range(n):
                     level += targets[t, j] - rendered[j]
                 level /= n
                 params[t, k, 1] += level
+            if max_tilt > 0.0:
+                for j in range(n):
+                    slope += (targets[t, j] - rendered[j]) * tilt[j]
+                slope = min(max(slope / tilt_norm, -max_tilt), max_tilt)
             total = 0.0
             for j in range(n):
-                total += (targets[t, j] - rendered[j] - level) ** 2
+                total += (targets[t, j] - rendered[j] - level - slope * tilt[j]) ** 2
             errors[t, k] = total / n
 
 
@@ -166,6 +172,7 @@ class FusedWeights:
     linear_pitch: bool
     temperature: float
     fitted_gain: bool = False
+    max_tilt: float = 0.0
 
     def __post_init__(self) -> None:
         if self.input_w.ndim != 2 or self.conv_w.ndim != 3 or self.prototypes.ndim != 2:
@@ -182,7 +189,7 @@ class FusedWeights:
         if wrong or kernel < 1 or not n_prototypes or (self.dilations < 1).any():
             raise ValueError(f"the fused weights' shapes disagree ({', '.join(wrong) or 'kernel or dilations'})")
         arrays = [value for value in vars(self).values() if isinstance(value, np.ndarray)]
-        scalars = (self.dynamic_range, self.mels_per_log, self.temperature)
+        scalars = (self.dynamic_range, self.mels_per_log, self.temperature, self.max_tilt)
         if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(scalars).all()):
             raise ValueError("the fused weights hold values that are not finite")
 
@@ -226,6 +233,7 @@ class FusedWeights:
             mels_per_log=float(module.mels_per_log), linear_pitch=bool(module.linear_pitch),
             temperature=float(module.temperature().detach()),
             fitted_gain=bool(getattr(module, "fitted_gain", False)),  # none: written before it, not fitted
+            max_tilt=float(getattr(module, "max_tilt", 0.0)),  # likewise
         )
 
     def to_bytes(self) -> bytes:
@@ -268,6 +276,7 @@ class PrototypeRenderer:
         self._prototypes, self._bodies = weights.prototypes, weights.bodies
         self._bands = (weights.bands, weights.mels_per_log, weights.linear_pitch)
         self.fitted_gain = weights.fitted_gain
+        self._max_tilt = weights.max_tilt
         self.render(np.zeros(1, dtype=np.int64), np.zeros((1, 6)))  # compile now, not in the first audio callback
 
     def fit(self, targets: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +284,7 @@ class PrototypeRenderer:
         ``targets (m, n_mels)``, the gains fitted where the model fits them, as :meth:`PrototypeModel.fit`."""
         fitted = np.array(params, dtype=np.float64)
         errors = np.empty(params.shape[:2])
-        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self.fitted_gain, errors)
+        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self.fitted_gain, self._max_tilt, errors)
         return fitted, errors
 
     def render(self, prototypes: np.ndarray, params: np.ndarray) -> np.ndarray:

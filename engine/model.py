@@ -101,10 +101,17 @@ class CausalBlock(nn.Module):
         self.conv.reset()
 
 
-def residual_errors(residuals: Tensor, fitted_gain: bool) -> tuple[Tensor, Tensor]:
+def residual_errors(residuals: Tensor, fitted_gain: bool, max_tilt: float = 0.0) -> tuple[Tensor, Tensor]:
     """``(errors, levels)`` of residuals ``x - R`` ``(..., n_mels)``: the mean square over bands, and the level
     the gain moves by.  With ``fitted_gain`` the level is the residual's mean, the best gain's correction,
-    and the errors are what remains (the variance); without it both are as given (levels zero)."""
+    and the errors are what remains (the variance); without it both are as given (levels zero).  With
+    ``max_tilt`` the residual's best line across the bands (at most ``max_tilt`` from the lowest band to the
+    highest) is left out of the errors too: a brightness the microphone or the room gave the frame.  The tilt
+    is not returned, so a rendered prototype keeps its own brightness."""
+    if max_tilt > 0.0:
+        tilt = torch.linspace(-0.5, 0.5, residuals.shape[-1], dtype=residuals.dtype, device=residuals.device)
+        slope = ((residuals * tilt).sum(-1) / tilt.pow(2).sum()).clamp(-max_tilt, max_tilt)
+        residuals = residuals - slope.unsqueeze(-1) * tilt
     if not fitted_gain:
         return residuals.pow(2).mean(-1), residuals.new_zeros(residuals.shape[:-1])
     levels = residuals.mean(-1)
@@ -209,6 +216,7 @@ class PrototypeModel(nn.Module):
         dynamic_range_db: float = 0.0,
         bodies: bool = False,
         fitted_gain: bool = False,
+        fitted_tilt_db: float = 0.0,
     ) -> None:
         super().__init__()
         if pitch_mode not in ("hz", "linear"):
@@ -225,6 +233,11 @@ class PrototypeModel(nn.Module):
         # each prototype's level solved per frame rather than predicted: a frame's level (the room, the
         # microphone, the dynamics) then never decides which prototype reconstructs it best
         self.fitted_gain = bool(fitted_gain)
+        # likewise each prototype's tilt across the bands (a microphone's or a room's brightness), up to
+        # fitted_tilt_db from the lowest band to the highest, left out of the errors (residual_errors)
+        if fitted_tilt_db < 0.0:
+            raise ValueError(f"fitted_tilt_db must be 0 (off) or more, got {fitted_tilt_db}")
+        self.max_tilt = float(fitted_tilt_db) / (10.0 * LOG_SCALE)
         self.prototypes = nn.Parameter(torch.zeros(n_prototypes, n_mels))
         # each prototype's body: a log spectrum added after the transposition, so it stays at the same
         # frequencies whatever the pitch (an instrument's resonances do); zero and frozen unless ``bodies``
@@ -313,7 +326,7 @@ class PrototypeModel(nn.Module):
         With a fitted gain the returned gains are the fitted ones, so :meth:`render` of the returned
         parameters is the reconstruction the errors measure; otherwise ``params`` come back as given.
         """
-        errors, levels = residual_errors(frames.unsqueeze(-2) - self.render(params), self.fitted_gain)
+        errors, levels = residual_errors(frames.unsqueeze(-2) - self.render(params), self.fitted_gain, self.max_tilt)
         if self.fitted_gain:
             params = torch.cat([params[..., :1], params[..., 1:2] + levels.unsqueeze(-1), params[..., 2:]], -1)
         return params, errors

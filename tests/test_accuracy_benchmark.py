@@ -10,6 +10,7 @@ import yaml
 
 from benchmarks.accuracy import (
     CONFIGS,
+    ROTATION_VARIANTS,
     SHIPPED_STUDY,
     keep_results,
     markdown,
@@ -71,6 +72,10 @@ def test_a_rotation_is_the_shipped_recipe_with_the_library_and_its_relatives_nev
     assert config["train"] == shipped["train"] and config["augment"] == shipped["augment"]
     assert "export" not in config and config["output"] == "runs/rotation/TimGM6mb"
     assert yaml.safe_load(rotation_config("Aspirin").read_text())["data"]["roots"] == shipped["data"]["roots"]
+    variant = yaml.safe_load(rotation_config("TimGM6mb", "tilt").read_text())  # a change, on the same notes
+    assert variant["train"] == {**shipped["train"], **ROTATION_VARIANTS["tilt"]} != shipped["train"]
+    assert variant["data"]["split_file"] == "runs/rotation/TimGM6mb/split.csv"
+    assert variant["output"] == "runs/rotation-tilt/TimGM6mb" and variant["data"]["roots"] == config["data"]["roots"]
 
 
 def test_the_rotation_table_sets_the_prototypes_beside_the_cnn_with_the_mean() -> None:

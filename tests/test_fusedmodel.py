@@ -35,11 +35,13 @@ def _fused(loaded: LoadedModel) -> FusedModel:
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-@pytest.mark.parametrize(("lookahead", "dynamic_range_db", "fitted_gain"),
-                         [(0, 0.0, False), (2, 0.0, False), (3, 60.0, False), (0, 0.0, True), (2, 60.0, True)])
-def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dynamic_range_db, fitted_gain):
+@pytest.mark.parametrize(("lookahead", "dynamic_range_db", "fitted_gain", "fitted_tilt_db"),
+                         [(0, 0.0, False, 0.0), (2, 0.0, False, 0.0), (3, 60.0, False, 0.0), (0, 0.0, True, 0.0),
+                          (2, 60.0, True, 0.0), (0, 60.0, True, 24.0), (2, 0.0, False, 6.0)])
+def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dynamic_range_db, fitted_gain,
+                                                fitted_tilt_db):
     loaded = _loaded(tmp_path, lookahead=lookahead, dynamic_range_db=dynamic_range_db, head_std=0.5,
-                     fitted_gain=fitted_gain)
+                     fitted_gain=fitted_gain, fitted_tilt_db=fitted_tilt_db)
     fused = _fused(loaded)
     frames = np.random.default_rng(0).uniform(0.0, 0.7, (90, loaded.metadata.n_mels)).astype(np.float32)
     for _ in range(2):  # the second time after a reset of both
@@ -178,19 +180,21 @@ def test_a_model_file_carries_the_numbers_its_step_was_checked_with(tmp_path):
         streaming.script_step(np.zeros((1, loaded.metadata.n_mels)))
 
 
-def test_a_fitted_gain_survives_the_file_and_older_numbers_read_as_predicted_gain(tmp_path):
-    """The fused numbers carry the fitted gain; an archive written before it existed reads as a predicted
-    gain (what such a file's module does); a model re-scripted from a file keeps it."""
+def test_a_fitted_gain_and_tilt_survive_the_file_and_older_numbers_read_as_neither(tmp_path):
+    """The fused numbers carry the fitted gain and tilt; an archive written before they existed reads as a
+    predicted gain and no tilt (what such a file's module does); a model re-scripted from a file keeps both."""
     from training.export import rescripted  # training code: imported where the test needs it
 
-    loaded = _loaded(tmp_path, fitted_gain=True)
+    loaded = _loaded(tmp_path, fitted_gain=True, fitted_tilt_db=24.0)
     assert loaded.weights is not None and loaded.weights.fitted_gain is True
-    assert rescripted(loaded).fitted_gain
+    assert loaded.weights.max_tilt == pytest.approx(24.0 / 170.0)
+    assert rescripted(loaded).fitted_gain and rescripted(loaded).max_tilt == pytest.approx(24.0 / 170.0)
     with np.load(io.BytesIO(loaded.weights.to_bytes())) as archive:
-        older = {name: archive[name] for name in archive.files if name != "fitted_gain"}
+        older = {name: archive[name] for name in archive.files if name not in ("fitted_gain", "max_tilt")}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **older)
-    assert FusedWeights.from_bytes(buffer.getvalue()).fitted_gain is False
+    older_weights = FusedWeights.from_bytes(buffer.getvalue())
+    assert older_weights.fitted_gain is False and older_weights.max_tilt == 0.0
 
 
 def _with_fused_entry(source, data: bytes, path):

@@ -121,11 +121,13 @@ def test_predicted_parameters_respect_their_bounds():
     assert (params.abs().amax(dim=(0, 1, 2)) > 0.5 * bounds).all(), "large weights should reach the bounds"
 
 
-@pytest.mark.parametrize(("dynamic_range_db", "fitted_gain"), [(0.0, False), (60.0, False), (60.0, True)])
+@pytest.mark.parametrize(("dynamic_range_db", "fitted_gain", "fitted_tilt_db"),
+                         [(0.0, False, 0.0), (60.0, False, 0.0), (60.0, True, 0.0), (60.0, True, 24.0)])
 @pytest.mark.parametrize("lookahead", [0, 3])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db, fitted_gain):
-    model, _ = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db, fitted_gain=fitted_gain)
+def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db, fitted_gain, fitted_tilt_db):
+    model, _ = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db, fitted_gain=fitted_gain,
+                                fitted_tilt_db=fitted_tilt_db)
     frames = torch.rand(1, 150, CONFIG.n_mels) * 0.7
     with torch.no_grad():
         batch_params, batch_errors = model(frames)
@@ -226,3 +228,25 @@ def test_fitted_gain_ranks_shapes_and_renders_what_it_measured():
     torch.testing.assert_close(louder, errors, rtol=0, atol=1e-5)
     torch.testing.assert_close(residual.pow(2).mean(-1), errors, rtol=0, atol=1e-5)
     assert (errors <= predicted + 1e-6).all() and (errors < predicted - 1e-4).any()
+
+
+def test_a_fitted_tilt_leaves_a_tilted_channel_out_of_the_errors_up_to_its_bound():
+    """A line across the bands added to every frame (a brighter microphone) changes no error while the fitted
+    slope stays within the bound, raises them past it, and the errors are never above those of the same model
+    without the tilt."""
+    frames = torch.rand(1, 20, CONFIG.n_mels) * 0.5
+    line = torch.linspace(-0.5, 0.5, CONFIG.n_mels)
+    untilted, _ = build_tiny_model(head_std=0.5, fitted_gain=True)
+    with torch.no_grad():
+        _, without = untilted(frames)
+        for bound_db, change, moves in ((340.0, 0.2, False), (6.0, 0.5, True)):
+            model, _ = build_tiny_model(head_std=0.5, fitted_gain=True, fitted_tilt_db=bound_db)
+            params, errors = model(frames)
+            _, brighter = model.fit(frames + change * line, params)
+            _, darker = model.fit(frames - change * line, params)
+            assert (errors <= without + 1e-6).all() and (errors < without - 1e-5).any()
+            if moves:  # 85 dB across the bands, one way or the other, takes the fit past its 6 dB
+                assert (torch.maximum(brighter, darker) > errors + 1e-4).all()
+            else:
+                torch.testing.assert_close(brighter, errors, rtol=0, atol=1e-5)
+                torch.testing.assert_close(darker, errors, rtol=0, atol=1e-5)

@@ -136,7 +136,8 @@ def _window_errors(module: torch.nn.Module, prototypes: torch.Tensor, bodies: to
     ``(W, k)``."""
     rendered = module.transform(prototypes, params) + bodies
     fitted_gain = bool(getattr(module, "fitted_gain", False))  # none: a file written before it, not fitted
-    return residual_errors(frames.unsqueeze(-2) - rendered, fitted_gain)[0].mean(1)
+    max_tilt = float(getattr(module, "max_tilt", 0.0))  # likewise
+    return residual_errors(frames.unsqueeze(-2) - rendered, fitted_gain, max_tilt)[0].mean(1)
 
 
 def write_enrolled(model: LoadedModel, prototypes: np.ndarray, path: Path, note: dict) -> ModelMetadata:

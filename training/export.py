@@ -111,7 +111,8 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
         kernel_size=int(weights["predictor.blocks.0.conv.conv.weight"].shape[2]),
         dilations=scripted_dilations(module),
         dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE,  # none: written before it
-        fitted_gain=bool(getattr(module, "fitted_gain", False)))
+        fitted_gain=bool(getattr(module, "fitted_gain", False)),
+        fitted_tilt_db=float(getattr(module, "max_tilt", 0.0)) * 10.0 * LOG_SCALE)
     model.load_state_dict(weights)
     model.mels_per_log = float(module.mels_per_log)  # as written, not recomputed from float32 centres
     return model

@@ -86,6 +86,9 @@ class TrainSettings:
     #: Solve each prototype's gain per frame instead of predicting it (``PrototypeModel.fitted_gain``): the
     #: decision then compares spectral shapes, never levels.
     fitted_gain: bool = False
+    #: Solve each prototype's tilt across the bands per frame too, up to this many dB from the lowest band to the
+    #: highest, and leave it out of the errors (``PrototypeModel.max_tilt``); 0: off.
+    fitted_tilt_db: float = 0.0
     epochs: int = 60
     batch_size: int = 64
     crop_frames: int = 48
@@ -242,6 +245,7 @@ class Trainer:
             len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
             settings.channels, dilations=settings.dilations, dynamic_range_db=settings.dynamic_range_db,
             bodies=settings.bodies, fitted_gain=settings.fitted_gain,
+            fitted_tilt_db=settings.fitted_tilt_db,
         )
         membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
         if settings.mode == "supervised":

@@ -5,7 +5,10 @@
 - ``OWN_ENVELOPE=1``: the rendered target keeps the winner's pitch and gain but not its shelves (which fitted
   the winner to the input), so the target prototype is heard with its own learnt envelope;
 - ``SMOOTHING_BANDS``, ``MAX_BOOST_DB``, ``MAX_CUT_DB``, ``MAX_LEVEL_BOOST_DB``: the input carrier's gain curve
-  (engine.carrier's constants of those names: 5, 45, 45 and 24).
+  (engine.carrier's constants of those names: 5, 45, 45 and 24);
+- ``CARICATURE``: the log ratio of the target's envelope to the input's multiplied by this (1: as shipped), so
+  that a factor above 1 moves the output past the target's envelope, away from the input's
+  (timgm6mb-floor-mild-chain-webaudiofont-caricature.json).
 
     OWN_ENVELOPE=1 python benchmarks/results/transfer/carrier_variants.py --preset MODEL \\
         --phrases data/TimGM6mb --classifier runs/judge-fluidr3/cnn.pt \\
@@ -19,7 +22,7 @@ import sys
 import numpy as np
 
 from benchmarks.transfer import main
-from engine.carrier import InputCarrier
+from engine.carrier import X_TO_LOG10_AMPLITUDE, InputCarrier
 from engine.transfer import TransferRenderer
 
 LOW_GAIN, HIGH_GAIN = 3, 5  # engine.transformation.PARAMETER_NAMES
@@ -33,6 +36,17 @@ def render_own_envelope(self: TransferRenderer, params: np.ndarray, errors: np.n
     return shelved_render(self, unshelved, errors)
 
 
+def exaggerated_shaping(self: InputCarrier, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
+    """InputCarrier._shaping with the log ratio multiplied by CARICATURE before it is clipped."""
+    log_ratio = float(os.environ["CARICATURE"]) * (np.asarray(target_x, dtype=np.float64) @ self._envelope
+                                                   - input_envelope)
+    shaping = 10.0 ** (np.clip(log_ratio, *self._log_ratio_range) * X_TO_LOG10_AMPLITUDE)
+    shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0
+    return shaping
+
+
+if os.environ.get("CARICATURE"):
+    InputCarrier._shaping = exaggerated_shaping  # type: ignore[method-assign]
 if os.environ.get("OWN_ENVELOPE"):
     TransferRenderer.render = render_own_envelope  # type: ignore[method-assign]
 defaults = list(InputCarrier.__init__.__defaults__ or ())
