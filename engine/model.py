@@ -324,7 +324,8 @@ class PrototypeModel(nn.Module):
         """``(params, e_{k,t})``: every prototype rendered against its frame, ``(..., K, 6)`` and ``(..., K)``.
 
         With a fitted gain the returned gains are the fitted ones, so :meth:`render` of the returned
-        parameters is the reconstruction the errors measure; otherwise ``params`` come back as given.
+        parameters is the reconstruction the errors measure (but for a fitted tilt, never rendered); otherwise
+        ``params`` come back as given.
         """
         errors, levels = residual_errors(frames.unsqueeze(-2) - self.render(params), self.fitted_gain, self.max_tilt)
         if self.fitted_gain:

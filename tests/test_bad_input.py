@@ -373,6 +373,7 @@ def training_config(folder: Path, roots: list[Path], **train_settings: object) -
     ({"epochs": "ten"}, "train.epochs must be a whole number, got 'ten'"),
     ({"lr": -1}, "train.lr must be above 0, got -1"),
     ({"batch_size": 0}, "train.batch_size must be at least 1, got 0"),
+    ({"fitted_tilt_db": -6}, "train.fitted_tilt_db must be at least 0, got -6"),
     ({"early_temperature": "yes"}, "train.early_temperature must be true or false, got 'yes'"),
 ])
 def test_bad_training_settings_are_one_line(notes, tmp_path, capsys, setting, expected):

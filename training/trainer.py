@@ -61,7 +61,8 @@ class CheckpointError(ProtophoneError):
 SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1, "epochs": 1, "batch_size": 1,
                      "crop_frames": 1, "scored_frames": 1, "batches_per_epoch": 0, "weight_decay": 0, "patience": 0,
                      "max_stage_epochs": 0, "min_improvement": 0, "warmup_batches": 0, "stretch": 0, "offset": 0,
-                     "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0}
+                     "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0,
+                     "fitted_tilt_db": 0}
 #: The ways a batch can draw its clips (TrainSettings.balance).
 BALANCES = ("clips", "sources")
 #: Settings that must be above zero: rates.
