@@ -110,13 +110,14 @@ def _step(frames: np.ndarray, dynamic_range: float, input_w: np.ndarray, input_b
 
 @njit(cache=True)
 def _fit(targets: np.ndarray, params: np.ndarray, prototypes: np.ndarray, bodies: np.ndarray, bands: np.ndarray,
-         mels_per_log: float, linear_pitch: bool, fitted_gain: bool, max_tilt: float, errors: np.ndarray) -> None:
+         mels_per_log: float, linear_pitch: bool, fitted_gain: bool, max_tilt: float, tilt: np.ndarray,
+         errors: np.ndarray) -> None:
     """``errors (m, K)``: mean squared difference of each transformed prototype from its target frame; with
     ``fitted_gain`` after the level that fits best (the difference's mean), which is added to the gain in
-    ``params``, and with ``max_tilt`` after the tilt that fits best (as :func:`engine.model.residual_errors`)."""
+    ``params``, and with ``max_tilt`` after the multiple of the line ``tilt`` that fits best, at most
+    ``max_tilt`` (as :func:`engine.model.residual_errors`)."""
     n = prototypes.shape[1]
     rendered = np.empty(n, dtype=np.float64)
-    tilt = np.linspace(-0.5, 0.5, n)
     tilt_norm = np.sum(tilt * tilt)
     for t in range(targets.shape[0]):
         for k in range(prototypes.shape[0]):
@@ -276,7 +277,7 @@ class PrototypeRenderer:
         self._prototypes, self._bodies = weights.prototypes, weights.bodies
         self._bands = (weights.bands, weights.mels_per_log, weights.linear_pitch)
         self.fitted_gain = weights.fitted_gain
-        self._max_tilt = weights.max_tilt
+        self._tilt = (weights.max_tilt, np.linspace(-0.5, 0.5, self.n_mels))  # the line: made once, not per step
         self.render(np.zeros(1, dtype=np.int64), np.zeros((1, 6)))  # compile now, not in the first audio callback
 
     def fit(self, targets: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +285,7 @@ class PrototypeRenderer:
         ``targets (m, n_mels)``, the gains fitted where the model fits them, as :meth:`PrototypeModel.fit`."""
         fitted = np.array(params, dtype=np.float64)
         errors = np.empty(params.shape[:2])
-        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self.fitted_gain, self._max_tilt, errors)
+        _fit(targets, fitted, self._prototypes, self._bodies, *self._bands, self.fitted_gain, *self._tilt, errors)
         return fitted, errors
 
     def render(self, prototypes: np.ndarray, params: np.ndarray) -> np.ndarray:

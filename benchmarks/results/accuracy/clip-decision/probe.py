@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import write_text
 from engine.frontend import frame_level_db
 from engine.identify import DEFAULT_GATE_DB, ClassMap, SoundingGate
 from engine.modelfile import load_model
@@ -87,7 +88,7 @@ def main(libraries: list[str]) -> None:
                          for pooling in POOLINGS}
             print(library, side, json.dumps(row[side]), flush=True)
         results[library] = row
-        (HERE / "probe.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_text(HERE / "probe.json", json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
