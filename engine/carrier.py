@@ -37,8 +37,9 @@ import numpy as np
 from numba import njit
 
 from engine.config import AnalysisConfig
-from engine.frontend import power_to_frames
+from engine.frontend import mel_power_to_frames
 from engine.mel import LOG_SCALE
+from engine.sparse import SparseMatrix
 
 #: Envelope smoothing across mel bands: wide enough to hide the harmonics that the low bands resolve.
 SMOOTHING_BANDS = 5
@@ -151,7 +152,8 @@ class InputCarrier:
         self.config = config
         self._max_level_factor = 10.0 ** (max_level_boost_db / 20.0)
         self.gate_x = gate_x
-        self._envelope = envelope_matrix(config, smoothing_bands)
+        self._envelope = SparseMatrix(envelope_matrix(config, smoothing_bands))
+        self._filterbank = SparseMatrix(config.filterbank.T)  # the front end's, for the input's own frames
         to_x = 1.0 / 20.0 / X_TO_LOG10_AMPLITUDE  # dB of amplitude -> x units
         self._log_ratio_range = (-max_cut_db * to_x, max_boost_db * to_x)
         self.transpose = 0.0
@@ -190,7 +192,8 @@ class InputCarrier:
         target's envelope on them at the input frame's power."""
         input_power = input_spectra.real**2 + input_spectra.imag**2
         magnitude = np.sqrt(input_power)
-        input_envelope = power_to_frames(input_power, self.config) @ self._envelope
+        input_frames = mel_power_to_frames(self._filterbank.product(input_power), self.config)
+        input_envelope = self._envelope.product(input_frames)
         if self._shift is not None:  # the partials move, and with them the envelope they were measured under
             moved = np.empty_like(magnitude)
             _translate_peaks(magnitude, self._shift[0], moved)
@@ -203,8 +206,7 @@ class InputCarrier:
     def _shaping(self, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
         """Per-bin factors that put the target's envelope in place of the input's (clipped), zero for a
         target frame under the gate or holding NaN."""
-        log_ratio = np.clip(np.asarray(target_x, dtype=np.float64) @ self._envelope - input_envelope,
-                            *self._log_ratio_range)
+        log_ratio = np.clip(self._envelope.product(target_x) - input_envelope, *self._log_ratio_range)
         shaping = 10.0 ** (log_ratio * X_TO_LOG10_AMPLITUDE)
         shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0  # NaN frames are silenced too
         return shaping

@@ -14,6 +14,12 @@ adds no pure delay, then cut to ``n_fft / 2`` taps under a half-Hann fade.  Fram
 next sample on, crossfaded from the previous one over one hop.  Where each filter starts depends on the
 sample count only, never on the host's block size, so any blocking gives the same output.
 
+The convolution runs directly (``_crossfaded_convolution``, numba): with a new filter every hop and a crossfade
+as long as the hop, both filters are heard at every sample, so each sample costs two dot products of
+``n_fft / 2`` taps, which the kernel computes in one pass over the signal.  That is about twice as fast as two
+``np.convolve`` calls and measured faster than convolving by FFT at the blocks a performer uses (numpy's FFT
+calls cost more than their arithmetic at 256 samples; a partitioned convolution would pay that per partition).
+
 Transposition moves the audio itself before the filter (:class:`engine.pitchshift.DelayLineShifter`, about
 15 ms late on average while it shifts, nothing otherwise), and the gains are designed for the moved partials
 (:meth:`engine.carrier.InputCarrier.gains` with the carrier's ``transpose``).  The level guard (``_guard``) then
@@ -57,6 +63,31 @@ def _guard(dry: np.ndarray, wet: np.ndarray, release: float, headroom: float, st
     state[0], state[1] = dry_env, wet_env
 
 
+@njit(cache=True, fastmath=True)
+def _crossfaded_convolution(signal: np.ndarray, begin: int, end: int, current: np.ndarray, previous: np.ndarray,
+                            fade: np.ndarray, into_fade: int, out: np.ndarray) -> None:
+    """``out[begin:end]``: ``signal`` (the block after ``len(current) - 1`` samples of history) through the
+    ``current`` filter, crossfaded from the ``previous`` one while ``into_fade`` (samples since the current one
+    took over, at ``begin``) is within the ``fade``.  Both filters come time-reversed, so that each output is a
+    dot product over contiguous memory, which the compiler vectorises; both share the signal's loads."""
+    taps, hop = len(current), len(fade)
+    for n in range(begin, end):
+        window = signal[n : n + taps]
+        faded = into_fade + n - begin
+        if faded < hop:
+            heard = 0.0
+            leaving = 0.0
+            for tap in range(taps):
+                heard += window[tap] * current[tap]
+                leaving += window[tap] * previous[tap]
+            out[n] = fade[faded] * heard + (1.0 - fade[faded]) * leaving
+        else:
+            heard = 0.0
+            for tap in range(taps):
+                heard += window[tap] * current[tap]
+            out[n] = heard
+
+
 @lru_cache(maxsize=8)
 def _design_windows(n_fft: int, taps: int) -> tuple[np.ndarray, np.ndarray]:
     """The cepstral fold that makes a zero-phase cepstrum causal (minimum phase), and the half-Hann fade (1 at
@@ -97,12 +128,13 @@ class FilterRoute:
         self._envelopes = np.zeros(2)
         _guard(np.zeros(1), np.zeros(1), self._release, GUARD_HEADROOM, self._envelopes)  # compile now, not in
         self.reset()  # the first audio callback
+        _crossfaded_convolution(np.zeros(self.taps), 0, 1, self._current, self._previous, self._fade, 0, np.zeros(1))
 
     def reset(self) -> None:
         self._history[:] = 0.0
         self._envelopes[:] = 0.0
         self.shifter.reset()
-        self._previous = np.zeros(self.taps)
+        self._previous = np.zeros(self.taps)  # the filters heard, time-reversed (_crossfaded_convolution)
         self._current = np.zeros(self.taps)
         self._switched_at = -self.analysis.hop  # sample where the current filter took over
         self._samples = 0  # samples received so far
@@ -115,7 +147,9 @@ class FilterRoute:
         switches: list[tuple[int, np.ndarray]] = []
         if gains is not None and len(gains):
             filters = minimum_phase_filters(gains, self.analysis.n_fft, self.taps)
-            switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], filters, strict=True))
+            reversed_filters = np.ascontiguousarray(filters[:, ::-1])
+            switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], reversed_filters,
+                                strict=True))
         self._frames += completed
         signal = np.concatenate([self._history, self.shifter.process(np.asarray(block, dtype=np.float64))])
         out = np.empty(len(block))
@@ -138,15 +172,6 @@ class FilterRoute:
 
     def _filter_segment(self, signal: np.ndarray, begin: int, end: int, start: int, out: np.ndarray) -> None:
         """``out[begin:end]``: the current filter, faded in over the hop after it took over."""
-        if end <= begin:
-            return
-        span = signal[begin : end + self.taps - 1]
-        current = np.convolve(span, self._current, mode="valid")
-        into_fade = start + begin - self._switched_at
-        hop = self.analysis.hop
-        if into_fade < hop:
-            fading = min(end - begin, hop - into_fade)
-            weight = self._fade[into_fade : into_fade + fading]
-            previous = np.convolve(span[: fading + self.taps - 1], self._previous, mode="valid")
-            current[:fading] = weight * current[:fading] + (1.0 - weight) * previous
-        out[begin:end] = current
+        if end > begin:
+            _crossfaded_convolution(signal, begin, end, self._current, self._previous, self._fade,
+                                    start + begin - self._switched_at, out)

@@ -21,7 +21,12 @@ def spectra_to_frames(spectra: np.ndarray, config: AnalysisConfig) -> np.ndarray
 def power_to_frames(power: np.ndarray, config: AnalysisConfig) -> np.ndarray:
     """STFT power frames ``(n, n_bins)`` to model frames ``(n, n_mels)`` float32 (for callers that need the
     power too), in the units of ``config``'s model (:meth:`AnalysisConfig.at_rate`)."""
-    mel_power = power @ config.filterbank.T
+    return mel_power_to_frames(power @ config.filterbank.T, config)
+
+
+def mel_power_to_frames(mel_power: np.ndarray, config: AnalysisConfig) -> np.ndarray:
+    """Mel power ``(n, n_mels)`` (``config.filterbank`` applied to STFT power, scaled here in place) to model
+    frames float32, in the units of ``config``'s model."""
     if config.power_scale != 1.0:
         mel_power *= config.power_scale
     return power_to_x(mel_power).astype(np.float32)

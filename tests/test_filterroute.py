@@ -44,6 +44,26 @@ def test_zero_gains_make_a_silent_filter():
     assert np.abs(filters[0]).max() > 0.0 and not filters[1].any()
 
 
+@pytest.mark.parametrize("into_fade", [0, 100, 255, 256, 10_000])
+def test_the_convolution_kernel_is_the_crossfade_of_two_plain_convolutions(into_fade):
+    """The numba kernel against its definition: ``np.convolve`` through each filter, mixed by the fade's weight
+    where the fade still runs (from its start, its middle, its last sample, just past it, long past it)."""
+    rng = np.random.default_rng(3)
+    taps, hop, begin, end = 512, 256, 7, 300
+    signal = rng.standard_normal(end + taps - 1)
+    current, previous = rng.standard_normal(taps), rng.standard_normal(taps)
+    fade = np.linspace(0.0, 1.0, hop, endpoint=False)
+    out = np.zeros(end)
+    filterroute._crossfaded_convolution(signal, begin, end, current[::-1].copy(), previous[::-1].copy(), fade,
+                                        into_fade, out)
+    heard = np.convolve(signal[begin : end + taps - 1], current, mode="valid")
+    leaving = np.convolve(signal[begin : end + taps - 1], previous, mode="valid")
+    position = into_fade + np.arange(end - begin)
+    weight = np.where(position < hop, fade[np.minimum(position, hop - 1)], 1.0)
+    np.testing.assert_allclose(out[begin:], weight * heard + (1.0 - weight) * leaving, rtol=1e-10, atol=1e-10)
+    assert not out[:begin].any()  # nothing written outside [begin, end)
+
+
 @pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024)])
 def test_the_output_does_not_depend_on_the_block_size(blocks):
     """Each frame's filter takes over at the sample the frame completed, whatever the blocking."""

@@ -38,8 +38,7 @@ def render_own_envelope(self: TransferRenderer, params: np.ndarray, errors: np.n
 
 def exaggerated_shaping(self: InputCarrier, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
     """InputCarrier._shaping with the log ratio multiplied by CARICATURE before it is clipped."""
-    log_ratio = float(os.environ["CARICATURE"]) * (np.asarray(target_x, dtype=np.float64) @ self._envelope
-                                                   - input_envelope)
+    log_ratio = float(os.environ["CARICATURE"]) * (self._envelope.product(target_x) - input_envelope)
     shaping = 10.0 ** (np.clip(log_ratio, *self._log_ratio_range) * X_TO_LOG10_AMPLITUDE)
     shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0
     return shaping
