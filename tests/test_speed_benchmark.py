@@ -16,7 +16,9 @@ from engine.processor import Processor
 def test_the_stage_profile_finds_every_stage_of_the_filter_route_and_accounts_for_all_of_process():
     proc = Processor.from_preset("violin", mode="transfer")
     proc.prepare(48000, 128)
+    untimed = [getattr(owner, name) for owner, name in speed.STAGES.values()]
     stages = speed.stage_profile(proc, speed.test_signal(1.0, 48000))
+    assert [getattr(owner, name) for owner, name in speed.STAGES.values()] == untimed  # the timers are gone
     expected = {"front end (STFT, mel)", "model step (predictor, every prototype's error)", "identification",
                 "transfer rendering (the chosen prototype)", "carrier gains (envelopes, filter design input)",
                 "filter route (filter design, convolution, shifter)", "other"}
