@@ -27,7 +27,8 @@ class SparseMatrix:
     """A matrix ``(n_in, n_out)`` kept as its non-zero entries column by column, for ``x @ M`` on frames."""
 
     def __init__(self, dense: np.ndarray) -> None:
-        columns, rows = np.nonzero(np.asarray(dense).T)  # column-major order: each column's rows together
+        dense = np.asarray(dense)
+        columns, rows = np.nonzero(dense.T)  # column-major order: each column's rows together
         self.shape = dense.shape
         self._starts = np.searchsorted(columns, np.arange(dense.shape[1] + 1)).astype(np.int64)
         self._rows = rows.astype(np.int64)

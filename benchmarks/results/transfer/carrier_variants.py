@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from benchmarks.transfer import main
-from engine.carrier import X_TO_LOG10_AMPLITUDE, InputCarrier
+from engine.carrier import InputCarrier
 from engine.transfer import TransferRenderer
 
 LOW_GAIN, HIGH_GAIN = 3, 5  # engine.transformation.PARAMETER_NAMES
@@ -36,12 +36,15 @@ def render_own_envelope(self: TransferRenderer, params: np.ndarray, errors: np.n
     return shelved_render(self, unshelved, errors)
 
 
+shipped_shaping = InputCarrier._shaping
+
+
 def exaggerated_shaping(self: InputCarrier, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
-    """InputCarrier._shaping with the log ratio multiplied by CARICATURE before it is clipped."""
-    log_ratio = float(os.environ["CARICATURE"]) * (self._envelope.product(target_x) - input_envelope)
-    shaping = 10.0 ** (np.clip(log_ratio, *self._log_ratio_range) * X_TO_LOG10_AMPLITUDE)
-    shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0
-    return shaping
+    """InputCarrier._shaping with the log ratio multiplied by CARICATURE before it is clipped: the shipped
+    shaping of an input envelope moved so that the target's envelope minus it is that multiple."""
+    factor = float(os.environ["CARICATURE"])
+    target_envelope = self._envelope.product(target_x)
+    return shipped_shaping(self, target_x, target_envelope - factor * (target_envelope - input_envelope))
 
 
 if os.environ.get("CARICATURE"):
