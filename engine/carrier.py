@@ -31,13 +31,14 @@ partials.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 from numba import njit
 
 from engine.config import AnalysisConfig
-from engine.frontend import mel_power_to_frames
+from engine.frontend import mel_power_to_frames, sparse_filterbank
 from engine.mel import LOG_SCALE
 from engine.sparse import SparseMatrix
 
@@ -153,7 +154,7 @@ class InputCarrier:
         self._max_level_factor = 10.0 ** (max_level_boost_db / 20.0)
         self.gate_x = gate_x
         self._envelope = SparseMatrix(envelope_matrix(config, smoothing_bands))
-        self._filterbank = SparseMatrix(config.filterbank.T)  # the front end's, for the input's own frames
+        self._filterbank = sparse_filterbank(config)  # the front end's, for the input's own frames
         to_x = 1.0 / 20.0 / X_TO_LOG10_AMPLITUDE  # dB of amplitude -> x units
         self._log_ratio_range = (-max_cut_db * to_x, max_boost_db * to_x)
         self.transpose = 0.0
@@ -207,7 +208,7 @@ class InputCarrier:
         """Per-bin factors that put the target's envelope in place of the input's (clipped), zero for a
         target frame under the gate or holding NaN."""
         log_ratio = np.clip(self._envelope.product(target_x) - input_envelope, *self._log_ratio_range)
-        shaping = 10.0 ** (log_ratio * X_TO_LOG10_AMPLITUDE)
+        shaping = np.exp(log_ratio * (X_TO_LOG10_AMPLITUDE * math.log(10.0)))  # 10 ** (...), without a power
         shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0  # NaN frames are silenced too
         return shaping
 

@@ -69,20 +69,22 @@ def _crossfaded_convolution(signal: np.ndarray, begin: int, end: int, current: n
     """``out[begin:end]``: ``signal`` (the block after ``len(current) - 1`` samples of history) through the
     ``current`` filter, crossfaded from the ``previous`` one while ``into_fade`` (samples since the current one
     took over, at ``begin``) is within the ``fade``.  Both filters come time-reversed, so that each output is a
-    dot product over contiguous memory, which the compiler vectorises; both share the signal's loads."""
+    dot product over contiguous memory, which the compiler vectorises; both share the signal's loads.  Signal and
+    filters are float32 and so are the sums: eight lanes a vector instead of four (a sum of 1120 taps keeps
+    about 2e-6 of its size, -114 dB)."""
     taps, hop = len(current), len(fade)
     for n in range(begin, end):
         window = signal[n : n + taps]
         faded = into_fade + n - begin
         if faded < hop:
-            heard = 0.0
-            leaving = 0.0
+            heard = np.float32(0.0)
+            leaving = np.float32(0.0)
             for tap in range(taps):
                 heard += window[tap] * current[tap]
                 leaving += window[tap] * previous[tap]
             out[n] = fade[faded] * heard + (1.0 - fade[faded]) * leaving
         else:
-            heard = 0.0
+            heard = np.float32(0.0)
             for tap in range(taps):
                 heard += window[tap] * current[tap]
             out[n] = heard
@@ -122,20 +124,22 @@ class FilterRoute:
         self.analysis = analysis
         self.shifter = DelayLineShifter(analysis.sample_rate)
         self.taps = analysis.n_fft // 2
-        self._history = np.zeros(self.taps - 1)
+        self._history = np.zeros(self.taps - 1, dtype=np.float32)
         self._fade = np.linspace(0.0, 1.0, analysis.hop, endpoint=False)
         self._release = float(np.exp(-1.0 / (GUARD_RELEASE_S * analysis.sample_rate)))
         self._envelopes = np.zeros(2)
-        _guard(np.zeros(1), np.zeros(1), self._release, GUARD_HEADROOM, self._envelopes)  # compile now, not in
+        silence = np.zeros(1, dtype=np.float32)
+        _guard(silence, silence.copy(), self._release, GUARD_HEADROOM, self._envelopes)  # compile now, not in
         self.reset()  # the first audio callback
-        _crossfaded_convolution(np.zeros(self.taps), 0, 1, self._current, self._previous, self._fade, 0, np.zeros(1))
+        _crossfaded_convolution(np.zeros(self.taps, dtype=np.float32), 0, 1, self._current, self._previous,
+                                self._fade, 0, silence.copy())
 
     def reset(self) -> None:
         self._history[:] = 0.0
         self._envelopes[:] = 0.0
         self.shifter.reset()
-        self._previous = np.zeros(self.taps)  # the filters heard, time-reversed (_crossfaded_convolution)
-        self._current = np.zeros(self.taps)
+        self._previous = np.zeros(self.taps, dtype=np.float32)  # the filters heard, time-reversed, float32
+        self._current = np.zeros(self.taps, dtype=np.float32)  # (_crossfaded_convolution)
         self._switched_at = -self.analysis.hop  # sample where the current filter took over
         self._samples = 0  # samples received so far
         self._frames = 0  # frames completed so far
@@ -147,12 +151,13 @@ class FilterRoute:
         switches: list[tuple[int, np.ndarray]] = []
         if gains is not None and len(gains):
             filters = minimum_phase_filters(gains, self.analysis.n_fft, self.taps)
-            reversed_filters = np.ascontiguousarray(filters[:, ::-1])
+            reversed_filters = np.ascontiguousarray(filters[:, ::-1], dtype=np.float32)
             switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], reversed_filters,
                                 strict=True))
         self._frames += completed
-        signal = np.concatenate([self._history, self.shifter.process(np.asarray(block, dtype=np.float64))])
-        out = np.empty(len(block))
+        moved = self.shifter.process(np.asarray(block, dtype=np.float64))
+        signal = np.concatenate([self._history, moved.astype(np.float32)])
+        out = np.empty(len(block), dtype=np.float32)
         edges = [0, *(at for at, _ in switches), len(block)]
         for index in range(len(edges) - 1):
             if index:
@@ -162,7 +167,7 @@ class FilterRoute:
         self._history = signal[len(signal) - len(self._history):]
         self._samples += len(block)
         _guard(signal[len(signal) - len(block):], out, self._release, GUARD_HEADROOM, self._envelopes)
-        return out.astype(np.float32)
+        return out
 
     def completion_offsets(self, completed: int) -> list[int]:
         """Where, in the next block, each of the ``completed`` frames that it finishes is complete: the offset of

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 DEFAULT_GATE_DB = -50.0
 DEFAULT_TIME_CONSTANT_S = 0.25
@@ -76,19 +77,56 @@ class SoundingGate:
         self.release_db = PEAK_RELEASE_DB_PER_S / frame_rate
         self.shape = shape
         self.reset()
+        _gate(np.zeros((1, 1)), np.zeros(1), 0.0, 0.0, 1.0, np.empty((1, 1), dtype=bool))  # compile now
 
     def reset(self) -> None:
-        self._peak = np.full(self.shape, -np.inf)
+        self._peak = np.full(math.prod(self.shape), -np.inf)  # one per stream, flat
 
     def __call__(self, levels_db: np.ndarray) -> np.ndarray:
         """``(*shape, n)`` frame levels → ``(*shape, n)`` booleans."""
         levels_db = np.asarray(levels_db, dtype=np.float64)
         sounding = np.empty(levels_db.shape, dtype=bool)
-        for t in range(levels_db.shape[-1]):
-            level = levels_db[..., t]
-            self._peak = np.maximum(level, self._peak - self.release_db)
-            sounding[..., t] = (level >= self.gate_db) & (level >= self._peak - self.tail_db)
+        streams = (len(self._peak), levels_db.shape[-1])
+        _gate(np.ascontiguousarray(levels_db).reshape(streams), self._peak, self.release_db, self.gate_db,
+              self.tail_db, sounding.reshape(streams))
         return sounding
+
+
+@njit(cache=True)
+def _gate(levels_db: np.ndarray, peak: np.ndarray, release_db: float, gate_db: float, tail_db: float,
+          sounding: np.ndarray) -> None:
+    """:class:`SoundingGate` on ``(streams, n)`` levels, each stream's running ``peak`` updated in place."""
+    for stream in range(levels_db.shape[0]):
+        for t in range(levels_db.shape[1]):
+            level = levels_db[stream, t]
+            peak[stream] = max(level, peak[stream] - release_db)
+            sounding[stream, t] = level >= gate_db and level >= peak[stream] - tail_db
+
+
+@njit(cache=True)
+def _class_minima(errors: np.ndarray, order: np.ndarray, starts: np.ndarray, out: np.ndarray) -> None:
+    """``out[t, c]``: the lowest of ``errors[t, order[starts[c]:starts[c + 1]]]`` (inf for a class without
+    prototypes, NaN where one of its prototypes' errors is NaN)."""
+    for t in range(errors.shape[0]):
+        for c in range(len(starts) - 1):
+            lowest = np.inf
+            for i in range(starts[c], starts[c + 1]):
+                error = errors[t, order[i]]
+                if math.isnan(error):
+                    lowest = error
+                    break
+                lowest = min(lowest, error)
+            out[t, c] = lowest
+
+
+@njit(cache=True)
+def _leader(running: np.ndarray, temperature: float) -> tuple[int, float]:
+    """The class with the lowest running error and its posterior under ``softmax(-temperature * running)``."""
+    leader = int(np.argmin(running))
+    total = 0.0
+    for error in running:
+        total += math.exp(-temperature * (error - running[leader]))
+    return leader, 1.0 / total
 
 
 class ClassMap:
@@ -97,17 +135,19 @@ class ClassMap:
     def __init__(self, class_names: tuple[str, ...], prototype_classes: tuple[int, ...]) -> None:
         self.class_names = tuple(class_names)
         self.prototype_classes = np.asarray(prototype_classes, dtype=np.int64)
-        members = np.zeros((len(class_names), len(prototype_classes)), dtype=bool)
-        members[self.prototype_classes, np.arange(len(prototype_classes))] = True
-        self._not_member = ~members
+        self._order = np.argsort(self.prototype_classes, kind="stable")  # each class's prototypes together
+        self._starts = np.searchsorted(self.prototype_classes[self._order], np.arange(len(class_names) + 1))
         #: Classes with at least one prototype.  A clustering model's majority mapping can leave a class
         #: without any: its error is always infinite, and it can never be the decision.
-        self.has_prototypes = members.any(axis=1)
+        self.has_prototypes = np.diff(self._starts) > 0
+        self.class_errors(np.zeros((1, len(self.prototype_classes))))  # compile now, not in an audio callback
 
     def class_errors(self, prototype_errors: np.ndarray) -> np.ndarray:
         """``(n, K)`` prototype errors → ``(n, C)`` class errors (min over each class's prototypes)."""
-        expanded = np.broadcast_to(prototype_errors[:, None, :], (len(prototype_errors), *self._not_member.shape))
-        return np.where(self._not_member, np.inf, expanded).min(axis=-1)
+        errors = np.ascontiguousarray(prototype_errors, dtype=np.float64)
+        out = np.empty((len(errors), len(self.class_names)))
+        _class_minima(errors, self._order, self._starts, out)
+        return out
 
 
 class StreamingIdentifier:
@@ -139,9 +179,12 @@ class StreamingIdentifier:
         self.switch_frames = round(switch_s * frame_rate)
         self.min_confidence = float(min_confidence)
         n_classes = len(class_map.class_names)
-        self._usable = class_map.has_prototypes
+        # the classes with prototypes; all of them (a plain slice, no copies per frame) in a supervised model
+        self._usable: slice | np.ndarray = (slice(None) if class_map.has_prototypes.all()
+                                            else class_map.has_prototypes)
         self._running = np.zeros(n_classes)
         self._total = np.zeros(n_classes)
+        _leader(self._running, self.temperature)  # compile now, not in an audio callback
         self.reset()
 
     @property
@@ -150,7 +193,7 @@ class StreamingIdentifier:
 
     def reset(self) -> None:
         self.gate.reset()
-        self._running[:] = np.where(self._usable, 0.0, np.inf)
+        self._running[:] = np.where(self.class_map.has_prototypes, 0.0, np.inf)
         self._total[:] = self._running
         self.frames_seen = 0
         self._quiet_frames = 0
@@ -161,7 +204,7 @@ class StreamingIdentifier:
 
     def update(self, prototype_errors: np.ndarray, levels_db: np.ndarray) -> np.ndarray:
         """Feed ``n`` frames; return the readout after each: a class index, or -1 while none is named."""
-        class_errors = self.class_map.class_errors(np.asarray(prototype_errors, dtype=np.float64))[:, self._usable]
+        class_errors = self.class_map.class_errors(prototype_errors)[:, self._usable]
         sounding = self.gate(levels_db)
         decisions = np.empty(len(class_errors), dtype=np.int64)
         for index, (errors, level) in enumerate(zip(class_errors, levels_db, strict=True)):
@@ -182,9 +225,9 @@ class StreamingIdentifier:
         self._total[usable] += errors
         self.frames_seen += 1
         self._quiet_frames = 0
-        leader = int(np.argmin(self._running))
+        leader, confidence = _leader(self._running, self.temperature)
         needed = self.min_confidence * (CONFIDENCE_RELEASE if self._shown >= 0 else 1.0)
-        if self._posterior()[leader] < needed:
+        if confidence < needed:
             self._shown, self._reason = -1, UNCERTAIN
             self._challenger, self._challenger_frames = -1, 0
         elif self._shown < 0 or leader == self._shown:

@@ -21,6 +21,7 @@ amount, so dry and wet line up and the host can compensate one fixed latency in 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from engine.atomic import check_output
 from engine.audiofile import matching_subtype, open_audio
@@ -56,6 +58,23 @@ MAX_CHANNELS = 64
 
 class ConcurrentUseError(ProtophoneError, RuntimeError):
     """Two threads inside one Processor at once: its streaming state would be corrupted."""
+
+
+@njit(cache=True)
+def _sanitised(samples: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+    """``out``: ``samples`` with every non-finite one silenced and the rest clamped to +-MAX_ABS_SAMPLE, in one
+    pass; returns how many were non-finite and how many clamped."""
+    nonfinite = clamped = 0
+    for index in range(len(samples)):
+        sample = samples[index]
+        if not math.isfinite(sample):
+            sample = 0.0
+            nonfinite += 1
+        elif abs(sample) > MAX_ABS_SAMPLE:
+            sample = math.copysign(MAX_ABS_SAMPLE, sample)
+            clamped += 1
+        out[index] = sample
+    return nonfinite, clamped
 
 
 @dataclass
@@ -95,6 +114,8 @@ class Processor:
             hold_s=preset.hold_s, min_confidence=preset.min_confidence,
         )
         self._wet = WetPath(model, preset, identifier)
+        for samples in (np.zeros(1, dtype=np.float32), np.zeros(1)):  # compile for float32 and float64 audio now,
+            _sanitised(samples, np.empty(1, dtype=np.float32))       # not in the first audio callback
         self._followed: tuple[str | None, str] | None = None  # the (target, register) the register follows
         try:
             self._apply(preset)
@@ -380,15 +401,10 @@ class Processor:
             array = array.astype(np.float32) / float(np.iinfo(array.dtype).max + 1)
         elif not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"block must hold float or integer PCM samples, got dtype {array.dtype}")
-        mono = (array.mean(axis=1) if array.ndim == 2 else array).astype(np.float32)
-        finite = np.isfinite(mono)
-        if not finite.all():
-            self.stats.nonfinite_samples += int(np.count_nonzero(~finite))
-            mono = np.where(finite, mono, np.float32(0.0))
-        loud = np.abs(mono) > MAX_ABS_SAMPLE
-        if loud.any():
-            self.stats.clamped_samples += int(np.count_nonzero(loud))
-            mono = np.clip(mono, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
+        mono = np.empty(len(array), dtype=np.float32)
+        nonfinite, clamped = _sanitised(array.mean(axis=1) if array.ndim == 2 else array, mono)
+        self.stats.nonfinite_samples += nonfinite
+        self.stats.clamped_samples += clamped
         return mono
 
     def _process_piece(self, block: np.ndarray) -> np.ndarray:

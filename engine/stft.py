@@ -78,6 +78,8 @@ class StreamingSTFT:
                 emitted += 1
                 self._buffer[: n_fft - hop] = self._buffer[hop:]
                 self._filled = n_fft - hop
+        if not emitted:  # most blocks under a hop complete no frame: no FFT call for nothing
+            return np.empty((0, n_fft // 2 + 1), dtype=np.complex128)
         return np.fft.rfft(frames[:emitted] * self._window, axis=-1)
 
 

@@ -46,6 +46,8 @@ class FrameDelay:
 
     def push(self, items: np.ndarray) -> np.ndarray:
         """Add ``n`` items; return the ones that are now ``frames`` old (oldest first)."""
+        if not self.frames:  # no delay (every shipped model): the items themselves, not a copy
+            return items
         queue = self._pending + list(items)
         ready = max(len(queue) - self.frames, 0)
         self._pending = queue[ready:]
@@ -94,6 +96,7 @@ class WetPath:
         self.tap: Tap | None = None
         self._frame_delay = FrameDelay(model.metadata.lookahead)
         self._spectra_delay = FrameDelay(model.metadata.lookahead)
+        self._level_delay = FrameDelay(model.metadata.lookahead)
 
     @property
     def filtering(self) -> bool:
@@ -188,6 +191,7 @@ class WetPath:
             self.model.reset_script()
         self._frame_delay.reset()
         self._spectra_delay.reset()
+        self._level_delay.reset()
         if self._register is not None:
             self._register.reset()
             self._move()
@@ -203,32 +207,36 @@ class WetPath:
             raise RuntimeError("the filter carrier is not synthesised: call filter_block")
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
+        levels = frame_level_db(frames, self.analysis)
         if not self._following:
-            return self.synth.push(*self._decide(frames, spectra)).astype(np.float32)
+            return self.synth.push(*self._decide(frames, spectra, levels)).astype(np.float32)
         pieces = []
         for index in range(len(frames)):  # one frame at a time: an octave decided on a frame moves that frame on
-            frame, spectrum = frames[index : index + 1], spectra[index : index + 1]
-            if self._follow_register(frame, spectrum):
+            frame, spectrum, level = frames[index : index + 1], spectra[index : index + 1], levels[index : index + 1]
+            if self._follow_register(spectrum, level):
                 self._move()
-            pieces.append(self.synth.push(*self._decide(frame, spectrum)))
+            pieces.append(self.synth.push(*self._decide(frame, spectrum, level)))
         return np.concatenate(pieces).astype(np.float32)
 
     def filter_block(self, block: np.ndarray, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         """The filter route: ``block`` through the filters of the frames it completed (``frames``, ``spectra``
         as the front end gave them for this block) → the wet block (float32)."""
-        if not self._following or not len(frames):
-            gains = self._gains.gains(*self._decide(frames, spectra)) if len(frames) else None
-            return self._filter.push(block, len(frames), gains)
+        if not len(frames):
+            return self._filter.push(block, 0, None)
+        levels = frame_level_db(frames, self.analysis)
+        if not self._following:
+            return self._filter.push(block, len(frames), self._gains.gains(*self._decide(frames, spectra, levels)))
         # Frame by frame, the block cut where each frame completes: an octave decided on a frame moves the audio
         # from the sample that completed it, whatever the host's blocks.
         out = np.empty(len(block), dtype=np.float32)
         begin = 0
         for index, end in enumerate(self._filter.completion_offsets(len(frames))):
-            frame, spectrum = frames[index : index + 1], spectra[index : index + 1]
-            moved = self._follow_register(frame, spectrum)
+            frame, spectrum, level = frames[index : index + 1], spectra[index : index + 1], levels[index : index + 1]
+            moved = self._follow_register(spectrum, level)
             if moved:
                 self._gains.transpose = self.moved_by  # the filters from this frame on are for the moved audio
-            out[begin:end] = self._filter.push(block[begin:end], 1, self._gains.gains(*self._decide(frame, spectrum)))
+            gains = self._gains.gains(*self._decide(frame, spectrum, level))
+            out[begin:end] = self._filter.push(block[begin:end], 1, gains)
             if moved:
                 self._filter.shifter.semitones = self.moved_by
             begin = end
@@ -240,25 +248,26 @@ class WetPath:
         """Whether the register moves passages now (``register: target`` in transfer mode)."""
         return self._register is not None and self.rendering
 
-    def _follow_register(self, frames: np.ndarray, spectra: np.ndarray) -> bool:
+    def _follow_register(self, spectra: np.ndarray, levels: np.ndarray) -> bool:
         """Feed the register the frames' pitches (read only while it listens: a few frames per passage) and levels;
         whether its octave changed."""
         register = self._register
         assert register is not None  # called only while following
         shift = register.shift
-        pitches = frame_pitch(spectra, self.audio_analysis) if register.listening else np.full(len(frames), np.nan)
-        return register.update(pitches, frame_level_db(frames, self.analysis)) != shift
+        pitches = frame_pitch(spectra, self.audio_analysis) if register.listening else np.full(len(levels), np.nan)
+        return register.update(pitches, levels) != shift
 
-    def _decide(self, frames: np.ndarray, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Model step and identification for new frames; the rendered target frames of those the look-ahead
-        lets through (zeros unless rendering), with the input spectra they were analysed with."""
+    def _decide(self, frames: np.ndarray, spectra: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model step and identification for new frames (``levels``: theirs, :func:`frame_level_db`); the
+        rendered target frames of those the look-ahead lets through (zeros unless rendering), with the input
+        spectra they were analysed with."""
         if self._fused is not None:
             params, errors = self._fused.step(frames)
         else:
             params, errors = self.model.script_step(frames)
         decided = self._frame_delay.push(frames)
         decided_spectra = self._spectra_delay.push(spectra)
-        levels = frame_level_db(decided, self.analysis)
+        levels = self._level_delay.push(levels)
         decisions = self.identifier.update(errors, levels)
         if self.tap is not None:
             self.tap(decided, params, errors, decisions)

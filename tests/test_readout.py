@@ -102,6 +102,27 @@ def test_gate_follows_the_peak_with_a_release():
     assert SoundingGate(FRAME_RATE, tail_db=30.0)(np.array([-10.0, -45.0])).tolist() == [True, False]
 
 
+def test_a_gate_of_several_streams_gates_each_as_its_own():
+    """The training's validation gates every clip at once (``shape``): each stream keeps its own peak."""
+    levels = np.random.default_rng(4).normal(-40.0, 15.0, (2, 3, 50))
+    together = SoundingGate(FRAME_RATE, shape=(2, 3))
+    both_halves = np.concatenate([together(levels[..., :20]), together(levels[..., 20:])], axis=-1)
+    alone = np.array([[SoundingGate(FRAME_RATE)(stream) for stream in row] for row in levels])
+    assert np.array_equal(both_halves, alone) and both_halves.any() and not both_halves.all()
+
+
+def test_class_errors_are_each_class_s_lowest_prototype_error():
+    """Against the definition: inf for a class without prototypes, NaN where one of its prototypes is NaN."""
+    class_map = ClassMap(("a", "b", "c", "d"), (2, 0, 2, 3, 0))  # b has no prototype; members interleaved
+    errors = np.random.default_rng(5).random((6, 5))
+    errors[4, 3] = np.nan
+    members = np.array(class_map.prototype_classes)[None, :] == np.arange(4)[:, None]
+    expected = np.where(members[None], errors[:, None, :], np.inf).min(axis=-1)
+    got = class_map.class_errors(errors)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.isinf(got[:, 1]).all() and np.isnan(got[4, 3]) and np.isfinite(got[4, [0, 2]]).all()
+
+
 @pytest.mark.parametrize("bad", [{"min_confidence": 1.0}, {"hold_s": -1.0}])
 def test_bad_readout_settings_are_refused(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
