@@ -144,6 +144,33 @@ def envelope_matrix(config: AnalysisConfig, smoothing_bands: int) -> np.ndarray:
     return matrix
 
 
+@njit(cache=True)
+def _exp_clipped(log_ratio: np.ndarray, low: float, high: float, scale: float, silent: np.ndarray) -> None:
+    """In place: ``exp(scale * clip(log_ratio, low, high))`` per bin, every bin of a ``silent`` frame zero."""
+    for t in range(log_ratio.shape[0]):
+        for b in range(log_ratio.shape[1]):
+            log_ratio[t, b] = 0.0 if silent[t] else math.exp(scale * min(max(log_ratio[t, b], low), high))
+
+
+@njit(cache=True)
+def _level_matched(shaping: np.ndarray, magnitude: np.ndarray, input_power: np.ndarray, limit: float) -> None:
+    """In place: each frame of ``shaping`` scaled so that ``magnitude * shaping`` has the frame's
+    ``input_power``, by a power factor of at most ``limit`` (a silent output stays silent)."""
+    for t in range(shaping.shape[0]):
+        output_power = 0.0
+        for b in range(shaping.shape[1]):
+            output_power += (magnitude[t, b] * shaping[t, b]) ** 2
+        if output_power == 0.0:
+            ratio = 0.0
+        elif output_power * limit <= input_power[t]:  # no division that overflows
+            ratio = limit
+        else:
+            ratio = input_power[t] / output_power
+        level = math.sqrt(ratio)
+        for b in range(shaping.shape[1]):
+            shaping[t, b] *= level
+
+
 class InputCarrier:
     """Rendered target x frames + the input's STFT frames -> output magnitudes ``(n, n_bins)``."""
 
@@ -159,6 +186,7 @@ class InputCarrier:
         self._log_ratio_range = (-max_cut_db * to_x, max_boost_db * to_x)
         self.transpose = 0.0
         _translate_peaks(np.zeros((1, 4)), 1.0, np.empty((1, 4)))  # compile now, not when a transposition starts
+        self._carried(np.zeros((1, config.n_mels), dtype=np.float32), np.zeros((1, config.n_bins), dtype=complex))
 
     @property
     def transpose(self) -> float:
@@ -200,27 +228,17 @@ class InputCarrier:
             _translate_peaks(magnitude, self._shift[0], moved)
             magnitude = moved
             input_envelope = self._resampled(input_envelope)
-        shaping = self._shaping(target_x, input_envelope)
-        level = self._level_match(input_power.sum(axis=1), magnitude * shaping)
-        return magnitude, shaping * level[:, None]
+        gains = self._shaping(target_x, input_envelope)
+        _level_matched(gains, magnitude, input_power.sum(axis=1), self._max_level_factor**2)
+        return magnitude, gains
 
     def _shaping(self, target_x: np.ndarray, input_envelope: np.ndarray) -> np.ndarray:
         """Per-bin factors that put the target's envelope in place of the input's (clipped), zero for a
         target frame under the gate or holding NaN."""
-        log_ratio = np.clip(self._envelope.product(target_x) - input_envelope, *self._log_ratio_range)
-        shaping = np.exp(log_ratio * (X_TO_LOG10_AMPLITUDE * math.log(10.0)))  # 10 ** (...), without a power
-        shaping[~(np.max(target_x, axis=1) >= self.gate_x)] = 0.0  # NaN frames are silenced too
+        shaping = self._envelope.product(target_x) - input_envelope
+        silent = ~(np.max(target_x, axis=1) >= self.gate_x)  # NaN frames are silenced too
+        _exp_clipped(shaping, *self._log_ratio_range, X_TO_LOG10_AMPLITUDE * math.log(10.0), silent)
         return shaping
-
-    def _level_match(self, input_power: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-        """Per frame, the factor that gives ``magnitude`` the input frame's power ``input_power`` (at most
-        ``max_level_boost``)."""
-        output_power = np.sum(magnitude**2, axis=1)
-        limit = self._max_level_factor**2
-        capped = output_power * limit <= input_power  # also every silent frame: no division that overflows
-        ratio = np.divide(input_power, output_power, out=np.full_like(output_power, limit), where=~capped)
-        ratio[output_power == 0.0] = 0.0
-        return np.sqrt(ratio)
 
     def _resampled(self, envelope: np.ndarray) -> np.ndarray:
         """A smooth ``envelope`` stretched along the bins by the transposition ratio (zero beyond the top)."""

@@ -1,4 +1,5 @@
-"""Products with matrices that are mostly zeros, in numba: the per-frame work of the input carrier.
+"""Products with matrices that are mostly zeros, in numba: the streaming front end's and the input carrier's
+per-frame work.
 
 A mel filterbank maps 1121 STFT bins (48 kHz) to 128 bands but only 1.4 % of its weights are non-zero (each bin
 feeds at most two triangles); the carrier's envelope matrix (bands smoothed, then interpolated onto the bins)
