@@ -120,13 +120,17 @@ def _class_minima(errors: np.ndarray, order: np.ndarray, starts: np.ndarray, out
 
 
 @njit(cache=True)
-def _leader(running: np.ndarray, temperature: float) -> tuple[int, float]:
-    """The class with the lowest running error and its posterior under ``softmax(-temperature * running)``."""
+def _posterior(running: np.ndarray, temperature: float, out: np.ndarray) -> int:
+    """``out``: ``softmax(-temperature * running)``, anchored at the lowest running error (an infinite one, a
+    class without prototypes, gets 0); returns that class, the leader."""
     leader = int(np.argmin(running))
     total = 0.0
-    for error in running:
-        total += math.exp(-temperature * (error - running[leader]))
-    return leader, 1.0 / total
+    for index in range(len(running)):
+        out[index] = math.exp(-temperature * (running[index] - running[leader]))
+        total += out[index]
+    for index in range(len(running)):
+        out[index] /= total
+    return leader
 
 
 class ClassMap:
@@ -184,7 +188,8 @@ class StreamingIdentifier:
                                             else class_map.has_prototypes)
         self._running = np.zeros(n_classes)
         self._total = np.zeros(n_classes)
-        _leader(self._running, self.temperature)  # compile now, not in an audio callback
+        self._probabilities = np.zeros(n_classes)  # the posterior of the latest frame heard
+        _posterior(self._running, self.temperature, self._probabilities)  # compile now, not in an audio callback
         self.reset()
 
     @property
@@ -225,9 +230,9 @@ class StreamingIdentifier:
         self._total[usable] += errors
         self.frames_seen += 1
         self._quiet_frames = 0
-        leader, confidence = _leader(self._running, self.temperature)
+        leader = _posterior(self._running, self.temperature, self._probabilities)
         needed = self.min_confidence * (CONFIDENCE_RELEASE if self._shown >= 0 else 1.0)
-        if confidence < needed:
+        if self._probabilities[leader] < needed:
             self._shown, self._reason = -1, UNCERTAIN
             self._challenger, self._challenger_frames = -1, 0
         elif self._shown < 0 or leader == self._shown:
@@ -246,11 +251,6 @@ class StreamingIdentifier:
             self._shown, self._fresh = -1, True
             self._reason = SILENCE if level_db < self.gate_db else TAIL
 
-    def _posterior(self) -> np.ndarray:
-        logits = -self.temperature * self._running
-        weights = np.exp(logits - logits.max())
-        return weights / weights.sum()
-
     def clip_label(self) -> str | None:
         """Clip-level decision so far: lowest mean class error over the sounding frames."""
         if not self.frames_seen:
@@ -265,5 +265,5 @@ class StreamingIdentifier:
             return Identification(None, dict.fromkeys(names, uniform), 0, NOT_YET)
         label = names[self._shown] if self._shown >= 0 else None
         held = label is not None and self._quiet_frames > 0
-        return Identification(label, dict(zip(names, self._posterior().tolist(), strict=True)), self.frames_seen,
+        return Identification(label, dict(zip(names, self._probabilities.tolist(), strict=True)), self.frames_seen,
                               "" if label is not None else self._reason, held)
