@@ -231,7 +231,7 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     tally.cents.append(cents)
     tally.reference_frames += reference_frames
 
-    renderer = TransferRenderer(proc.model, target, proc.preset.candidate)
+    renderer = TransferRenderer(proc.model, target, proc.preset.candidate, pitched=proc.preset.carrier == "prototype")
     wet = capture.rendered(renderer, analysis, proc.preset.gate_db)
     flushed = np.concatenate([audio, np.zeros(summary["latency_samples"], dtype=np.float32)])
     spectra = stft(to_rate(flushed, rate, analysis.sample_rate), analysis.n_fft, analysis.hop)

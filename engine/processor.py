@@ -293,7 +293,8 @@ class Processor:
         target = settings.target
         if target is not None and (wet.renderer is None or (target, settings.candidate) != (
                 self.preset.target, self.preset.candidate)):
-            wet.renderer = TransferRenderer(self.model, target, settings.candidate)
+            wet.renderer = TransferRenderer(self.model, target, settings.candidate,
+                                            pitched=settings.carrier == "prototype")
         wet.register, self._followed = follower, followed
         wet.transpose = settings.transpose
         wet.rendering = settings.mode == "transfer"

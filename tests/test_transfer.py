@@ -1,5 +1,7 @@
 """Timbre transfer through the Processor: silence, NaN, dry/wet mix, transposition."""
 
+import dataclasses
+
 import librosa
 import numpy as np
 import pytest
@@ -8,9 +10,10 @@ from tiny_model import REFERENCE_MIDI, TIMBRES, build_tiny_model, midi_to_hz, to
 
 from engine.config import AnalysisConfig
 from engine.frontend import log_mel
+from engine.fusedmodel import PrototypeRenderer
 from engine.modelfile import load_model, save_model
 from engine.processor import Processor
-from engine.transfer import TransferRenderer
+from engine.transfer import LOG2_PER_SEMITONE, TransferRenderer
 
 RATE = 44100
 
@@ -62,21 +65,37 @@ def prototype_carrier_preset(tmp_path_factory):
     return _tiny_transfer_preset(tmp_path_factory.mktemp("prototype-carrier"), "carrier: prototype\n")
 
 
-@pytest.mark.parametrize("preset, waveform", [
-    ("prototype_carrier_preset", "sine"),  # the renderer moves the prototype
-    ("violin", "square"),  # the shipped preset: the input's partials are moved under the violin's envelope
-])
-def test_transferred_tone_is_pitched_like_the_input_and_transposes_by_an_octave(preset, waveform, request):
-    proc = Processor.from_preset(request.getfixturevalue(preset) if preset.endswith("_preset") else preset)
+def _transposed_runs(proc: Processor, waveform: str):
+    """The output for a tone at the reference note, untransposed and an octave up, after the latency."""
     proc.prepare(RATE, 512)
     audio = tone(waveform, midi_to_hz(REFERENCE_MIDI), 1.5, RATE)
     for transpose, expected_midi in [(0.0, REFERENCE_MIDI), (12.0, REFERENCE_MIDI + 12)]:
         proc.set(transpose=transpose)
         proc.reset()
-        out = _run(proc, audio, 512)[proc.latency_samples :]
+        yield transpose, expected_midi, _run(proc, audio, 512)[proc.latency_samples :]
+
+
+def test_the_prototype_carrier_is_pitched_like_the_input_and_transposes_by_an_octave(prototype_carrier_preset):
+    """The renderer moves the prototype itself: its pitch is the melody."""
+    for transpose, expected_midi, out in _transposed_runs(Processor.from_preset(prototype_carrier_preset), "sine"):
         f0, voiced, _ = librosa.pyin(out[RATE // 4 : RATE], fmin=80, fmax=1000, sr=RATE, frame_length=4096)
         cents = 1200 * np.log2(np.nanmedian(f0[voiced]) / midi_to_hz(expected_midi))
         assert abs(cents) < 30, (transpose, cents)
+
+
+def test_the_shipped_filter_route_keeps_the_input_s_partials_and_moves_them_by_an_octave():
+    """The violin preset puts its envelope on the input's own partials: nearly all of the output's energy sits on
+    the played note's harmonics, an octave up when transposed.  Measured on the partials themselves, not with a
+    pitch tracker: under a violin's body a square's 11th harmonic stands 15 dB over its fundamental, and pyin then
+    names a pitch the partials do not have."""
+    for transpose, expected_midi, out in _transposed_runs(Processor.from_preset("violin"), "square"):
+        segment = out[RATE // 4 : RATE]
+        spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment)))) ** 2
+        hz = np.fft.rfftfreq(len(segment), 1.0 / RATE)
+        f0 = midi_to_hz(expected_midi)
+        on_harmonics = np.abs(hz - f0 * np.round(hz / f0)) < 4.0
+        on_harmonics &= hz > f0 / 2
+        assert spectrum[on_harmonics].sum() / spectrum.sum() > 0.8, transpose
 
 
 def test_transfer_settings_are_checked(transfer_preset):
@@ -104,3 +123,61 @@ def test_a_fitted_gain_model_renders_the_winner_candidate_at_the_frame_s_level(t
         assert TIMBRES[int(np.bincount(winner).argmax())] == "sine"
         np.testing.assert_allclose(rendered[offset].mean(axis=1), frames.mean(axis=1), atol=1e-4)
     np.testing.assert_allclose(rendered[-0.4], rendered[0.0], atol=1e-4)
+
+
+def _rendered_with_references(tmp_path, references, errors_for=None):
+    """The tiny model's square rendered (winner candidate) along a sine at the reference note, with the given
+    reference pitches; ``errors_for`` overrides the frames' winner.  Returns the rendering, the parameters and the
+    winner per frame."""
+    model, metadata = build_tiny_model(head_std=0.0)
+    metadata = dataclasses.replace(metadata, reference_pitch=references)
+    loaded = load_model(save_model(model, metadata, tmp_path / f"references-{len(list(tmp_path.iterdir()))}.pt"))
+    frames = log_mel(tone("sine", midi_to_hz(REFERENCE_MIDI), 0.5, RATE), AnalysisConfig()).astype(np.float32)
+    params, errors = loaded.script_step(frames)
+    if errors_for is not None:
+        errors = np.tile(np.where(np.arange(len(TIMBRES)) == TIMBRES.index(errors_for), 0.0, 1.0), (len(frames), 1))
+    return TransferRenderer(loaded, "square").render(params, errors), params, loaded
+
+
+def test_the_winner_candidate_puts_the_target_at_the_input_s_pitch_despite_unplaced_prototypes(tmp_path):
+    """A prototype that won no training clip has no reference pitch; every shipped model has some.  The target
+    must still be moved so that its reference pitch lands on the input's (here 7 semitones down), in every frame
+    whose winner has a reference: one unplaced prototype elsewhere in the model changes nothing."""
+    target_reference = REFERENCE_MIDI + 7.0
+    placed, params, loaded = _rendered_with_references(tmp_path, (57.0, 60.0, target_reference))
+    unplaced, _, _ = _rendered_with_references(tmp_path, (57.0, None, target_reference))
+    np.testing.assert_array_equal(unplaced, placed)
+    square = TIMBRES.index("square")
+    moved = params[:, TIMBRES.index("sine")].copy()
+    moved[:, 0] -= 7.0 * LOG2_PER_SEMITONE
+    renderer = PrototypeRenderer(loaded.weights)
+    np.testing.assert_allclose(placed, renderer.render(np.full(len(moved), square), moved), atol=1e-6)
+    unmoved = renderer.render(np.full(len(moved), square), params[:, TIMBRES.index("sine")])
+    assert np.abs(placed - unmoved).max() > 0.05  # the shift is heard in the rendering
+
+
+def test_a_frame_won_by_an_unplaced_prototype_renders_the_target_with_the_winner_s_own_shift(tmp_path):
+    rendered, params, loaded = _rendered_with_references(tmp_path, (57.0, None, 64.0), errors_for="sawtooth")
+    square, sawtooth = TIMBRES.index("square"), TIMBRES.index("sawtooth")
+    expected = PrototypeRenderer(loaded.weights).render(np.full(len(params), square), params[:, sawtooth])
+    np.testing.assert_allclose(rendered, expected, atol=1e-6)
+
+
+def test_an_envelope_carrier_s_winner_candidate_renders_the_target_as_a_fixed_body(tmp_path):
+    """For the input and filter carriers the rendering only lends its envelope: the target stays at its own
+    register (no shift), whatever note the input plays, with the winner's gain and shelves."""
+    model, metadata = build_tiny_model(head_std=0.5)
+    loaded = load_model(save_model(model, metadata, tmp_path / "tiny.pt"))
+    renderer = PrototypeRenderer(loaded.weights)
+    body = TransferRenderer(loaded, "square", pitched=False)
+    square = TIMBRES.index("square")
+    for midi in (REFERENCE_MIDI - 5, REFERENCE_MIDI + 7):
+        frames = log_mel(tone("sine", midi_to_hz(midi), 0.5, RATE), AnalysisConfig()).astype(np.float32)
+        params, errors = loaded.script_step(frames)
+        unshifted = params[np.arange(len(frames)), errors.argmin(axis=1)]
+        assert np.abs(unshifted[:, 0]).max() > 0.01  # the winner's shift is not zero: dropping it shows
+        unshifted[:, 0] = 0.0
+        np.testing.assert_allclose(body.render(params, errors),
+                                   renderer.render(np.full(len(frames), square), unshifted), atol=1e-6)
+        pitched = TransferRenderer(loaded, "square").render(params, errors)
+        assert np.abs(pitched - body.render(params, errors)).max() > 0.01
