@@ -1,7 +1,5 @@
 """Timbre transfer through the Processor: silence, NaN, dry/wet mix, transposition."""
 
-import dataclasses
-
 import librosa
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from engine.frontend import log_mel
 from engine.fusedmodel import PrototypeRenderer
 from engine.modelfile import load_model, save_model
 from engine.processor import Processor
-from engine.transfer import LOG2_PER_SEMITONE, TransferRenderer
+from engine.transfer import TransferRenderer
 
 RATE = 44100
 
@@ -125,47 +123,11 @@ def test_a_fitted_gain_model_renders_the_winner_candidate_at_the_frame_s_level(t
     np.testing.assert_allclose(rendered[-0.4], rendered[0.0], atol=1e-4)
 
 
-def _rendered_with_references(tmp_path, references, errors_for=None):
-    """The tiny model's square rendered (winner candidate) along a sine at the reference note, with the given
-    reference pitches; ``errors_for`` overrides the frames' winner.  Returns the rendering, the parameters and the
-    winner per frame."""
-    model, metadata = build_tiny_model(head_std=0.0)
-    metadata = dataclasses.replace(metadata, reference_pitch=references)
-    loaded = load_model(save_model(model, metadata, tmp_path / f"references-{len(list(tmp_path.iterdir()))}.pt"))
-    frames = log_mel(tone("sine", midi_to_hz(REFERENCE_MIDI), 0.5, RATE), AnalysisConfig()).astype(np.float32)
-    params, errors = loaded.script_step(frames)
-    if errors_for is not None:
-        errors = np.tile(np.where(np.arange(len(TIMBRES)) == TIMBRES.index(errors_for), 0.0, 1.0), (len(frames), 1))
-    return TransferRenderer(loaded, "square").render(params, errors), params, loaded
-
-
-def test_the_winner_candidate_puts_the_target_at_the_input_s_pitch_despite_unplaced_prototypes(tmp_path):
-    """A prototype that won no training clip has no reference pitch; every shipped model has some.  The target
-    must still be moved so that its reference pitch lands on the input's (here 7 semitones down), in every frame
-    whose winner has a reference: one unplaced prototype elsewhere in the model changes nothing."""
-    target_reference = REFERENCE_MIDI + 7.0
-    placed, params, loaded = _rendered_with_references(tmp_path, (57.0, 60.0, target_reference))
-    unplaced, _, _ = _rendered_with_references(tmp_path, (57.0, None, target_reference))
-    np.testing.assert_array_equal(unplaced, placed)
-    square = TIMBRES.index("square")
-    moved = params[:, TIMBRES.index("sine")].copy()
-    moved[:, 0] -= 7.0 * LOG2_PER_SEMITONE
-    renderer = PrototypeRenderer(loaded.weights)
-    np.testing.assert_allclose(placed, renderer.render(np.full(len(moved), square), moved), atol=1e-6)
-    unmoved = renderer.render(np.full(len(moved), square), params[:, TIMBRES.index("sine")])
-    assert np.abs(placed - unmoved).max() > 0.05  # the shift is heard in the rendering
-
-
-def test_a_frame_won_by_an_unplaced_prototype_renders_the_target_with_the_winner_s_own_shift(tmp_path):
-    rendered, params, loaded = _rendered_with_references(tmp_path, (57.0, None, 64.0), errors_for="sawtooth")
-    square, sawtooth = TIMBRES.index("square"), TIMBRES.index("sawtooth")
-    expected = PrototypeRenderer(loaded.weights).render(np.full(len(params), square), params[:, sawtooth])
-    np.testing.assert_allclose(rendered, expected, atol=1e-6)
-
-
-def test_an_envelope_carrier_s_winner_candidate_renders_the_target_as_a_fixed_body(tmp_path):
-    """For the input and filter carriers the rendering only lends its envelope: the target stays at its own
-    register (no shift), whatever note the input plays, with the winner's gain and shelves."""
+def test_the_winner_candidate_is_the_target_with_the_winner_s_parameters_unshifted_under_an_envelope_carrier(
+        tmp_path):
+    """Heard directly, the target's first prototype takes the winner's gain, shelves and shift; for the input and
+    filter carriers the rendering only lends its envelope, and the target stays at its own register (no shift)
+    whatever note the input plays."""
     model, metadata = build_tiny_model(head_std=0.5)
     loaded = load_model(save_model(model, metadata, tmp_path / "tiny.pt"))
     renderer = PrototypeRenderer(loaded.weights)
@@ -174,10 +136,12 @@ def test_an_envelope_carrier_s_winner_candidate_renders_the_target_as_a_fixed_bo
     for midi in (REFERENCE_MIDI - 5, REFERENCE_MIDI + 7):
         frames = log_mel(tone("sine", midi_to_hz(midi), 0.5, RATE), AnalysisConfig()).astype(np.float32)
         params, errors = loaded.script_step(frames)
-        unshifted = params[np.arange(len(frames)), errors.argmin(axis=1)]
-        assert np.abs(unshifted[:, 0]).max() > 0.01  # the winner's shift is not zero: dropping it shows
+        winners = params[np.arange(len(frames)), errors.argmin(axis=1)]
+        assert np.abs(winners[:, 0]).max() > 0.01  # the winner's shift is not zero: dropping it shows
+        pitched = TransferRenderer(loaded, "square").render(params, errors)
+        np.testing.assert_allclose(pitched, renderer.render(np.full(len(frames), square), winners), atol=1e-6)
+        unshifted = winners.copy()
         unshifted[:, 0] = 0.0
         np.testing.assert_allclose(body.render(params, errors),
                                    renderer.render(np.full(len(frames), square), unshifted), atol=1e-6)
-        pitched = TransferRenderer(loaded, "square").render(params, errors)
         assert np.abs(pitched - body.render(params, errors)).max() > 0.01

@@ -4,7 +4,7 @@
 
 - ``old``: the rendering before 2026-12-03: the remapping of docs/design.md section 2.6 only when every
   prototype of the model has a reference pitch, else (every model measured) the target's first prototype with
-  the winner's own shift;
+  the winner's own shift (what the engine's winner candidate still does for the ``prototype`` carrier);
 - ``nearest``: the remapping per frame (the target's reference pitch on the input's, the nearest target
   prototype): the envelope slides with the notes;
 - ``nearest-fixed``: the nearest target prototype, unshifted;
@@ -24,9 +24,18 @@ import sys
 import numpy as np
 
 from benchmarks.transfer import main
+from engine.modelfile import LoadedModel
 from engine.transfer import LOG2_PER_SEMITONE, TransferRenderer
 
 VARIANT = os.environ["VARIANT"]
+engine_init = TransferRenderer.__init__
+
+
+def init_with_references(self: TransferRenderer, model: LoadedModel, *args, **kwargs) -> None:
+    """The engine's renderer, plus each prototype's reference pitch (NaN where it has none), which the
+    remapping variants need and the engine no longer reads."""
+    engine_init(self, model, *args, **kwargs)
+    self._reference = np.array([np.nan if p is None else float(p) for p in model.metadata.reference_pitch])
 
 
 def _nearest(renderer: TransferRenderer, input_pitch: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -62,5 +71,6 @@ def render_variant(self: TransferRenderer, params: np.ndarray, errors: np.ndarra
     return self._prototypes.render(prototype, chosen)
 
 
+TransferRenderer.__init__ = init_with_references  # type: ignore[method-assign]
 TransferRenderer.render = render_variant  # type: ignore[method-assign]
 sys.exit(main(sys.argv[1:]))
