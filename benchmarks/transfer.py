@@ -64,7 +64,7 @@ from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
 from engine.errors import ProtophoneError, UsageError
 from engine.frontend import frame_level_db, log_mel
-from engine.parameters import CANDIDATES, CARRIERS
+from engine.parameters import CANDIDATES, CARRIERS, plays_rendered_pitch
 from engine.preset import with_settings
 from engine.processor import Processor
 from engine.register import REGISTERS
@@ -231,7 +231,8 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     tally.cents.append(cents)
     tally.reference_frames += reference_frames
 
-    renderer = TransferRenderer(proc.model, target, proc.preset.candidate, pitched=proc.preset.carrier == "prototype")
+    renderer = TransferRenderer(proc.model, target, proc.preset.candidate,
+                                pitched=plays_rendered_pitch(proc.preset.carrier))
     wet = capture.rendered(renderer, analysis, proc.preset.gate_db)
     flushed = np.concatenate([audio, np.zeros(summary["latency_samples"], dtype=np.float32)])
     spectra = stft(to_rate(flushed, rate, analysis.sample_rate), analysis.n_fft, analysis.hop)

@@ -25,6 +25,13 @@ CANDIDATES = ("winner", "target")
 #: What carries the target's timbre (engine.carrier, engine.filterroute).
 CARRIERS = ("input", "prototype", "filter")
 
+
+def plays_rendered_pitch(carrier: str) -> bool:
+    """Whether ``carrier`` is heard at the rendered prototype's own pitch (``prototype``: the rendering is the
+    sound).  The others lend the rendering only its spectral envelope and keep the input's partials, so the target
+    is rendered unshifted for them, a fixed body (engine.transfer)."""
+    return carrier == "prototype"
+
 Value = float | str | None
 
 

@@ -41,7 +41,7 @@ from engine.filestream import stream_file
 from engine.frontend import LogMelFrontEnd
 from engine.identify import ClassMap, Identification, StreamingIdentifier
 from engine.modelfile import LoadedModel, load_streaming_model
-from engine.parameters import SETTINGS
+from engine.parameters import SETTINGS, plays_rendered_pitch
 from engine.preset import Preset, load_preset, with_settings
 from engine.register import RegisterFollower
 from engine.transfer import TransferRenderer
@@ -294,7 +294,7 @@ class Processor:
         if target is not None and (wet.renderer is None or (target, settings.candidate) != (
                 self.preset.target, self.preset.candidate)):
             wet.renderer = TransferRenderer(self.model, target, settings.candidate,
-                                            pitched=settings.carrier == "prototype")
+                                            pitched=plays_rendered_pitch(settings.carrier))
         wet.register, self._followed = follower, followed
         wet.transpose = settings.transpose
         wet.rendering = settings.mode == "transfer"

@@ -145,3 +145,10 @@ def test_the_winner_candidate_is_the_target_with_the_winner_s_parameters_unshift
         np.testing.assert_allclose(body.render(params, errors),
                                    renderer.render(np.full(len(frames), square), unshifted), atol=1e-6)
         assert np.abs(pitched - body.render(params, errors)).max() > 0.01
+
+
+@pytest.mark.parametrize("carrier, pitched", [("prototype", True), ("input", False), ("filter", False)])
+def test_the_processor_renders_the_target_unshifted_for_the_envelope_carriers(transfer_preset, carrier, pitched):
+    """Only the prototype carrier plays the rendering's pitch; the input and filter carriers take the fixed body."""
+    proc = Processor.from_preset(transfer_preset, carrier=carrier)
+    assert proc._wet.renderer is not None and proc._wet.renderer.pitched is pitched
