@@ -14,7 +14,10 @@ whose peak lies where its rebuilt phase puts it (tests/test_latency.py checks th
 the report).  The filter carrier passes an impulse only on a sounding note (a closed filter in silence):
 there it rides on a sawtooth and comes out a few samples late, the minimum-phase filter's peak (looked for
 within the millisecond after it: the frames that analysed the impulse then redesign the filter, and under the
-carrier's +45 dB boosts that moves the output more than the impulse did, up to 40 ms later).
+carrier's +45 dB boosts that moves the output more than the impulse did, up to 40 ms later).  The harmonic
+carrier plays an excitation of its own, never the impulse: the impulse on its note comes out as a swell of the
+excitation's level, whose smoothers (two one-pole filters, ``engine.harmonic.LEVEL_TIME_S`` each) put its peak
+about one time constant later (looked for within 20 ms); its pitch's lag is reported beside it.
 
 With ``--jack``, each row is also measured from outside: on a private JACK server (dummy backend, the
 block size as its period) the engine runs as ``realtime.live`` runs it (PortAudio's JACK client, the same
@@ -61,7 +64,8 @@ def impulse_arrival(proc: Processor, mix: float) -> int:
     proc.set(mix=mix)
     rate, block = proc.sample_rate, proc.block_size
     signal = np.zeros(rate, dtype=np.float32)
-    if mix and proc.preset.carrier == "filter":
+    on_a_note = mix and proc.preset.carrier in ("filter", "harmonic")
+    if on_a_note:
         t = np.arange(rate) / rate
         signal += (0.3 * (2.0 * ((220.0 * t) % 1.0) - 1.0)).astype(np.float32)  # a sawtooth at 220 Hz
     at = rate // 4
@@ -72,10 +76,12 @@ def impulse_arrival(proc: Processor, mix: float) -> int:
         proc.reset()
         outputs.append(np.concatenate([proc.process(source[i : i + block]) for i in range(0, rate, block)]))
     difference = np.abs(outputs[1] - outputs[0])
-    if mix and proc.preset.carrier == "filter":
-        # the impulse through the note's filter, within a millisecond: later the frames that analysed the
-        # impulse redesign the filter, which can move the output more than the impulse itself did
-        return int(np.argmax(difference[at : at + rate // 1000]))
+    if on_a_note:
+        # the impulse through the note's filter, within a millisecond (20 ms for the harmonic carrier's level
+        # swell): later the frames that analysed the impulse redesign the filter, which can move the output more
+        # than the impulse itself did
+        search = rate // 50 if proc.preset.carrier == "harmonic" else rate // 1000
+        return int(np.argmax(difference[at : at + search]))
     return int(np.argmax(difference)) - at
 
 
@@ -88,6 +94,7 @@ def measure(preset: str, rate: int, block: int) -> dict:
     row = {"preset": preset, "mode": proc.mode, "phase": proc.preset.phase, "carrier": proc.preset.carrier,
            "sample_rate": rate, "block_size": block, "reported_samples": reported, "reported_ms": reported * ms,
            "parts_ms": {part: samples * ms for part, samples in proc.latency_parts().items()},
+           "pitch_lag_ms": proc.pitch_lag_samples * ms,
            "dry_measured_samples": impulse_arrival(proc, 0.0) if transfer else None,
            "wet_measured_samples": impulse_arrival(proc, 1.0) if transfer else None}
     if not transfer:  # identify mode plays the dry path whatever the mix

@@ -37,6 +37,7 @@ from engine.errors import ProtophoneError
 from engine.filterroute import FilterRoute
 from engine.frontend import LogMelFrontEnd
 from engine.fusedmodel import FusedModel
+from engine.harmonic import HarmonicExcitation
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel, ModelMetadata, load_model, save_model
 from engine.parameters import add_setting_flags
@@ -57,6 +58,8 @@ STAGES: dict[str, tuple[object, str]] = {
     "transfer rendering (the chosen prototype)": (TransferRenderer, "render"),
     "register (pitch of a passage's first frames)": (wetpath, "frame_pitch"),
     "carrier gains (envelopes, filter design input)": (InputCarrier, "gains"),
+    "harmonic carrier's excitation (pitch, oscillators, noise)": (HarmonicExcitation, "push"),
+    "harmonic carrier's gains (the target's envelope)": (HarmonicExcitation, "gains"),
     "filter route (filter design, convolution, shifter)": (FilterRoute, "push"),
     "synthesis (RTPGHI, overlap-add)": (StreamingSynth, "push"),
 }

@@ -144,9 +144,12 @@ class FilterRoute:
         self._samples = 0  # samples received so far
         self._frames = 0  # frames completed so far
 
-    def push(self, block: np.ndarray, completed: int, gains: np.ndarray | None) -> np.ndarray:
+    def push(self, block: np.ndarray, completed: int, gains: np.ndarray | None,
+             source: np.ndarray | None = None) -> np.ndarray:
         """Filter ``block`` (float32 out).  ``completed`` frames finished within it; ``gains`` holds the gain
-        curves of the last ``len(gains)`` of them (frames still held back by a look-ahead have none yet)."""
+        curves of the last ``len(gains)`` of them (frames still held back by a look-ahead have none yet).
+        ``source``: audio filtered in the block's place (the harmonic carrier's excitation, engine.harmonic),
+        the level guard still following the block."""
         start = self._samples
         switches: list[tuple[int, np.ndarray]] = []
         if gains is not None and len(gains):
@@ -155,7 +158,7 @@ class FilterRoute:
             switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], reversed_filters,
                                 strict=True))
         self._frames += completed
-        moved = self.shifter.process(np.asarray(block, dtype=np.float64))
+        moved = self.shifter.process(np.asarray(block, dtype=np.float64)) if source is None else source
         signal = np.concatenate([self._history, moved.astype(np.float32)])
         out = np.empty(len(block), dtype=np.float32)
         edges = [0, *(at for at, _ in switches), len(block)]
@@ -166,7 +169,8 @@ class FilterRoute:
             self._filter_segment(signal, edges[index], edges[index + 1], start, out)
         self._history = signal[len(signal) - len(self._history):]
         self._samples += len(block)
-        _guard(signal[len(signal) - len(block):], out, self._release, GUARD_HEADROOM, self._envelopes)
+        dry = signal[len(signal) - len(block):] if source is None else np.asarray(block, dtype=np.float32)
+        _guard(dry, out, self._release, GUARD_HEADROOM, self._envelopes)
         return out
 
     def completion_offsets(self, completed: int) -> list[int]:

@@ -23,7 +23,7 @@ PHASES = ("rtpghi", "input")
 #: Whose predicted parameters drive the target prototype (engine.transfer).
 CANDIDATES = ("winner", "target")
 #: What carries the target's timbre (engine.carrier, engine.filterroute).
-CARRIERS = ("input", "prototype", "filter")
+CARRIERS = ("input", "prototype", "filter", "harmonic")
 
 
 def plays_rendered_pitch(carrier: str) -> bool:
@@ -125,7 +125,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("carrier", "input", "input = your own partials under the target's spectral envelope (keeps your "
             "melody); prototype = the target's prototype itself, as in the paper; filter = the input carrier's "
             "envelope as a filter on your audio (no analysis window on the audio path: lowest latency, the timbre "
-            "follows a window late, phase unused; transposing adds about 15 ms)", live=False, choices=CARRIERS,
+            "follows a window late, phase unused; transposing adds about 15 ms); harmonic = the target's envelope as a "
+            "filter on harmonics plus noise at your pitch and loudness (its own excitation; the pitch follows half a "
+            "window late)", live=False, choices=CARRIERS,
             transfer_only=True),
 )}
 

@@ -205,6 +205,14 @@ class Processor:
         self._require_prepared()
         return self._wet.shifter_delay_samples
 
+    @property
+    def pitch_lag_samples(self) -> int:
+        """How late the harmonic carrier's played pitch follows the input's, in host samples (engine.harmonic):
+        outside :attr:`latency_samples`, because the sound itself is not late (its loudness follows the input at
+        once); only a new note's pitch is.  0 on the other carriers."""
+        self._require_prepared()
+        return self._wet.pitch_lag_samples
+
     def latency_parts(self) -> dict[str, int]:
         """:attr:`latency_samples` by cause, in host samples (docs/design.md section 8): ``window``, the part
         of the analysis window before the hop a frame completes (``n_fft - hop``); ``look-ahead``, the wet

@@ -69,11 +69,18 @@ def _band(n_fft: int, rate: int) -> np.ndarray:
 
 def frame_pitch(spectra: np.ndarray, analysis: AnalysisConfig) -> np.ndarray:
     """``(n, n_bins)`` complex STFT frames → ``(n,)`` pitch as a MIDI number, NaN where a frame is unvoiced."""
+    return frame_periodicity(spectra, analysis)[0]
+
+
+def frame_periodicity(spectra: np.ndarray, analysis: AnalysisConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, n_bins)`` complex STFT frames → ``(n,)`` pitch (MIDI, NaN where unvoiced) and ``(n,)`` periodicity:
+    the normalised autocorrelation's highest peak (1 for a steady periodic frame, under :data:`VOICING` where
+    unvoiced, 0 for silence)."""
     n_fft, rate = analysis.n_fft, analysis.sample_rate
     spectra = np.asarray(spectra)
     pitch = np.full(len(spectra), np.nan)
     if not len(spectra):
-        return pitch
+        return pitch, np.zeros(0)
     power = (spectra.real**2 + spectra.imag**2) * _band(n_fft, rate)
     lowest, highest = max(2, math.floor(rate / MAX_PITCH_HZ)), math.floor(n_fft * MAX_LAG_SHARE)
     autocorrelation = np.fft.irfft(power, n=n_fft)[:, : highest + 2]
@@ -84,9 +91,10 @@ def frame_pitch(spectra: np.ndarray, analysis: AnalysisConfig) -> np.ndarray:
     peaks = (middle > normalised[:, lowest - 1:highest]) & (middle >= normalised[:, lowest + 1:highest + 2])
     heights = np.where(peaks, middle, -np.inf)
     best = heights.max(axis=1)
+    periodicity = np.maximum(best, 0.0)
     voiced = best >= VOICING
     if not voiced.any():
-        return pitch
+        return pitch, periodicity
     first = np.argmax(heights >= OCTAVE_TOLERANCE * best[:, None], axis=1)  # the shortest lag near the best
     rows = np.flatnonzero(voiced)
     lag = first[rows] + lowest
@@ -94,7 +102,7 @@ def frame_pitch(spectra: np.ndarray, analysis: AnalysisConfig) -> np.ndarray:
     curvature = before - 2.0 * at + after
     offset = np.divide(0.5 * (before - after), curvature, out=np.zeros_like(at), where=curvature < 0)
     pitch[rows] = 69.0 + 12.0 * np.log2(rate / (lag + offset) / 440.0)
-    return pitch
+    return pitch, periodicity
 
 
 def octaves_into(pitch: float, low: float, high: float) -> int:

@@ -41,7 +41,7 @@ from engine.parameters import PHASES, check_transposable
 from engine.rtpghi import RTPGHI
 from engine.stft import StreamingISTFT, hann_window, stft
 
-#: The carriers this module synthesises (the third, "filter", filters the input: engine.filterroute).
+#: The carriers this module synthesises (the others filter the input, or an excitation of it: engine.filterroute).
 SYNTHESISED_CARRIERS = ("input", "prototype")
 #: Default gate: bands below this x are exact silence (see module docstring).
 GATE_X = 0.05

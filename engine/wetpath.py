@@ -23,6 +23,7 @@ from engine.config import AnalysisConfig
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
 from engine.fusedmodel import FusedModel
+from engine.harmonic import HarmonicExcitation
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
 from engine.preset import Preset
@@ -70,7 +71,8 @@ class WetPath:
     Two routes to the audio: the synthesised carriers (``input``, ``prototype``) resynthesise the rendered
     frames (:meth:`push`, output lined up with the analysed input, ``latency_frames`` late); the ``filter``
     carrier applies the input carrier's gains to the host block itself (:meth:`filter_block`, no delay on the
-    audio, the timbre a window late).
+    audio, the timbre a window late), and the ``harmonic`` carrier the target's envelope to an excitation at the
+    block's pitch and loudness (engine.harmonic).
     """
 
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
@@ -100,16 +102,19 @@ class WetPath:
 
     @property
     def filtering(self) -> bool:
-        """Whether the audio is the input through per-frame filters (engine.filterroute), not a synthesis."""
-        return self.carrier == "filter"
+        """Whether the audio is the input, or the harmonic carrier's excitation, through per-frame filters
+        (engine.filterroute), not a synthesis."""
+        return self.carrier in ("filter", "harmonic")
 
     def _build(self, analysis: AnalysisConfig) -> None:
         """The synthesis, or the filter route and its gains, for ``analysis``, moved as the old one was."""
         self.audio_analysis = analysis
+        self._excitation: HarmonicExcitation | None = None
         if self.filtering:
             self.synth = None
             self._gains = InputCarrier(analysis)
             self._filter = FilterRoute(analysis)
+            self._excitation = HarmonicExcitation(analysis) if self.carrier == "harmonic" else None
         else:
             self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)
         self._move()
@@ -172,8 +177,18 @@ class WetPath:
         not transposing, and on the synthesised routes, whose transposition moves partials in place)."""
         return self._filter.shifter.mean_delay_samples if self.synth is None else 0.0
 
+    @property
+    def pitch_lag_samples(self) -> int:
+        """How late the harmonic carrier's pitch follows the input's, at the audio's rate (0 on the other carriers,
+        which play the input's own partials)."""
+        return 0 if self._excitation is None else self._excitation.pitch_lag_samples
+
     def _transpose_filter_route(self, semitones: float) -> None:
-        """The audio moved by the shifter, the gains designed for the moved partials."""
+        """The audio moved by the shifter, the gains designed for the moved partials; or the harmonic carrier's
+        pitch moved (its filter is the target's body, which stays put)."""
+        if self._excitation is not None:
+            self._excitation.transpose = semitones
+            return
         self._gains.transpose = semitones
         self._filter.shifter.semitones = semitones
 
@@ -199,6 +214,8 @@ class WetPath:
             self.synth.reset()
         else:
             self._filter.reset()
+            if self._excitation is not None:
+                self._excitation.reset()
         self.identifier.reset()
 
     def push(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
@@ -219,13 +236,16 @@ class WetPath:
         return np.concatenate(pieces).astype(np.float32)
 
     def filter_block(self, block: np.ndarray, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
-        """The filter route: ``block`` through the filters of the frames it completed (``frames``, ``spectra``
-        as the front end gave them for this block) → the wet block (float32)."""
+        """The filter route: ``block`` (or the harmonic carrier's excitation of it) through the filters of the
+        frames it completed (``frames``, ``spectra`` as the front end gave them for this block) → the wet block
+        (float32)."""
         if not len(frames):
-            return self._filter.push(block, 0, None)
+            return self._filter.push(block, 0, None, self._source(block, [], spectra))
         levels = frame_level_db(frames, self.analysis)
         if not self._following:
-            return self._filter.push(block, len(frames), self._gains.gains(*self._decide(frames, spectra, levels)))
+            source = self._source(block, self._filter.completion_offsets(len(frames)), spectra)
+            return self._filter.push(block, len(frames), self._filter_gains(*self._decide(frames, spectra, levels)),
+                                     source)
         # Frame by frame, the block cut where each frame completes: an octave decided on a frame moves the audio
         # from the sample that completed it, whatever the host's blocks.
         out = np.empty(len(block), dtype=np.float32)
@@ -233,15 +253,29 @@ class WetPath:
         for index, end in enumerate(self._filter.completion_offsets(len(frames))):
             frame, spectrum, level = frames[index : index + 1], spectra[index : index + 1], levels[index : index + 1]
             moved = self._follow_register(spectrum, level)
-            if moved:
+            if moved and self._excitation is None:
                 self._gains.transpose = self.moved_by  # the filters from this frame on are for the moved audio
-            gains = self._gains.gains(*self._decide(frame, spectrum, level))
-            out[begin:end] = self._filter.push(block[begin:end], 1, gains)
+            gains = self._filter_gains(*self._decide(frame, spectrum, level))
+            piece = block[begin:end]
+            out[begin:end] = self._filter.push(piece, 1, gains, self._source(piece, [len(piece)], spectrum))
             if moved:
-                self._filter.shifter.semitones = self.moved_by
+                self._transpose_filter_route(self.moved_by)
             begin = end
-        out[begin:] = self._filter.push(block[begin:], 0, None)
+        rest = block[begin:]
+        out[begin:] = self._filter.push(rest, 0, None, self._source(rest, [], spectra[:0]))
         return out
+
+    def _source(self, block: np.ndarray, offsets: list[int], spectra: np.ndarray) -> np.ndarray | None:
+        """What the filter route filters in the block's place: the harmonic carrier's excitation, its frames'
+        pitches taking over at ``offsets``; None on the filter carrier (the block itself)."""
+        return None if self._excitation is None else self._excitation.push(block, offsets, spectra)
+
+    def _filter_gains(self, target_x: np.ndarray, spectra: np.ndarray) -> np.ndarray:
+        """The filters' gain curves for rendered target frames: over the input's envelope (filter carrier) or over
+        the harmonic carrier's flat excitation."""
+        if self._excitation is None:
+            return self._gains.gains(target_x, spectra)
+        return self._excitation.gains(target_x, self._gains.gate_x)
 
     @property
     def _following(self) -> bool:

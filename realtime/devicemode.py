@@ -155,11 +155,12 @@ def engine_parts_ms(proc: Processor, rate: int) -> dict[str, float]:
 
 def engine_latency_ms(proc: Processor, rate: int) -> dict:
     """The engine's own latency in ms (a file run's whole latency): its parts by cause, and the transposing
-    shifter's average delay."""
+    shifter's average delay; beside them, how late the harmonic carrier's pitch follows (not in the total: the
+    sound is not late, a new note's pitch is)."""
     engine_ms = 1e3 * proc.latency_samples / rate
     shifter_ms = 1e3 * proc.shifter_delay_samples / rate
     return {"engine_ms": engine_ms, "engine_parts_ms": engine_parts_ms(proc, rate), "shifter_ms": shifter_ms,
-            "total_ms": engine_ms + shifter_ms}
+            "total_ms": engine_ms + shifter_ms, "pitch_lag_ms": 1e3 * proc.pitch_lag_samples / rate}
 
 
 def latency_ms(proc: Processor, report: RunReport) -> dict:

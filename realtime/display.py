@@ -51,11 +51,13 @@ class View:
 
 def latency_text(latency: dict) -> str:
     """The total and its parts: the engine's by cause, then the shifter's, the worker's and the device's where
-    there are."""
+    there are; and how late the harmonic carrier's pitch follows, where it does."""
     parts = {**latency["engine_parts_ms"], **{name: latency.get(f"{name}_ms", 0.0)
                                                for name in ("shifter", "worker", "stream_in", "stream_out")}}
     named = " + ".join(f"{name.replace('_', ' ')} {ms:.1f}" for name, ms in parts.items() if ms)
-    return f"{latency['total_ms']:.1f} ms" + (f" ({named})" if named else "")
+    pitch_lag = latency.get("pitch_lag_ms", 0.0)
+    return (f"{latency['total_ms']:.1f} ms" + (f" ({named})" if named else "")
+            + (f", pitch {pitch_lag:.0f} ms behind" if pitch_lag else ""))
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:

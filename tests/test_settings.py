@@ -52,7 +52,7 @@ def test_every_setting_is_a_flag_with_its_bounds_in_the_help():
 @pytest.mark.parametrize(("flag", "value", "expected"), [
     ("--mix", "5", "mix (0 = dry input only, 1 = transferred sound only) must be from 0 to 1, got '5'"),
     ("--hold-s", "-1", "hold_s (silence before the readout names nothing) must be from 0 to 10 s, got '-1'"),
-    ("--carrier", "kazoo", "carrier must be one of input, prototype, filter, got 'kazoo'"),
+    ("--carrier", "kazoo", "carrier must be one of input, prototype, filter, harmonic, got 'kazoo'"),
 ])
 def test_a_flag_out_of_bounds_is_argparses_one_line(capsys, flag, value, expected):
     with pytest.raises(SystemExit) as exit_:
