@@ -15,9 +15,10 @@ the report).  The filter carrier passes an impulse only on a sounding note (a cl
 there it rides on a sawtooth and comes out a few samples late, the minimum-phase filter's peak (looked for
 within the millisecond after it: the frames that analysed the impulse then redesign the filter, and under the
 carrier's +45 dB boosts that moves the output more than the impulse did, up to 40 ms later).  The harmonic
-carrier plays an excitation of its own, never the impulse: the impulse on its note comes out as a swell of the
-excitation's level, whose smoothers (two one-pole filters, ``engine.harmonic.LEVEL_TIME_S`` each) put its peak
-about one time constant later (looked for within 20 ms); its pitch's lag is reported beside it.
+carrier plays an excitation of its own, never the impulse, and the level guard it shares with the filter route
+follows the impulse at once: no impulse arrival measures it (``wet_measured_samples`` null), so its rows report
+what is late instead, the pitch of a new note (``pitch_lag_ms``), beside a level that follows the input within
+``engine.harmonic.LEVEL_TIME_S``.
 
 With ``--jack``, each row is also measured from outside: on a private JACK server (dummy backend, the
 block size as its period) the engine runs as ``realtime.live`` runs it (PortAudio's JACK client, the same
@@ -64,7 +65,7 @@ def impulse_arrival(proc: Processor, mix: float) -> int:
     proc.set(mix=mix)
     rate, block = proc.sample_rate, proc.block_size
     signal = np.zeros(rate, dtype=np.float32)
-    on_a_note = mix and proc.preset.carrier in ("filter", "harmonic")
+    on_a_note = mix and proc.preset.carrier == "filter"
     if on_a_note:
         t = np.arange(rate) / rate
         signal += (0.3 * (2.0 * ((220.0 * t) % 1.0) - 1.0)).astype(np.float32)  # a sawtooth at 220 Hz
@@ -77,11 +78,9 @@ def impulse_arrival(proc: Processor, mix: float) -> int:
         outputs.append(np.concatenate([proc.process(source[i : i + block]) for i in range(0, rate, block)]))
     difference = np.abs(outputs[1] - outputs[0])
     if on_a_note:
-        # the impulse through the note's filter, within a millisecond (20 ms for the harmonic carrier's level
-        # swell): later the frames that analysed the impulse redesign the filter, which can move the output more
-        # than the impulse itself did
-        search = rate // 50 if proc.preset.carrier == "harmonic" else rate // 1000
-        return int(np.argmax(difference[at : at + search]))
+        # the impulse through the note's filter, within a millisecond: later the frames that analysed the
+        # impulse redesign the filter, which can move the output more than the impulse itself did
+        return int(np.argmax(difference[at : at + rate // 1000]))
     return int(np.argmax(difference)) - at
 
 
@@ -89,6 +88,7 @@ def measure(preset: str, rate: int, block: int) -> dict:
     proc = Processor.from_preset(preset)
     proc.prepare(rate, block)
     transfer = proc.mode == "transfer"
+    harmonic = proc.preset.carrier == "harmonic"  # no impulse comes through its excitation (module docstring)
     reported = proc.latency_samples
     ms = 1e3 / rate
     row = {"preset": preset, "mode": proc.mode, "phase": proc.preset.phase, "carrier": proc.preset.carrier,
@@ -96,7 +96,7 @@ def measure(preset: str, rate: int, block: int) -> dict:
            "parts_ms": {part: samples * ms for part, samples in proc.latency_parts().items()},
            "pitch_lag_ms": proc.pitch_lag_samples * ms,
            "dry_measured_samples": impulse_arrival(proc, 0.0) if transfer else None,
-           "wet_measured_samples": impulse_arrival(proc, 1.0) if transfer else None}
+           "wet_measured_samples": impulse_arrival(proc, 1.0) if transfer and not harmonic else None}
     if not transfer:  # identify mode plays the dry path whatever the mix
         row["dry_measured_samples"] = impulse_arrival(proc, 1.0)
     return row
@@ -163,7 +163,7 @@ def jack_round_trip(preset: str, rate: int, block: int, unbuffered: bool = False
 
 def markdown(rows: list[dict]) -> str:
     columns = ("preset", "rate / block", "reported", "window", "look-ahead", "blocks",
-               "dry, measured", "wet, measured")
+               "dry, measured", "wet, measured", "pitch lag")
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in rows:
         parts = row["parts_ms"]
@@ -176,7 +176,8 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {row['preset']} | {row['sample_rate']} / {row['block_size']} | {row['reported_ms']:.1f} ms "
                      f"({row['reported_samples']}) | {parts['window']:.1f} | {parts['look-ahead']:.1f} | "
                      f"{parts['blocks']:.1f} | "
-                     f"{row['dry_measured_samples'] - row['reported_samples']:+d} samples | {wet_text} |" + jack_text)
+                     f"{row['dry_measured_samples'] - row['reported_samples']:+d} samples | {wet_text} | "
+                     f"{row['pitch_lag_ms']:.1f} |" + jack_text)
     if any("jack" in row for row in rows):
         lines[0] += " through JACK, minus the server's loop | the same with --latency low |"
         lines[1] += "---|---|"

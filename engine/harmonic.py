@@ -138,6 +138,7 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
     f0, f0_step, gliding, share, share_step = control[0], control[1], control[2], control[3], control[4]
     power_1, power_2, until_update, count, norm = control[5], control[6], control[7], int(control[8]), control[9]
     event = 0
+    harmonic_gain, noise_gain = math.sqrt(share), math.sqrt(1.0 - share)
     for n in range(len(block) + 1):  # an event at len(block) takes over from the next block's first sample
         while event < len(event_at) and event_at[event] == n:
             target_f0, target_share = event_f0[event], event_share[event]
@@ -162,6 +163,7 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
             if (share_step > 0.0 and share >= 1.0) or (share_step < 0.0 and share <= 0.0):
                 share = min(max(share, 0.0), 1.0)
                 share_step = 0.0
+            harmonic_gain, noise_gain = math.sqrt(max(share, 0.0)), math.sqrt(max(1.0 - share, 0.0))
         if until_update <= 0.0:
             _renormalise(z_re, z_im)
             count, norm = _rotations(f0, rate, top, amplitude, rot_re, rot_im) if f0 > 0.0 else (0, 0.0)
@@ -171,9 +173,7 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
         power_1 += level_coefficient * (x * x - power_1)
         power_2 += level_coefficient * (power_1 - power_2)
         harmonics = _oscillators(z_re, z_im, rot_re, rot_im, amplitude, count) * norm if count else 0.0
-        noise = _noise(noise_state)
-        clipped = min(max(share, 0.0), 1.0)
-        out[n] = math.sqrt(max(power_2, 0.0)) * (math.sqrt(clipped) * harmonics + math.sqrt(1.0 - clipped) * noise)
+        out[n] = math.sqrt(max(power_2, 0.0)) * (harmonic_gain * harmonics + noise_gain * _noise(noise_state))
     control[0], control[1], control[2], control[3], control[4] = f0, f0_step, gliding, share, share_step
     control[5], control[6], control[7], control[8], control[9] = power_1, power_2, until_update, count, norm
 

@@ -28,7 +28,7 @@ from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
 from engine.preset import Preset
 from engine.register import RegisterFollower, frame_pitch
-from engine.synth import StreamingSynth
+from engine.synth import GATE_X, StreamingSynth
 from engine.transfer import TransferRenderer
 
 #: ``tap(frames, params, errors, decisions)``: an observer of every decided chunk.
@@ -112,9 +112,11 @@ class WetPath:
         self._excitation: HarmonicExcitation | None = None
         if self.filtering:
             self.synth = None
-            self._gains = InputCarrier(analysis)
             self._filter = FilterRoute(analysis)
-            self._excitation = HarmonicExcitation(analysis) if self.carrier == "harmonic" else None
+            if self.carrier == "harmonic":
+                self._excitation = HarmonicExcitation(analysis)
+            else:
+                self._gains = InputCarrier(analysis)
         else:
             self.synth = StreamingSynth(analysis, self.phase, carrier=self.carrier)
         self._move()
@@ -275,7 +277,7 @@ class WetPath:
         the harmonic carrier's flat excitation."""
         if self._excitation is None:
             return self._gains.gains(target_x, spectra)
-        return self._excitation.gains(target_x, self._gains.gate_x)
+        return self._excitation.gains(target_x, GATE_X)
 
     @property
     def _following(self) -> bool:

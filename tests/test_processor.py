@@ -258,7 +258,7 @@ def test_a_class_without_prototypes_is_never_decided_and_never_blocks_the_others
 
 
 def test_the_carrier_can_be_chosen_over_the_preset():
-    assert Processor.from_preset("violin").preset.carrier == "filter"
+    assert Processor.from_preset("violin").preset.carrier == "harmonic"
     assert Processor.from_preset("violin", carrier="prototype").preset.carrier == "prototype"
     with pytest.raises(PresetError, match="carrier must be one of input, prototype"):
         Processor.from_preset("violin", carrier="kazoo")

@@ -64,7 +64,7 @@ def test_json_reports_every_figure_for_both_candidates_and_carriers(world, capsy
     result = json.loads(capsys.readouterr().out)
     rows = {(row["target"], row["candidate"], row["carrier"]): row for row in result["results"]}
     assert set(rows) == {(t, c, k) for t in ("sine", "square") for c in ("winner", "target")
-                         for k in ("input", "prototype", "filter")}
+                         for k in ("input", "prototype", "filter", "harmonic")}
     assert 0.0 <= result["classifier_input_accuracy"] <= 1.0 and result["wall_s"] > 0
     for row in rows.values():
         assert row["phrases"] == 2  # the two other timbres, never the target's own phrase
