@@ -8,18 +8,19 @@ plus filtered noise, driven by the input's pitch and loudness.  This carrier doe
 - **pitch and voicing** per analysis frame from the frame's autocorrelation
   (:func:`engine.register.frame_periodicity`, computed from the spectra the front end already has).  Each new
   estimate takes over at the sample its frame completed and is reached by a glide over one hop (in log
-  frequency), so the sound follows the input's pitch about half a window late
-  (:attr:`HarmonicExcitation.pitch_lag_samples`);
+  frequency), so the sound follows the input's pitch half a window and a hop late
+  (:attr:`HarmonicExcitation.pitch_lag_samples`, 35 ms at the shipped models' analysis);
 - **the excitation**: equal-amplitude harmonics up to :data:`TOP_HZ` (a bank of oscillators with Schroeder's
   phases, so the sum does not peak like a pulse train) mixed with white noise, the harmonic share following the
   frame's periodicity (:func:`harmonic_share`).  An unvoiced frame holds the last pitch and fades the harmonics
   out, and a voiced frame after silence starts at its own pitch: noise never bends into a note;
 - **loudness**: the excitation's RMS follows the input's, sample by sample (two one-pole smoothers of the
-  input's power, :data:`LEVEL_TIME_S`), so attacks are not a window late;
+  input's power, :data:`LEVEL_TIME_S` each, about twice that of mean delay), so attacks are not a window late;
 - **the target's timbre**: the excitation is spectrally flat, so the filter of each frame is the rendered
   target's envelope itself (:meth:`HarmonicExcitation.gains`), scaled to pass a flat signal's power unchanged.
 
-Transposition multiplies the fundamental (exact, no delay line).  Every state advances per sample and every
+Transposition multiplies the fundamental (exact, no delay line), from the sample it is set on: the pitch being
+played, and any glide under way, jump by the interval.  Every state advances per sample and every
 event is placed by the sample count, so the output does not depend on the host's block size.
 """
 
@@ -40,7 +41,9 @@ from engine.sparse import SparseMatrix
 #: a click.
 TOP_HZ = 16000.0
 NYQUIST_MARGIN = 0.9
-#: The lowest fundamental the oscillator bank has room for (the pitch tracker's floor is higher).
+#: The lowest fundamental whose harmonics the oscillator bank holds up to :data:`TOP_HZ`; below it (the tracker's
+#: floor is 65 Hz, but a transposition goes lower) the harmonics stop, faded, where the bank does.  At and above
+#: the top there are no harmonics at all: the excitation is its noise.
 LOWEST_HZ = 30.0
 #: Samples between recomputing the oscillators' rotations while the pitch glides (0.7 ms at 48 kHz: a glide of
 #: an octave per second moves 0.8 cents within one).
@@ -73,6 +76,7 @@ def _rotations(f0: float, rate: float, top: float, amplitude: np.ndarray, rot_re
     rotation; returns how many harmonics sound and the norm that gives their sum unit RMS."""
     count = 0
     power = 0.0
+    top = min(top, len(amplitude) * f0)  # a fundamental below LOWEST_HZ: as many harmonics as the bank holds
     fade_from = 0.75 * top
     for k in range(len(amplitude)):
         frequency = (k + 1) * f0
@@ -134,9 +138,11 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
     """The excitation for ``block``.  At ``event_at[i]`` a frame's estimate takes over: glide to ``event_f0[i]``
     (Hz; 0 holds the pitch) and to the harmonic share ``event_share[i]`` over ``glide_samples``.  ``control``
     carries the state between blocks: f0, its per-sample factor, glide samples left, share, its per-sample step,
-    the two power smoothers, samples to the next rotation update, harmonics sounding and their norm."""
+    the two power smoothers, samples to the next rotation update, harmonics sounding and their norm, and the share
+    the ramp ends at."""
     f0, f0_step, gliding, share, share_step = control[0], control[1], control[2], control[3], control[4]
     power_1, power_2, until_update, count, norm = control[5], control[6], control[7], int(control[8]), control[9]
+    share_target = control[10]
     event = 0
     harmonic_gain, noise_gain = math.sqrt(share), math.sqrt(1.0 - share)
     for n in range(len(block) + 1):  # an event at len(block) takes over from the next block's first sample
@@ -150,6 +156,7 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
                 gliding = float(glide_samples)
                 until_update = 0.0
             share_step = (target_share - share) / glide_samples
+            share_target = target_share
             event += 1
         if n == len(block):
             break
@@ -160,9 +167,8 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
                 f0_step = 1.0
         if share_step != 0.0:
             share += share_step
-            if (share_step > 0.0 and share >= 1.0) or (share_step < 0.0 and share <= 0.0):
-                share = min(max(share, 0.0), 1.0)
-                share_step = 0.0
+            if (share_step > 0.0 and share >= share_target) or (share_step < 0.0 and share <= share_target):
+                share, share_step = share_target, 0.0
             harmonic_gain, noise_gain = math.sqrt(max(share, 0.0)), math.sqrt(max(1.0 - share, 0.0))
         if until_update <= 0.0:
             _renormalise(z_re, z_im)
@@ -176,6 +182,7 @@ def _excite(block: np.ndarray, event_at: np.ndarray, event_f0: np.ndarray, event
         out[n] = math.sqrt(max(power_2, 0.0)) * (harmonic_gain * harmonics + noise_gain * _noise(noise_state))
     control[0], control[1], control[2], control[3], control[4] = f0, f0_step, gliding, share, share_step
     control[5], control[6], control[7], control[8], control[9] = power_1, power_2, until_update, count, norm
+    control[10] = share_target
 
 
 class HarmonicExcitation:
@@ -192,11 +199,14 @@ class HarmonicExcitation:
         self._level_coefficient = 1.0 - math.exp(-1.0 / (LEVEL_TIME_S * rate))
         self._envelope = SparseMatrix(envelope_matrix(analysis, SMOOTHING_BANDS))
         self._to_natural = X_TO_LOG10_AMPLITUDE * math.log(10.0)
-        self._band = np.arange(analysis.n_bins) * rate / analysis.n_fft < self._top
+        self._harmonic_bins = np.arange(analysis.n_bins) * rate / analysis.n_fft < self._top
         self._no_events = np.zeros(0)
-        self.transpose = 0.0
+        self._transpose, self._ratio = 0.0, 1.0
         self.reset()
-        self.push(np.zeros(1, dtype=np.float32), [], np.zeros((0, analysis.n_bins), dtype=complex))  # compile now
+        # compile and warm every path now, not in the first audio callback: an event, its pitch analysis, the gains
+        self.push(np.zeros(2, dtype=np.float32), [1], np.zeros((1, analysis.n_bins), dtype=complex))
+        self.gains(np.zeros((1, analysis.n_mels)), 1.0)
+        self.reset()
 
     @property
     def pitch_lag_samples(self) -> int:
@@ -206,7 +216,7 @@ class HarmonicExcitation:
 
     def reset(self) -> None:
         self._z_re, self._z_im = self._initial[0].copy(), self._initial[1].copy()
-        self._control = np.zeros(10)
+        self._control = np.zeros(11)
         self._noise_state = np.array([NOISE_SEED], dtype=np.uint64)
 
     @property
@@ -216,16 +226,20 @@ class HarmonicExcitation:
 
     @transpose.setter
     def transpose(self, semitones: float) -> None:
+        """Moves the pitch being played, and a glide under way, from the next sample on; later frames' pitches
+        come moved."""
         self._transpose = float(semitones)
-        self._ratio = 2.0 ** (self._transpose / 12.0)
+        ratio = 2.0 ** (self._transpose / 12.0)
+        self._control[0] *= ratio / self._ratio  # f0; a glide multiplies it on towards its target, moved alike
+        self._control[7] = 0.0  # the oscillators' rotations are recomputed at the next sample
+        self._ratio = ratio
 
     def push(self, block: np.ndarray, offsets: list[int], spectra: np.ndarray) -> np.ndarray:
         """The excitation for ``block`` (float64 out).  ``offsets``: where in the block each newly completed frame
         completed; ``spectra``: those frames' STFT frames, whose pitch and periodicity take over there."""
         if len(offsets):
             pitch, periodicity = frame_periodicity(spectra, self.analysis)
-            with np.errstate(invalid="ignore"):
-                hz = np.where(np.isnan(pitch), 0.0, 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)) * self._ratio
+            hz = np.where(np.isnan(pitch), 0.0, 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)) * self._ratio
             share = harmonic_share(periodicity)
         else:  # most blocks complete no frame: no analysis to run
             hz = share = self._no_events
@@ -243,7 +257,7 @@ class HarmonicExcitation:
         log_gains = self._envelope.product(target_x) * self._to_natural
         log_gains -= log_gains.max(axis=1, keepdims=True) if len(log_gains) else 0.0
         gains = np.exp(log_gains)
-        power = np.mean(gains[:, self._band] ** 2, axis=1, keepdims=True)
+        power = np.mean(gains[:, self._harmonic_bins] ** 2, axis=1, keepdims=True)
         gains /= np.sqrt(np.maximum(power, 1e-30))
         gains[~(np.max(target_x, axis=1) >= gate_x)] = 0.0
         return gains

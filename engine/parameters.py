@@ -28,9 +28,17 @@ CARRIERS = ("input", "prototype", "filter", "harmonic")
 
 def plays_rendered_pitch(carrier: str) -> bool:
     """Whether ``carrier`` is heard at the rendered prototype's own pitch (``prototype``: the rendering is the
-    sound).  The others lend the rendering only its spectral envelope and keep the input's partials, so the target
-    is rendered unshifted for them, a fixed body (engine.transfer)."""
+    sound).  The others lend the rendering only its spectral envelope and play at the input's pitch (its own
+    partials, or the harmonic carrier's at its pitch), so the target is rendered unshifted for them, a fixed body
+    (engine.transfer)."""
     return carrier == "prototype"
+
+
+def filters_audio(carrier: str) -> bool:
+    """Whether ``carrier`` takes the filter route (engine.filterroute: per-frame filters on audio, no analysis
+    window on the audio path): ``filter`` on the input itself, ``harmonic`` on its excitation (engine.harmonic).
+    The others resynthesise the rendered frames (engine.synth)."""
+    return carrier in ("filter", "harmonic")
 
 Value = float | str | None
 
@@ -126,8 +134,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "melody); prototype = the target's prototype itself, as in the paper; filter = the input carrier's "
             "envelope as a filter on your audio (no analysis window on the audio path: lowest latency, the timbre "
             "follows a window late, phase unused; transposing adds about 15 ms); harmonic = the target's envelope as a "
-            "filter on harmonics plus noise at your pitch and loudness (its own excitation; the pitch follows half a "
-            "window late)", live=False, choices=CARRIERS,
+            "filter on harmonics plus noise at your pitch and loudness (its own excitation; a new note's pitch follows "
+            "half a window and a hop late)", live=False, choices=CARRIERS,
             transfer_only=True),
 )}
 

@@ -26,6 +26,7 @@ from engine.fusedmodel import FusedModel
 from engine.harmonic import HarmonicExcitation
 from engine.identify import StreamingIdentifier
 from engine.modelfile import LoadedModel
+from engine.parameters import filters_audio
 from engine.preset import Preset
 from engine.register import RegisterFollower, frame_pitch
 from engine.synth import GATE_X, StreamingSynth
@@ -104,7 +105,7 @@ class WetPath:
     def filtering(self) -> bool:
         """Whether the audio is the input, or the harmonic carrier's excitation, through per-frame filters
         (engine.filterroute), not a synthesis."""
-        return self.carrier in ("filter", "harmonic")
+        return filters_audio(self.carrier)
 
     def _build(self, analysis: AnalysisConfig) -> None:
         """The synthesis, or the filter route and its gains, for ``analysis``, moved as the old one was."""
@@ -223,7 +224,7 @@ class WetPath:
     def push(self, frames: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         """Frames ``(n, n_mels)`` with their complex spectra → wet samples at the synthesis's rate (float32)."""
         if self.synth is None:
-            raise RuntimeError("the filter carrier is not synthesised: call filter_block")
+            raise RuntimeError(f"the {self.carrier} carrier is not synthesised: call filter_block")
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
         levels = frame_level_db(frames, self.analysis)

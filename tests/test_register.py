@@ -126,7 +126,7 @@ def test_a_model_without_ranges_refuses_register_target_in_one_line(tmp_path):
     assert log_mel(np.zeros(4096, dtype=np.float32), CONFIG).shape[1] == CONFIG.n_mels
 
 
-@pytest.mark.parametrize("carrier", ["filter", "input"])
+@pytest.mark.parametrize("carrier", ["filter", "harmonic", "input"])
 def test_the_octave_moves_the_sound_at_the_same_sample_whatever_the_blocks(ranged_model, carrier):
     """A low passage moved up, a pause, a passage in range: the same output for any host blocking."""
     audio = np.concatenate([tone("sawtooth", 130.81, 0.6, RATE), np.zeros(RATE // 2, dtype=np.float32),
