@@ -116,9 +116,9 @@ def minimum_phase_filters(gains: np.ndarray, n_fft: int, taps: int) -> np.ndarra
 
 
 class FilterRoute:
-    """Host blocks, transposed by a delay-line shifter when asked, through the filters of the frames that the
-    analysis completes, switched at the sample each frame completed and crossfaded over a hop, under the level
-    guard."""
+    """Host blocks, transposed by a delay-line shifter when asked (or the harmonic carrier's excitation in their
+    place, engine.harmonic), through the filters of the frames that the analysis completes, switched at the sample
+    each frame completed and crossfaded over a hop, under the level guard."""
 
     def __init__(self, analysis: AnalysisConfig) -> None:
         self.analysis = analysis
