@@ -118,6 +118,11 @@ def _translate_peaks(magnitude: np.ndarray, ratio: float, out: np.ndarray) -> No
             start = end + 1
 
 
+def gated(target_x: np.ndarray, gate_x: float) -> np.ndarray:
+    """Which rendered target frames are silence: every band under ``gate_x``, or holding NaN (``(n,)`` bool)."""
+    return ~(np.max(target_x, axis=1) >= gate_x)
+
+
 @lru_cache(maxsize=8)
 def envelope_matrix(config: AnalysisConfig, smoothing_bands: int) -> np.ndarray:
     """``(n_mels, n_bins)``: x frames -> smoothed envelope on the STFT bins (x units), read-only, cached.
@@ -236,7 +241,7 @@ class InputCarrier:
         """Per-bin factors that put the target's envelope in place of the input's (clipped), zero for a
         target frame under the gate or holding NaN."""
         shaping = self._envelope.product(target_x) - input_envelope
-        silent = ~(np.max(target_x, axis=1) >= self.gate_x)  # NaN frames are silenced too
+        silent = gated(target_x, self.gate_x)
         _exp_clipped(shaping, *self._log_ratio_range, X_TO_LOG10_AMPLITUDE * math.log(10.0), silent)
         return shaping
 

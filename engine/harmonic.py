@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.carrier import SMOOTHING_BANDS, X_TO_LOG10_AMPLITUDE, envelope_matrix
+from engine.carrier import SMOOTHING_BANDS, X_TO_LOG10_AMPLITUDE, envelope_matrix, gated
 from engine.config import AnalysisConfig
 from engine.register import VOICING, frame_periodicity
 from engine.sparse import SparseMatrix
@@ -259,5 +259,5 @@ class HarmonicExcitation:
         gains = np.exp(log_gains)
         power = np.mean(gains[:, self._harmonic_bins] ** 2, axis=1, keepdims=True)
         gains /= np.sqrt(np.maximum(power, 1e-30))
-        gains[~(np.max(target_x, axis=1) >= gate_x)] = 0.0
+        gains[gated(target_x, gate_x)] = 0.0
         return gains

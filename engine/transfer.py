@@ -10,9 +10,10 @@ Two ways to choose the parameters of the target prototype (docs/design.md sectio
 
 ``transpose`` (semitones) is added to the pitch in both.  Frames below the level gate render as silence.
 
-Where the rendering only lends its spectral envelope to the input's own partials (the ``input`` and ``filter``
-carriers, ``pitched=False``), the winner candidate renders the target unshifted, at its own register: a fixed
-body whose resonances stay put whatever note is played, as an instrument's do.  Measured by the honest judge
+Where the rendering only lends its spectral envelope to what plays at the input's pitch (the ``input``, ``filter``
+and ``harmonic`` carriers, ``pitched=False``; engine.parameters.plays_rendered_pitch), the winner candidate
+renders the target unshifted, at its own register: a fixed body whose resonances stay put whatever note is played,
+as an instrument's do.  Measured by the honest judge
 (README, "Timbre transfer heard by an honest judge"; one rotation model, TimGM6mb phrases): heard as the target
 in 41 of 65 transfers against 29 with the winner's shift, and 9 when the envelope was slid to the input's pitch
 (the target's reference pitch put on the input's, the nearest target prototype used: a remapping this module

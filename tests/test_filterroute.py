@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_model import tone, write_tiny_model
+from tiny_model import period_hz, tone, write_tiny_model
 
 from engine import filterroute, pitchshift
 from engine.config import AnalysisConfig
@@ -111,15 +111,6 @@ def test_an_impulse_on_a_note_comes_out_at_once(tiny, rate, block):
     assert 0 <= int(np.argmax(np.abs(response))) - at <= rate // 1000
 
 
-def _period_hz(audio: np.ndarray, rate: int) -> float:
-    """The first autocorrelation lag between 1 and 20 ms within 10 % of the strongest (a period's multiples
-    score as high as the period), in Hz."""
-    correlation = np.correlate(audio, audio[: len(audio) // 2], mode="valid")
-    low, high = rate // 1000, rate // 50
-    window = correlation[low:high]
-    return rate / (low + int(np.flatnonzero(window >= 0.9 * window.max())[0]))
-
-
 @pytest.mark.parametrize("semitones", [7, -5, 12])
 def test_the_filter_route_transposes_the_audio_itself(tiny, semitones):
     """The delay-line shifter moves the note by the asked interval before the filter (no window added)."""
@@ -129,7 +120,7 @@ def test_the_filter_route_transposes_the_audio_itself(tiny, semitones):
     proc.prepare(rate, 256)
     out = proc.process(tone("sawtooth", 220.0, 1.5, rate))
     expected = 220.0 * 2.0 ** (semitones / 12.0)
-    measured = _period_hz(out[rate // 2 :].astype(np.float64), rate)
+    measured = period_hz(out[rate // 2 :].astype(np.float64), rate)
     assert abs(1200 * np.log2(measured / expected)) < 20, (measured, expected)
     assert proc.latency_samples == 0  # the shifter's sweep delays the transposed sound, not the report
 

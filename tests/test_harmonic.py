@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_model import tone, write_tiny_model
+from tiny_model import period_hz, tone, write_tiny_model
 
 from engine.config import AnalysisConfig
 from engine.harmonic import TOP_HZ, VOICED_NOISE_SHARE, HarmonicExcitation, harmonic_share
@@ -115,9 +115,9 @@ def test_transposition_moves_the_played_pitch_exactly_from_the_block_it_is_set_o
     before = np.concatenate([proc.process(note[i : i + 256]) for i in range(0, at, 256)])
     proc.set(transpose=float(semitones))
     after = np.concatenate([proc.process(note[i : i + 256]) for i in range(at, len(note), 256)])
-    assert abs(1200.0 * np.log2(_pitch_hz(before[-RATE // 4 :].astype(np.float64)) / 262.0)) < 10.0
+    assert abs(1200.0 * np.log2(period_hz(before[-RATE // 4 :].astype(np.float64), RATE) / 262.0)) < 10.0
     expected = 262.0 * 2.0 ** (semitones / 12.0)
-    assert abs(1200.0 * np.log2(_pitch_hz(after[: RATE // 25].astype(np.float64)) / expected)) < 10.0
+    assert abs(1200.0 * np.log2(period_hz(after[: RATE // 25].astype(np.float64), RATE) / expected)) < 10.0
 
 
 def test_the_excitation_plays_at_the_inputs_level_and_the_gains_pass_a_flat_signals_power():
@@ -137,19 +137,6 @@ def test_the_excitation_plays_at_the_inputs_level_and_the_gains_pass_a_flat_sign
     assert not gains[1].any()
 
 
-def _pitch_hz(audio: np.ndarray) -> float:
-    """The first autocorrelation peak between 1 ms and a quarter of ``audio`` within 10 % of the strongest (a
-    period's multiples score as high), between samples by a parabola, in Hz."""
-    correlation = np.correlate(audio, audio[: len(audio) // 2], mode="valid")
-    low, high = RATE // 1000, len(audio) // 4
-    window = correlation[low:high]
-    lag = low + int(np.flatnonzero(window >= 0.9 * window.max())[0])
-    while correlation[lag + 1] > correlation[lag]:
-        lag += 1
-    before, at, after = correlation[lag - 1 : lag + 2]
-    return RATE / (lag + 0.5 * (before - after) / (before - 2.0 * at + after))
-
-
 def test_a_note_after_noise_starts_at_its_own_pitch_instead_of_gliding_from_the_held_one():
     """330 Hz, noise, then 440 Hz: while the harmonics fade back in after the noise they already play 440 (a glide
     from the held 330 would sweep through the fade-in, a bend the performer never played)."""
@@ -164,4 +151,4 @@ def test_a_note_after_noise_starts_at_its_own_pitch_instead_of_gliding_from_the_
     excitation.push(level, [0], frames["noise"])
     out = excitation.push(level, [0], frames["440"])
     fading_in = out[analysis.hop // 4 : analysis.hop]
-    assert abs(1200.0 * np.log2(_pitch_hz(fading_in) / 440.0)) < 10.0
+    assert abs(1200.0 * np.log2(period_hz(fading_in, RATE) / 440.0)) < 10.0

@@ -25,6 +25,20 @@ def midi_to_hz(midi: float) -> float:
     return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
 
 
+def period_hz(audio: np.ndarray, sample_rate: int) -> float:
+    """The pitch of a periodic ``audio`` (float64) in Hz: the first autocorrelation lag between 1 ms and 20 ms (or a
+    quarter of ``audio``, so that every lag spans a few periods) within 10 % of the strongest (a period's multiples
+    score as high as the period), climbed to its peak and placed between samples by a parabola."""
+    correlation = np.correlate(audio, audio[: len(audio) // 2], mode="valid")
+    low, high = sample_rate // 1000, min(sample_rate // 50, len(audio) // 4)
+    window = correlation[low:high]
+    lag = low + int(np.flatnonzero(window >= 0.9 * window.max())[0])
+    while lag + 2 < len(correlation) and correlation[lag + 1] > correlation[lag]:
+        lag += 1
+    before, at, after = correlation[lag - 1 : lag + 2]
+    return sample_rate / (lag + 0.5 * (before - after) / (before - 2.0 * at + after))
+
+
 def tone(timbre: str, frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.3) -> np.ndarray:
     """A band-limited periodic tone of one of :data:`TIMBRES`."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate
