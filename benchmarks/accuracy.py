@@ -167,8 +167,10 @@ ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMba
                                          "GeneralUserGS": (), "Aspirin": (), "JCLive": ()}
 #: Changes to the shipped recipe's ``train`` section tried on the same rotations (same notes on each side), each
 #: beside the shipped recipe's rows: ``tilt``, each prototype's tilt across the bands fitted per frame (up to
-#: 24 dB from the lowest band to the highest, the chain's equaliser reach) and left out of the errors.
-ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}}
+#: 24 dB from the lowest band to the highest, the chain's equaliser reach) and left out of the errors; ``bands``,
+#: the predictor reading each frame through a convolution along its bands as well (16 channels, shared by every
+#: band: a 2-D CNN's view of the spectrum, which carries over to unseen libraries better than the prototypes).
+ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}, "bands": {"band_channels": 16}}
 
 
 def _config(study: str) -> dict:

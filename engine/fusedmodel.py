@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from engine.transformation import N_PARAMETERS, SHELF_SOFTPLUS_BETA
+from engine.transformation import BAND_KERNEL_SIZE, BAND_POOL, N_PARAMETERS, SHELF_SOFTPLUS_BETA
 
 if TYPE_CHECKING:
     import torch
@@ -73,22 +73,70 @@ def _transform(prototype: np.ndarray, body: np.ndarray, p: np.ndarray, bands: np
 
 
 @njit(cache=True)
-def _step(frames: np.ndarray, dynamic_range: float, input_w: np.ndarray, input_b: np.ndarray,
+def _band_taps(rows: np.ndarray, kernel: int, out: np.ndarray) -> None:
+    """``out (channels * kernel, n)``: each band's ``kernel`` neighbours of every row of ``rows (channels, n)``,
+    zero past the edges (``Conv1d``'s padding of ``kernel // 2``), so a convolution along the bands is one
+    matrix product."""
+    channels, n = rows.shape
+    half = kernel // 2
+    out[:] = 0.0
+    for c in range(channels):
+        for k in range(kernel):
+            shift = k - half
+            for j in range(max(0, -shift), min(n, n - shift)):
+                out[c * kernel + k, j] = rows[c, j + shift]
+
+
+@njit(cache=True)
+def _band_features(frame: np.ndarray, in_w: np.ndarray, in_b: np.ndarray, out_w: np.ndarray, out_b: np.ndarray,
+                   pool: int, features: np.ndarray) -> None:
+    """``features``: the frame, then its band convolution (two layers, GELU after each, max over ``pool``
+    bands), as :meth:`engine.model.TransformationPredictor._features`.  ``in_w (channels, kernel)``, ``out_w
+    (channels, channels * kernel)``: each layer's weights flattened as :func:`_band_taps` lays out its taps."""
+    n = frame.shape[0]
+    channels = in_w.shape[0]
+    features[:n] = frame
+    if channels == 0:
+        return
+    kernel = in_w.shape[1]
+    taps = np.empty((kernel, n), dtype=frame.dtype)
+    _band_taps(frame.reshape(1, n), kernel, taps)
+    hidden = in_w @ taps
+    for c in range(channels):
+        for j in range(n):
+            hidden[c, j] = _gelu(hidden[c, j] + in_b[c])
+    wide = np.empty((channels * kernel, n), dtype=frame.dtype)
+    _band_taps(hidden, kernel, wide)
+    second = out_w @ wide
+    pooled = n // pool
+    for c in range(channels):
+        for i in range(pooled):
+            largest = -np.inf
+            for j in range(i * pool, (i + 1) * pool):
+                largest = max(largest, _gelu(second[c, j] + out_b[c]))
+            features[n + c * pooled + i] = largest
+
+
+@njit(cache=True)
+def _step(frames: np.ndarray, dynamic_range: float, band_in_w: np.ndarray, band_in_b: np.ndarray,
+          band_out_w: np.ndarray, band_out_b: np.ndarray, input_w: np.ndarray, input_b: np.ndarray,
           conv_w: np.ndarray, conv_b: np.ndarray, norm_w: np.ndarray, norm_b: np.ndarray,
           dilations: np.ndarray, caches: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
           scales: np.ndarray, params: np.ndarray, floored: np.ndarray) -> None:
-    """Every frame in turn: the floor, the predictor (its caches rolled in place) and the bounded parameters
-    into ``params (n, K, 6)``; the floored frames into ``floored``.  ``conv_w (blocks, out, kernel * in)``
-    holds each block's taps side by side, oldest first, so a block is one matrix-vector product."""
+    """Every frame in turn: the floor, the predictor (its band convolution, its caches rolled in place) and the
+    bounded parameters into ``params (n, K, 6)``; the floored frames into ``floored``.  ``conv_w (blocks, out,
+    kernel * in)`` holds each block's taps side by side, oldest first, so a block is one matrix-vector product."""
     n_frames, n_mels = frames.shape
     n_blocks, channels = conv_w.shape[0], conv_w.shape[1]
     kernel = conv_w.shape[2] // channels
     taps = np.empty(kernel * channels, dtype=caches.dtype)
+    features = np.empty(input_w.shape[1], dtype=frames.dtype)
     for t in range(n_frames):
         loudest = frames[t].max()
         for j in range(n_mels):
             floored[t, j] = max(frames[t, j], loudest - dynamic_range) if dynamic_range > 0.0 else frames[t, j]
-        h = input_w @ floored[t] + input_b
+        _band_features(floored[t], band_in_w, band_in_b, band_out_w, band_out_b, BAND_POOL, features)
+        h = input_w @ features + input_b
         for b in range(n_blocks):
             context = (kernel - 1) * dilations[b]
             cache = caches[b]  # rows 0..context: this block's inputs t - context .. t
@@ -174,14 +222,23 @@ class FusedWeights:
     temperature: float
     fitted_gain: bool = False
     max_tilt: float = 0.0
+    band_in_w: np.ndarray = field(default_factory=lambda: np.zeros((0, BAND_KERNEL_SIZE)))
+    band_in_b: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    band_out_w: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    band_out_b: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
-        if self.input_w.ndim != 2 or self.conv_w.ndim != 3 or self.prototypes.ndim != 2:
+        if (self.input_w.ndim != 2 or self.conv_w.ndim != 3 or self.prototypes.ndim != 2
+                or self.band_in_w.ndim != 2 or self.band_out_w.ndim != 2):
             raise ValueError("the fused weights have arrays of the wrong rank")
-        channels, n_mels = self.input_w.shape
+        channels, n_mels = self.input_w.shape[0], self.prototypes.shape[1]
         blocks, n_prototypes = len(self.dilations), len(self.prototypes)
         kernel = self.conv_w.shape[2] // max(channels, 1)
-        expected = {"input_b": (channels,), "conv_w": (blocks, channels, kernel * channels),
+        band_channels, band_kernel = self.band_in_w.shape
+        expected = {"input_w": (channels, n_mels + band_channels * (n_mels // BAND_POOL)),
+                    "band_in_b": (band_channels,), "band_out_w": (band_channels, band_channels * band_kernel),
+                    "band_out_b": (band_channels,),
+                    "input_b": (channels,), "conv_w": (blocks, channels, kernel * channels),
                     "conv_b": (blocks, channels), "norm_w": (blocks, channels), "norm_b": (blocks, channels),
                     "dilations": (blocks,), "head_w": (n_prototypes * N_PARAMETERS, channels),
                     "head_b": (n_prototypes * N_PARAMETERS,), "scales": (N_PARAMETERS,),
@@ -235,7 +292,18 @@ class FusedWeights:
             temperature=float(module.temperature().detach()),
             fitted_gain=bool(getattr(module, "fitted_gain", False)),  # none: written before it, not fitted
             max_tilt=float(getattr(module, "max_tilt", 0.0)),  # likewise
+            **cls._band_weights(state),
         )
+
+    @staticmethod
+    def _band_weights(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The predictor's band convolution (``predictor.bands``: Conv1d, GELU, Conv1d, GELU, MaxPool1d), each
+        layer's weights flattened as :func:`_band_taps` lays out its taps; none (the defaults) without one."""
+        if "predictor.bands.0.weight" not in state:
+            return {}
+        first, second = state["predictor.bands.0.weight"], state["predictor.bands.2.weight"]
+        return {"band_in_w": first[:, 0, :], "band_in_b": state["predictor.bands.0.bias"],
+                "band_out_w": second.reshape(second.shape[0], -1), "band_out_b": state["predictor.bands.2.bias"]}
 
     def to_bytes(self) -> bytes:
         """A compressed ``.npz`` archive of every number (no pickles: :meth:`from_bytes` refuses them); arrays
@@ -258,7 +326,8 @@ class FusedWeights:
                 stored = {name: archive[name] for name in archive.files}
             numbers: dict[str, Any] = {}
             for f in fields(cls):  # arrays back in the kernels' types, scalars as Python numbers
-                if f.name not in stored and f.default is not MISSING:  # written before the field existed
+                written_before = f.default is not MISSING or f.default_factory is not MISSING
+                if f.name not in stored and written_before:  # written before the field existed: its default
                     continue
                 value = stored[f.name]
                 array_type = np.int64 if f.name == "dilations" else np.float64
@@ -312,6 +381,7 @@ class FusedModel:
         # memory every frame, and in float64 they took twice the cache the rest of a frame's work evicts them
         # from (measured in the engine: the predictor 237 against 182 us a frame).
         self._predictor = tuple(np.ascontiguousarray(array, dtype=np.float32) for array in (
+            weights.band_in_w, weights.band_in_b, weights.band_out_w, weights.band_out_b,
             weights.input_w, weights.input_b, weights.conv_w, weights.conv_b, weights.norm_w, weights.norm_b))
         self._head = tuple(np.ascontiguousarray(array, dtype=np.float32) for array in (weights.head_w, weights.head_b))
         kernel = weights.conv_w.shape[2] // weights.conv_w.shape[1]
@@ -336,10 +406,10 @@ class FusedModel:
         n = len(frames)
         params = np.empty((n, self.n_prototypes, N_PARAMETERS))
         floored = np.empty_like(frames)
-        input_w, input_b, conv_w, conv_b, norm_w, norm_b = self._predictor
+        band_in_w, band_in_b, band_out_w, band_out_b, input_w, input_b, conv_w, conv_b, norm_w, norm_b = self._predictor
         head_w, head_b = self._head
-        _step(frames, w.dynamic_range, input_w, input_b, conv_w, conv_b, norm_w, norm_b, w.dilations, self._caches,
-              head_w, head_b, w.scales, params, floored)
+        _step(frames, w.dynamic_range, band_in_w, band_in_b, band_out_w, band_out_b, input_w, input_b, conv_w, conv_b,
+              norm_w, norm_b, w.dilations, self._caches, head_w, head_b, w.scales, params, floored)
         targets = floored.astype(np.float64)
         if self.lookahead:  # params of the newest frames belong to the frames ``lookahead`` behind them
             history = np.concatenate([self._pending, targets])

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.mel import LOG_SCALE
-from engine.transformation import N_PARAMETERS, PARAMETER_BOUNDS
+from engine.transformation import BAND_KERNEL_SIZE, BAND_POOL, N_PARAMETERS, PARAMETER_BOUNDS
 
 PREDICTOR_KERNEL_SIZE = 3  # every causal convolution's width in frames
 
@@ -149,11 +149,22 @@ class TransformationPredictor(nn.Module):
     """
 
     def __init__(
-        self, n_mels: int, n_prototypes: int, channels: int, kernel_size: int, dilations: tuple[int, ...]
+        self, n_mels: int, n_prototypes: int, channels: int, kernel_size: int, dilations: tuple[int, ...],
+        band_channels: int = 0,
     ) -> None:
         super().__init__()
         self.n_prototypes = n_prototypes
-        self.input = nn.Linear(n_mels, channels)
+        self.band_channels = band_channels
+        # an optional convolution along the bands of each frame, one set of kernels shared by every band: the
+        # same local pattern (a partial's shape, the spacing of a few partials, noise between them) is the same
+        # feature at every pitch, as in a 2-D CNN over the spectrogram; per frame, so it needs no stream state
+        self.bands = nn.Sequential(
+            nn.Conv1d(1, band_channels, BAND_KERNEL_SIZE, padding=BAND_KERNEL_SIZE // 2), nn.GELU(),
+            nn.Conv1d(band_channels, band_channels, BAND_KERNEL_SIZE, padding=BAND_KERNEL_SIZE // 2), nn.GELU(),
+            nn.MaxPool1d(BAND_POOL),
+        ) if band_channels > 0 else nn.Sequential()
+        band_features = band_channels * (n_mels // BAND_POOL)
+        self.input = nn.Linear(n_mels + band_features, channels)
         self.blocks = nn.ModuleList([CausalBlock(channels, kernel_size, d) for d in dilations])
         self.head = nn.Linear(channels, n_prototypes * N_PARAMETERS)
         nn.init.normal_(self.head.weight, std=1e-3)
@@ -164,8 +175,17 @@ class TransformationPredictor(nn.Module):
         out = self.head(h.transpose(1, 2))
         return out.reshape(out.shape[0], out.shape[1], self.n_prototypes, -1)
 
+    def _features(self, frames: Tensor) -> Tensor:
+        """Frames ``(..., n_mels)`` with their band-convolution features appended (as they are without)."""
+        if self.band_channels == 0:
+            return frames
+        rows = frames.reshape(-1, 1, frames.shape[-1])
+        # TorchScript has no starred tuples: the leading dimensions joined to -1 by concatenation
+        features = self.bands(rows).reshape(frames.shape[:-1] + (-1,))  # noqa: RUF005
+        return torch.cat([frames, features], dim=-1)
+
     def forward(self, frames: Tensor) -> Tensor:
-        h = self.input(frames).transpose(1, 2)
+        h = self.input(self._features(frames)).transpose(1, 2)
         for block in self.blocks:
             h = block(h)
         return self._head(h)
@@ -173,7 +193,7 @@ class TransformationPredictor(nn.Module):
     @torch.jit.export
     def step(self, frames: Tensor) -> Tensor:
         """``frames``: ``(n, n_mels)``, the next ``n`` frames of a single stream → ``(n, K, 6)``."""
-        h = self.input(frames)
+        h = self.input(self._features(frames))
         # mypy types a ModuleList's items as Module, not CausalBlock; TorchScript needs this direct loop, and
         # parses type comments itself, so the reason for the ignore below cannot follow it on its line
         for block in self.blocks:
@@ -217,6 +237,7 @@ class PrototypeModel(nn.Module):
         bodies: bool = False,
         fitted_gain: bool = False,
         fitted_tilt_db: float = 0.0,
+        band_channels: int = 0,
     ) -> None:
         super().__init__()
         if pitch_mode not in ("hz", "linear"):
@@ -243,7 +264,7 @@ class PrototypeModel(nn.Module):
         # frequencies whatever the pitch (an instrument's resonances do); zero and frozen unless ``bodies``
         self.bodies = nn.Parameter(torch.zeros(n_prototypes, n_mels), requires_grad=bodies)
         self.theta = nn.Parameter(torch.tensor(-4.0))
-        self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations)
+        self.predictor = TransformationPredictor(n_mels, n_prototypes, channels, kernel_size, dilations, band_channels)
 
         centres = np.asarray(band_centres_hz, dtype=np.float64)
         centre_mels = 2595.0 * np.log10(1.0 + centres / 700.0)

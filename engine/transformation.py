@@ -9,3 +9,7 @@ PARAMETER_NAMES = ("pitch", "gain", "low_freq", "low_gain", "high_freq", "high_g
 PARAMETER_BOUNDS = (1.0, 0.5, 0.25, 0.25, 0.25, 0.25)
 N_PARAMETERS = len(PARAMETER_NAMES)
 SHELF_SOFTPLUS_BETA = 10.0  # sharpness of the shelves' knees (softplus beta)
+#: The predictor's optional convolution along each frame's bands (engine.model.TransformationPredictor's
+#: ``band_channels``): its width in bands, and how many bands it pools into one feature.
+BAND_KERNEL_SIZE = 5
+BAND_POOL = 4

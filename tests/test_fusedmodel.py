@@ -35,13 +35,14 @@ def _fused(loaded: LoadedModel) -> FusedModel:
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-@pytest.mark.parametrize(("lookahead", "dynamic_range_db", "fitted_gain", "fitted_tilt_db"),
-                         [(0, 0.0, False, 0.0), (2, 0.0, False, 0.0), (3, 60.0, False, 0.0), (0, 0.0, True, 0.0),
-                          (2, 60.0, True, 0.0), (0, 60.0, True, 24.0), (2, 0.0, False, 6.0)])
+@pytest.mark.parametrize(("lookahead", "dynamic_range_db", "fitted_gain", "fitted_tilt_db", "band_channels"),
+                         [(0, 0.0, False, 0.0, 0), (2, 0.0, False, 0.0, 0), (3, 60.0, False, 0.0, 0),
+                          (0, 0.0, True, 0.0, 0), (2, 60.0, True, 0.0, 0), (0, 60.0, True, 24.0, 0),
+                          (2, 0.0, False, 6.0, 0), (0, 60.0, True, 0.0, 6), (2, 0.0, False, 0.0, 3)])
 def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dynamic_range_db, fitted_gain,
-                                                fitted_tilt_db):
+                                                fitted_tilt_db, band_channels):
     loaded = _loaded(tmp_path, lookahead=lookahead, dynamic_range_db=dynamic_range_db, head_std=0.5,
-                     fitted_gain=fitted_gain, fitted_tilt_db=fitted_tilt_db)
+                     fitted_gain=fitted_gain, fitted_tilt_db=fitted_tilt_db, band_channels=band_channels)
     fused = _fused(loaded)
     frames = np.random.default_rng(0).uniform(0.0, 0.7, (90, loaded.metadata.n_mels)).astype(np.float32)
     for _ in range(2):  # the second time after a reset of both
@@ -195,6 +196,23 @@ def test_a_fitted_gain_and_tilt_survive_the_file_and_older_numbers_read_as_neith
     np.savez_compressed(buffer, **older)
     older_weights = FusedWeights.from_bytes(buffer.getvalue())
     assert older_weights.fitted_gain is False and older_weights.max_tilt == 0.0
+
+
+def test_a_band_convolution_survives_the_file_and_older_numbers_read_as_none(tmp_path):
+    """A model with the predictor's band convolution runs fused from its file, and a re-scripted copy keeps
+    the convolution; an archive written before it existed reads as none (its input projection sees the frame
+    alone, as that file's module does)."""
+    from training.export import rescripted  # training code: imported where the test needs it
+
+    loaded = _loaded(tmp_path, band_channels=3)
+    assert loaded.fused_step and loaded.weights is not None and loaded.weights.band_in_w.shape == (3, 5)
+    assert rescripted(loaded).predictor.band_channels == 3
+    plain = _loaded(tmp_path / "plain", band_channels=0)
+    with np.load(io.BytesIO(plain.weights.to_bytes())) as archive:
+        older = {name: archive[name] for name in archive.files if not name.startswith("band_")}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **older)
+    assert FusedWeights.from_bytes(buffer.getvalue()).band_in_w.shape == (0, 5)
 
 
 def _with_fused_entry(source, data: bytes, path):

@@ -121,13 +121,15 @@ def test_predicted_parameters_respect_their_bounds():
     assert (params.abs().amax(dim=(0, 1, 2)) > 0.5 * bounds).all(), "large weights should reach the bounds"
 
 
-@pytest.mark.parametrize(("dynamic_range_db", "fitted_gain", "fitted_tilt_db"),
-                         [(0.0, False, 0.0), (60.0, False, 0.0), (60.0, True, 0.0), (60.0, True, 24.0)])
+@pytest.mark.parametrize(("dynamic_range_db", "fitted_gain", "fitted_tilt_db", "band_channels"),
+                         [(0.0, False, 0.0, 0), (60.0, False, 0.0, 0), (60.0, True, 0.0, 0), (60.0, True, 24.0, 0),
+                          (60.0, True, 0.0, 4)])
 @pytest.mark.parametrize("lookahead", [0, 3])
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db, fitted_gain, fitted_tilt_db):
+def test_streaming_step_equals_whole_clip(lookahead, chunk, dynamic_range_db, fitted_gain, fitted_tilt_db,
+                                          band_channels):
     model, _ = build_tiny_model(lookahead=lookahead, dynamic_range_db=dynamic_range_db, fitted_gain=fitted_gain,
-                                fitted_tilt_db=fitted_tilt_db)
+                                fitted_tilt_db=fitted_tilt_db, band_channels=band_channels)
     frames = torch.rand(1, 150, CONFIG.n_mels) * 0.7
     with torch.no_grad():
         batch_params, batch_errors = model(frames)

@@ -226,10 +226,11 @@ def test_baselines_train_on_the_same_split_and_evaluate_with_the_same_command(da
 
 
 def test_validation_keeps_the_best_epoch_and_the_chain_trains(dataset, tmp_path):
-    """Held-out training notes choose the exported epoch; a recording chain runs inside training."""
+    """Held-out training notes choose the exported epoch; a recording chain runs inside training; a predictor
+    with a band convolution trains and its file runs fused."""
     chain = {"level_db": 24, "tilt_db_per_octave": 3, "resonances": 2, "lowpass_probability": 0.3,
              "reverb_probability": 0.5, "noise_probability": 0.5}
-    config = _config(tmp_path, dataset, data={"validation_fraction": 0.2}, augment=chain, epochs=6)
+    config = _config(tmp_path, dataset, data={"validation_fraction": 0.2}, augment=chain, epochs=6, band_channels=2)
     assert train_main(["--config", str(config), "--no-progress"]) == 0
     run = tmp_path / "run"
     summary = json.loads((run / "summary.json").read_text())
@@ -244,6 +245,7 @@ def test_validation_keeps_the_best_epoch_and_the_chain_trains(dataset, tmp_path)
     assert held and not held & {item.path for item in split["train"]}  # never trained on
     best = torch.load(run / "best.pt", weights_only=True)["prototypes"]
     assert torch.equal(load_model(run / "model.pt").module.prototypes.detach(), best)
+    assert load_streaming_model(run / "model.pt").weights.band_in_w.shape[0] == 2
 
 
 def test_augment_section_errors_name_the_key(dataset, tmp_path, capsys):

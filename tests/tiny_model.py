@@ -57,7 +57,7 @@ def tone(timbre: str, frequency: float, seconds: float, sample_rate: int, amplit
 def build_tiny_model(
     lookahead: int = 0, head_std: float = 0.05, seed: int = 0, config: AnalysisConfig | None = None,
     dynamic_range_db: float = 0.0, class_ranges: tuple[tuple[float, float] | None, ...] = (),
-    fitted_gain: bool = False, fitted_tilt_db: float = 0.0,
+    fitted_gain: bool = False, fitted_tilt_db: float = 0.0, band_channels: int = 0,
 ) -> tuple[PrototypeModel, ModelMetadata]:
     """An eager model with one prototype per synthetic timbre, and its metadata (``class_ranges``: the playing
     range of each timbre, none by default)."""
@@ -65,7 +65,7 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = PrototypeModel(len(TIMBRES), config.band_centres_hz, lookahead=lookahead, channels=32,
                            dynamic_range_db=dynamic_range_db, fitted_gain=fitted_gain,
-                           fitted_tilt_db=fitted_tilt_db)
+                           fitted_tilt_db=fitted_tilt_db, band_channels=band_channels)
     reference_hz = midi_to_hz(REFERENCE_MIDI)
     prototypes = [log_mel(tone(t, reference_hz, 1.0, config.sample_rate), config).mean(0) for t in TIMBRES]
     with torch.no_grad():

@@ -112,7 +112,8 @@ def rescripted(source: LoadedModel) -> PrototypeModel:
         dilations=scripted_dilations(module),
         dynamic_range_db=float(getattr(module, "dynamic_range", 0.0)) * 10.0 * LOG_SCALE,  # none: written before it
         fitted_gain=bool(getattr(module, "fitted_gain", False)),
-        fitted_tilt_db=float(getattr(module, "max_tilt", 0.0)) * 10.0 * LOG_SCALE)
+        fitted_tilt_db=float(getattr(module, "max_tilt", 0.0)) * 10.0 * LOG_SCALE,
+        band_channels=int(getattr(module.predictor, "band_channels", 0)))
     model.load_state_dict(weights)
     model.mels_per_log = float(module.mels_per_log)  # as written, not recomputed from float32 centres
     return model

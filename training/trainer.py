@@ -62,7 +62,7 @@ SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1
                      "crop_frames": 1, "scored_frames": 1, "batches_per_epoch": 0, "weight_decay": 0, "patience": 0,
                      "max_stage_epochs": 0, "min_improvement": 0, "warmup_batches": 0, "stretch": 0, "offset": 0,
                      "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0,
-                     "fitted_tilt_db": 0}
+                     "fitted_tilt_db": 0, "band_channels": 0}
 #: The ways a batch can draw its clips (TrainSettings.balance).
 BALANCES = ("clips", "sources")
 #: Settings that must be above zero: rates.
@@ -90,6 +90,8 @@ class TrainSettings:
     #: Solve each prototype's tilt across the bands per frame too, up to this many dB from the lowest band to the
     #: highest, and leave it out of the errors (``PrototypeModel.max_tilt``); 0: off.
     fitted_tilt_db: float = 0.0
+    #: Channels of the predictor's convolution along each frame's bands (TransformationPredictor), 0 for none.
+    band_channels: int = 0
     epochs: int = 60
     batch_size: int = 64
     crop_frames: int = 48
@@ -246,7 +248,7 @@ class Trainer:
             len(self.prototype_classes), band_centres_hz, settings.lookahead, settings.pitch_mode,
             settings.channels, dilations=settings.dilations, dynamic_range_db=settings.dynamic_range_db,
             bodies=settings.bodies, fitted_gain=settings.fitted_gain,
-            fitted_tilt_db=settings.fitted_tilt_db,
+            fitted_tilt_db=settings.fitted_tilt_db, band_channels=settings.band_channels,
         )
         membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
         if settings.mode == "supervised":
