@@ -9,11 +9,10 @@ input one analysis window late (the control lag); the sound does not (docs/desig
 
 Design, per frame: the gain curve on the STFT bins is given the minimum phase by folding its real cepstrum
 (Oppenheim & Schafer, *Discrete-Time Signal Processing*, 12.4), so the filter's energy comes first and it
-adds no pure delay, then cut to ``n_fft / 2`` taps under a half-Hann fade (the harmonic carrier's smooth
-envelopes: designed on every second bin and cut to ``n_fft / 4``, :class:`FilterRoute`'s ``coarseness``).
-Frame ``k`` (samples ``[k hop, k hop + n_fft)``) is complete once its last sample has arrived; its filter takes
-over from the next sample on, crossfaded from the previous one over one hop.  Where each filter starts depends
-on the sample count only, never on the host's block size, so any blocking gives the same output.
+adds no pure delay, then cut to ``n_fft / 2`` taps under a half-Hann fade.  Frame ``k`` (samples
+``[k hop, k hop + n_fft)``) is complete once its last sample has arrived; its filter takes over from the
+next sample on, crossfaded from the previous one over one hop.  Where each filter starts depends on the
+sample count only, never on the host's block size, so any blocking gives the same output.
 
 The convolution runs directly (``_crossfaded_convolution``, numba): with a new filter every hop and a crossfade
 as long as the hop, both filters are heard at every sample, so each sample costs two dot products of
@@ -121,18 +120,10 @@ class FilterRoute:
     place, engine.harmonic), through the filters of the frames that the analysis completes, switched at the sample
     each frame completed and crossfaded over a hop, under the level guard."""
 
-    def __init__(self, analysis: AnalysisConfig, coarseness: int = 1) -> None:
-        """``coarseness``: the filters are designed on every ``coarseness``-th bin of the gains, ``n_fft /
-        coarseness`` points, and cut to half that many taps.  2 for gains that are a smooth envelope (the
-        harmonic carrier's): half the design and half the convolution, a response that cannot follow detail
-        finer than two bins, which such gains do not have."""
-        if coarseness < 1 or analysis.n_fft % (2 * coarseness):
-            raise ValueError(f"coarseness must divide n_fft / 2 ({analysis.n_fft // 2}), got {coarseness}")
+    def __init__(self, analysis: AnalysisConfig) -> None:
         self.analysis = analysis
         self.shifter = DelayLineShifter(analysis.sample_rate)
-        self.coarseness = coarseness
-        self.design_size = analysis.n_fft // coarseness
-        self.taps = self.design_size // 2
+        self.taps = analysis.n_fft // 2
         self._history = np.zeros(self.taps - 1, dtype=np.float32)
         self._fade = np.linspace(0.0, 1.0, analysis.hop, endpoint=False)
         self._release = float(np.exp(-1.0 / (GUARD_RELEASE_S * analysis.sample_rate)))
@@ -162,7 +153,7 @@ class FilterRoute:
         start = self._samples
         switches: list[tuple[int, np.ndarray]] = []
         if gains is not None and len(gains):
-            filters = minimum_phase_filters(gains[:, :: self.coarseness], self.design_size, self.taps)
+            filters = minimum_phase_filters(gains, self.analysis.n_fft, self.taps)
             reversed_filters = np.ascontiguousarray(filters[:, ::-1], dtype=np.float32)
             switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], reversed_filters,
                                 strict=True))

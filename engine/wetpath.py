@@ -113,8 +113,7 @@ class WetPath:
         self._excitation: HarmonicExcitation | None = None
         if self.filtering:
             self.synth = None
-            # the harmonic carrier's gains are a smooth envelope (HarmonicExcitation.gains): coarser filters
-            self._filter = FilterRoute(analysis, coarseness=2 if self.carrier == "harmonic" else 1)
+            self._filter = FilterRoute(analysis)
             if self.carrier == "harmonic":
                 self._excitation = HarmonicExcitation(analysis)
             else:

@@ -37,31 +37,6 @@ def test_a_designed_filter_follows_the_gain_curve_with_its_energy_first():
     assert (energy[:, 44] > 0.9).all()  # 90 % of the energy within the first millisecond: no pure delay
 
 
-def test_a_coarse_route_follows_a_smooth_gain_curve_with_half_the_taps():
-    """Designed on every second bin and cut to a quarter window, the filter still follows an envelope whose
-    detail is broader than two bins (the harmonic carrier's gains): steady noise through it has the curve's
-    shape."""
-    route = FilterRoute(CONFIG, coarseness=2)
-    assert route.taps == CONFIG.n_fft // 4
-    gains = _smooth_gains(1, seed=4)
-    gains /= gains.max()  # no boost: the level guard (GUARD_HEADROOM) stays out of the measurement
-    noise = np.random.default_rng(5).standard_normal(40 * CONFIG.n_fft).astype(np.float32)
-    out = route.push(noise[: CONFIG.n_fft], 1, gains)  # the frame completes at the block's end
-    out = route.push(noise[CONFIG.n_fft :], 0, None)[CONFIG.hop :]  # after the fade: this filter alone
-    def spectrum(x: np.ndarray) -> np.ndarray:
-        frames = x[: len(x) // CONFIG.n_fft * CONFIG.n_fft].reshape(-1, CONFIG.n_fft) * np.hanning(CONFIG.n_fft)
-        return np.sqrt(np.mean(np.abs(np.fft.rfft(frames, axis=-1)) ** 2, axis=0))
-    measured_db = 20 * np.log10(spectrum(out) / spectrum(noise[CONFIG.n_fft + CONFIG.hop :]))
-    error_db = measured_db - 20 * np.log10(gains[0])
-    inner = slice(4, CONFIG.n_bins - 4)  # the band edges' last bins average with silence past them
-    assert np.median(np.abs(error_db[inner])) < 0.1 and np.percentile(np.abs(error_db[inner]), 95) < 0.5
-
-
-def test_a_coarseness_that_does_not_divide_the_half_window_is_refused():
-    with pytest.raises(ValueError, match="coarseness"):
-        FilterRoute(CONFIG, coarseness=3)
-
-
 def test_zero_gains_make_a_silent_filter():
     gains = _smooth_gains(2)
     gains[1] = 0.0
@@ -91,16 +66,15 @@ def test_the_convolution_kernel_is_the_crossfade_of_two_plain_convolutions(into_
     assert not out[:begin].any()  # nothing written outside [begin, end)
 
 
-@pytest.mark.parametrize("coarseness", [1, 2])
 @pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024)])
-def test_the_output_does_not_depend_on_the_block_size(blocks, coarseness):
+def test_the_output_does_not_depend_on_the_block_size(blocks):
     """Each frame's filter takes over at the sample the frame completed, whatever the blocking."""
     signal = np.random.default_rng(1).standard_normal(20 * CONFIG.hop).astype(np.float32)
     n_frames = (len(signal) - CONFIG.n_fft) // CONFIG.hop + 1
     gains = _smooth_gains(n_frames, seed=2)
     outputs = []
     for block in blocks:
-        route, done, out = FilterRoute(CONFIG, coarseness), 0, []
+        route, done, out = FilterRoute(CONFIG), 0, []
         for start in range(0, len(signal), block):
             piece = signal[start : start + block]
             completed = max(0, (start + len(piece) - CONFIG.n_fft) // CONFIG.hop + 1) - done
