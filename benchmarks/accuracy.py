@@ -170,7 +170,8 @@ ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMba
 #: 24 dB from the lowest band to the highest, the chain's equaliser reach) and left out of the errors; ``bands``,
 #: the predictor reading each frame through a convolution along its bands as well (16 channels, shared by every
 #: band: a 2-D CNN's view of the spectrum, which carries over to unseen libraries better than the prototypes).
-ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}, "bands": {"band_channels": 16}}
+ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}, "bands": {"band_channels": 16},
+                     "bands8": {"band_channels": 8}}
 
 
 def _config(study: str) -> dict:

@@ -151,12 +151,15 @@ class FilterRoute:
         ``source``: audio filtered in the block's place (the harmonic carrier's excitation, engine.harmonic),
         the level guard still following the block."""
         start = self._samples
+        offsets = self.completion_offsets(completed)
+        if offsets and (offsets[0] < 0 or offsets[-1] > len(block)):  # the kernel writes where it is told
+            raise ValueError(f"{completed} frames cannot complete within a block of {len(block)} samples "
+                             f"(they complete at {offsets[0]}..{offsets[-1]})")
         switches: list[tuple[int, np.ndarray]] = []
         if gains is not None and len(gains):
             filters = minimum_phase_filters(gains, self.analysis.n_fft, self.taps)
             reversed_filters = np.ascontiguousarray(filters[:, ::-1], dtype=np.float32)
-            switches = list(zip(self.completion_offsets(completed)[completed - len(gains):], reversed_filters,
-                                strict=True))
+            switches = list(zip(offsets[completed - len(gains):], reversed_filters, strict=True))
         self._frames += completed
         moved = self.shifter.process(np.asarray(block, dtype=np.float64)) if source is None else source
         signal = np.concatenate([self._history, moved.astype(np.float32)])

@@ -37,6 +37,15 @@ def test_a_designed_filter_follows_the_gain_curve_with_its_energy_first():
     assert (energy[:, 44] > 0.9).all()  # 90 % of the energy within the first millisecond: no pure delay
 
 
+def test_frames_that_cannot_complete_within_the_block_are_refused_before_anything_is_written():
+    """The convolution kernel (numba, no bounds checks) writes each filter's segment where the completion offsets
+    say: a frame said to complete past the block's end must be an error, not a write past ``out``."""
+    route = FilterRoute(CONFIG)
+    with pytest.raises(ValueError, match="cannot complete within a block of 256 samples"):
+        route.push(np.zeros(CONFIG.hop, dtype=np.float32), 1, _smooth_gains(1))  # the first frame needs n_fft
+    assert route.push(np.zeros(CONFIG.n_fft, dtype=np.float32), 1, _smooth_gains(1)).shape == (CONFIG.n_fft,)
+
+
 def test_zero_gains_make_a_silent_filter():
     gains = _smooth_gains(2)
     gains[1] = 0.0
