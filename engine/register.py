@@ -23,6 +23,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 
 from engine.config import AnalysisConfig
 from engine.identify import SoundingGate
@@ -79,30 +80,45 @@ def frame_periodicity(spectra: np.ndarray, analysis: AnalysisConfig) -> tuple[np
     n_fft, rate = analysis.n_fft, analysis.sample_rate
     spectra = np.asarray(spectra)
     pitch = np.full(len(spectra), np.nan)
+    periodicity = np.zeros(len(spectra))
     if not len(spectra):
-        return pitch, np.zeros(0)
+        return pitch, periodicity
     power = (spectra.real**2 + spectra.imag**2) * _band(n_fft, rate)
     lowest, highest = max(2, math.floor(rate / MAX_PITCH_HZ)), math.floor(n_fft * MAX_LAG_SHARE)
     autocorrelation = np.fft.irfft(power, n=n_fft)[:, : highest + 2]
-    energy = autocorrelation[:, :1]
-    normalised = np.divide(autocorrelation, energy * _window_autocorrelation(n_fft)[: highest + 2],
-                           out=np.zeros_like(autocorrelation), where=energy > 0)
-    middle = normalised[:, lowest:highest + 1]
-    peaks = (middle > normalised[:, lowest - 1:highest]) & (middle >= normalised[:, lowest + 1:highest + 2])
-    heights = np.where(peaks, middle, -np.inf)
-    best = heights.max(axis=1)
-    periodicity = np.maximum(best, 0.0)
-    voiced = best >= VOICING
-    if not voiced.any():
-        return pitch, periodicity
-    first = np.argmax(heights >= OCTAVE_TOLERANCE * best[:, None], axis=1)  # the shortest lag near the best
-    rows = np.flatnonzero(voiced)
-    lag = first[rows] + lowest
-    before, at, after = (normalised[rows, lag - 1], normalised[rows, lag], normalised[rows, lag + 1])
-    curvature = before - 2.0 * at + after
-    offset = np.divide(0.5 * (before - after), curvature, out=np.zeros_like(at), where=curvature < 0)
-    pitch[rows] = 69.0 + 12.0 * np.log2(rate / (lag + offset) / 440.0)
+    _pick_periods(autocorrelation, _window_autocorrelation(n_fft), lowest, highest, float(rate), pitch, periodicity)
     return pitch, periodicity
+
+
+@njit(cache=True)
+def _pick_periods(autocorrelation: np.ndarray, window_autocorrelation: np.ndarray, lowest: int, highest: int,
+                  rate: float, pitch: np.ndarray, periodicity: np.ndarray) -> None:
+    """Per frame: the autocorrelation over the window's own (Boersma), its peaks between lags ``lowest`` and
+    ``highest``; ``periodicity`` the highest peak (0 if none is positive) and, where that is at least
+    :data:`VOICING`, ``pitch`` (MIDI) from the shortest lag whose peak is within :data:`OCTAVE_TOLERANCE` of it,
+    placed between lags by a parabola.  One pass per frame: the frame's per-call numpy steps cost more than the
+    arithmetic (``frame_periodicity`` took 107 us a frame at 48 kHz)."""
+    width = highest + 2
+    normalised = np.empty(width)
+    for row in range(autocorrelation.shape[0]):
+        energy = autocorrelation[row, 0]
+        for lag in range(width):
+            normalised[lag] = autocorrelation[row, lag] / (energy * window_autocorrelation[lag]) if energy > 0 else 0.0
+        best = -np.inf
+        for lag in range(lowest, highest + 1):
+            if normalised[lag] > normalised[lag - 1] and normalised[lag] >= normalised[lag + 1]:
+                best = max(best, normalised[lag])
+        periodicity[row] = max(best, 0.0)
+        if not best >= VOICING:
+            continue
+        for lag in range(lowest, highest + 1):  # the shortest lag near the best: there is one, the best's own
+            if (normalised[lag] > normalised[lag - 1] and normalised[lag] >= normalised[lag + 1]
+                    and normalised[lag] >= OCTAVE_TOLERANCE * best):
+                before, at, after = normalised[lag - 1], normalised[lag], normalised[lag + 1]
+                curvature = before - 2.0 * at + after
+                offset = 0.5 * (before - after) / curvature if curvature < 0 else 0.0
+                pitch[row] = 69.0 + 12.0 * math.log2(rate / (lag + offset) / 440.0)
+                break
 
 
 def octaves_into(pitch: float, low: float, high: float) -> int:
