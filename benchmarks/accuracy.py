@@ -171,7 +171,8 @@ ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMba
 #: the predictor reading each frame through a convolution along its bands as well (16 channels, shared by every
 #: band: a 2-D CNN's view of the spectrum, which carries over to unseen libraries better than the prototypes).
 ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}, "bands": {"band_channels": 16},
-                     "bands8": {"band_channels": 8}}
+                     "bands8": {"band_channels": 8}, "bands32": {"band_channels": 32},
+                     "bands-seed1": {"band_channels": 16, "seed": 1}}
 
 
 def _config(study: str) -> dict:
