@@ -91,6 +91,12 @@ def frame_periodicity(spectra: np.ndarray, analysis: AnalysisConfig) -> tuple[np
 
 
 @njit(cache=True)
+def _peaks_at(normalised: np.ndarray, lag: int) -> bool:
+    """Whether the normalised autocorrelation peaks at ``lag``: above the lag before, not below the lag after."""
+    return normalised[lag] > normalised[lag - 1] and normalised[lag] >= normalised[lag + 1]
+
+
+@njit(cache=True)
 def _pick_periods(autocorrelation: np.ndarray, window_autocorrelation: np.ndarray, lowest: int, highest: int,
                   rate: float, pitch: np.ndarray, periodicity: np.ndarray) -> None:
     """Per frame: the autocorrelation over the window's own (Boersma), its peaks between lags ``lowest`` and
@@ -106,14 +112,13 @@ def _pick_periods(autocorrelation: np.ndarray, window_autocorrelation: np.ndarra
             normalised[lag] = autocorrelation[row, lag] / (energy * window_autocorrelation[lag]) if energy > 0 else 0.0
         best = -np.inf
         for lag in range(lowest, highest + 1):
-            if normalised[lag] > normalised[lag - 1] and normalised[lag] >= normalised[lag + 1]:
+            if _peaks_at(normalised, lag):
                 best = max(best, normalised[lag])
         periodicity[row] = max(best, 0.0)
         if not best >= VOICING:
             continue
         for lag in range(lowest, highest + 1):  # the shortest lag near the best: there is one, the best's own
-            if (normalised[lag] > normalised[lag - 1] and normalised[lag] >= normalised[lag + 1]
-                    and normalised[lag] >= OCTAVE_TOLERANCE * best):
+            if _peaks_at(normalised, lag) and normalised[lag] >= OCTAVE_TOLERANCE * best:
                 before, at, after = normalised[lag - 1], normalised[lag], normalised[lag + 1]
                 curvature = before - 2.0 * at + after
                 offset = 0.5 * (before - after) / curvature if curvature < 0 else 0.0
