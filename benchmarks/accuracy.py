@@ -170,10 +170,11 @@ ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMba
 #: 24 dB from the lowest band to the highest, the chain's equaliser reach) and left out of the errors; ``bands``,
 #: the predictor reading each frame through a convolution along its bands as well (16 channels, shared by every
 #: band: a 2-D CNN's view of the spectrum, which carries over to unseen libraries better than the prototypes);
-#: ``bands8`` and ``bands32`` with 8 and 32 channels, ``bands-seed1`` the same as ``bands`` from seed 1 (its spread).
+#: ``bands8`` and ``bands32`` with 8 and 32 channels; ``bands-seed1`` and ``seed1``, ``bands`` and the shipped recipe
+#: from seed 1 (their spread).
 ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}, "bands": {"band_channels": 16},
                      "bands8": {"band_channels": 8}, "bands32": {"band_channels": 32},
-                     "bands-seed1": {"band_channels": 16, "seed": 1}}
+                     "bands-seed1": {"band_channels": 16, "seed": 1}, "seed1": {"seed": 1}}
 
 
 def _config(study: str) -> dict:

@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from engine import wetpath
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
+from engine.cudagraph import CudaGraphStep
 from engine.errors import ProtophoneError
 from engine.filterroute import FilterRoute
 from engine.frontend import LogMelFrontEnd
@@ -53,7 +54,8 @@ STAGE_BLOCK = 256
 STAGES: dict[str, tuple[object, str]] = {
     "front end (STFT, mel)": (LogMelFrontEnd, "push"),
     "model step (predictor, every prototype's error)": (FusedModel, "step"),
-    "model step, TorchScript (CUDA, or a file the kernels do not reproduce)": (LoadedModel, "script_step"),
+    "model step, CUDA graph": (CudaGraphStep, "step"),
+    "model step, TorchScript (a file the kernels do not reproduce, CUDA with look-ahead)": (LoadedModel, "script_step"),
     "identification": (StreamingIdentifier, "update"),
     "transfer rendering (the chosen prototype)": (TransferRenderer, "render"),
     "register (pitch of a passage's first frames)": (wetpath, "frame_pitch"),

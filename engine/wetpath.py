@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.carrier import InputCarrier
 from engine.config import AnalysisConfig
+from engine.cudagraph import CudaGraphStep, can_record
 from engine.filterroute import FilterRoute
 from engine.frontend import frame_level_db
 from engine.fusedmodel import FusedModel
@@ -65,6 +66,17 @@ def gated_render(renderer: TransferRenderer, params: np.ndarray, errors: np.ndar
     return wet
 
 
+def stepper(model: LoadedModel) -> FusedModel | CudaGraphStep | None:
+    """What runs ``model``'s step faster than its TorchScript module, where anything does: the fused kernels on the
+    CPU (checked against the module when the file was read), a recorded CUDA graph on CUDA."""
+    if model.fused_step:
+        assert model.weights is not None  # LoadedModel's invariant
+        return FusedModel(model.weights, model.metadata.lookahead)
+    if model.device == "cuda" and can_record(model.metadata.lookahead):
+        return CudaGraphStep(model.scripted)
+    return None
+
+
 class WetPath:
     """Model step, identification, rendering and synthesis (or filtering) for the frames one host block
     completed.
@@ -78,9 +90,9 @@ class WetPath:
 
     def __init__(self, model: LoadedModel, preset: Preset, identifier: StreamingIdentifier) -> None:
         self.model = model
-        #: The model's step in numba on the CPU (the TorchScript module runs it on CUDA).
-        weights = model.weights if model.fused_step else None
-        self._fused = None if weights is None else FusedModel(weights, model.metadata.lookahead)
+        #: The model's step: in numba on the CPU, replayed from a CUDA graph on CUDA; None where neither applies
+        #: (a file the kernels do not reproduce, a CUDA model with look-ahead): its TorchScript step runs then.
+        self._stepper = stepper(model)
         #: The model's analysis: the units of every frame, and the rate the audio runs at until prepared.
         self.analysis: AnalysisConfig = model.metadata.analysis
         self.identifier = identifier
@@ -203,8 +215,8 @@ class WetPath:
             self._build(analysis)
 
     def reset(self) -> None:
-        if self._fused is not None:
-            self._fused.reset()
+        if self._stepper is not None:
+            self._stepper.reset()
         else:
             self.model.reset_script()
         self._frame_delay.reset()
@@ -298,8 +310,8 @@ class WetPath:
         """Model step and identification for new frames (``levels``: theirs, :func:`frame_level_db`); the
         rendered target frames of those the look-ahead lets through (zeros unless rendering), with the input
         spectra they were analysed with."""
-        if self._fused is not None:
-            params, errors = self._fused.step(frames)
+        if self._stepper is not None:
+            params, errors = self._stepper.step(frames)
         else:
             params, errors = self.model.script_step(frames)
         decided = self._frame_delay.push(frames)
