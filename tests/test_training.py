@@ -35,8 +35,15 @@ TINY_TRAIN = {"prototypes_per_class": 1, "channels": 16, "dilations": [1, 2], "e
               "warmup_batches": 10, "lr": 0.003}
 
 
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA GPU on this machine: training on CUDA is not run")
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
+    rendered = os.environ.get("PROTOPHONE_TINY_DATASET")
+    if rendered:  # the same command's output, rendered on another machine (a GPU machine without FluidSynth)
+        return Path(rendered)
     if not TIMGM.is_file():
         pytest.skip(f"SOUNDFONT MISSING: {TIMGM} (apt-get install timgm6mb-soundfont); training tests skipped")
     out = tmp_path_factory.mktemp("tiny-orchestra")
@@ -168,6 +175,30 @@ def test_existing_run_needs_resume_and_bad_config_is_one_line(dataset, tmp_path,
     bad.write_text("data: {roots: [x]}\ntrain: {lookahead: 31}\n")
     assert train_main(["--config", str(bad)]) == 2
     assert "train.lookahead must be 0 to 30 frames" in capsys.readouterr().err
+
+
+@NEEDS_CUDA
+def test_training_on_cuda_separates_three_instruments_and_writes_the_same_model_file(dataset, tmp_path):
+    config = _config(tmp_path, dataset)
+    assert train_main(["--config", str(config), "--no-progress", "--device", "cuda"]) == 0
+    run = tmp_path / "run"
+    assert json.loads((run / "summary.json").read_text())["device"] == "cuda"
+    result = evaluate(str(run / "model.pt"), dataset, run / "split.csv", cache=tmp_path / "cache", progress=False)
+    assert result["OA"] > 70.0, result  # the CPU test's bar (test_supervised_model_separates_three_instruments)
+    assert load_streaming_model(run / "model.pt").fused_step  # a stream on the CPU reads it without torch
+
+
+def test_training_on_cuda_is_refused_in_one_line_without_a_gpu_or_under_torchrun(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "absent.yaml"  # the device is checked first: no config is read
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert train_main(["--config", str(config), "--device", "cuda"]) == 2
+    assert "run it without torchrun" in capsys.readouterr().err
+    monkeypatch.delenv("WORLD_SIZE")
+    if torch.cuda.is_available():
+        return
+    assert train_main(["--config", str(config), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: device 'cuda' was requested but no CUDA GPU is available; "
+                                               "use --device cpu")
 
 
 def _torchrun(config: Path) -> subprocess.CompletedProcess[str]:

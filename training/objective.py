@@ -77,13 +77,14 @@ def augment(
     """Per-clip frequency stretch ``exp(stretch z)`` (the model's own transposition), level offset, bin noise.
 
     The offset doubles as level augmentation: sample libraries differ by ~2x in loudness per class, and a
-    fixed log scale would otherwise make level a false cue.
+    fixed log scale would otherwise make level a false cue.  ``generator`` is a CPU generator whatever the
+    crops' device: the same seed draws the same augmentation on the CPU and on CUDA.
     """
     batch = crops.shape[0]
     params = torch.zeros(batch, 1, 6)
     params[:, 0, 0] = stretch * torch.randn(batch, generator=generator)
     params[:, 0, 1] = offset * torch.randn(batch, generator=generator)
     silent = crops.abs().amax(dim=2, keepdim=True) == 0
-    moved = model.transform(crops, params.expand(-1, crops.shape[1], -1))
-    moved = moved + noise * torch.randn(crops.shape, generator=generator)
+    moved = model.transform(crops, params.to(crops.device).expand(-1, crops.shape[1], -1))
+    moved = moved + noise * torch.randn(crops.shape, generator=generator).to(crops.device)
     return moved.masked_fill(silent, 0.0)

@@ -3,6 +3,7 @@
     python -m training.train --config training/configs/orchestra.yaml
     python -m training.train --config training/configs/orchestra.yaml --resume     # after a kill
     torchrun --nproc_per_node 2 -m training.train --config FILE                      # DDP (gloo on CPU)
+    python -m training.train --config FILE --device cuda                             # on a GPU
 
 Writes into the config's ``output`` folder: ``split.csv`` (unless the config names another split file),
 ``checkpoint.pt`` (atomic, every epoch), ``log.csv`` (loss per epoch), ``model.pt`` (the engine model file)
@@ -28,6 +29,7 @@ import torch.distributed as dist
 
 from engine.atomic import replacing, write_text
 from engine.errors import ProtophoneError
+from engine.modelfile import torch_device
 from training.chain import RecordingChain
 from training.config import ConfigError, RunConfig, load_config
 from training.export import export_model
@@ -97,7 +99,7 @@ def rank_zero_first(make: Callable[[], T]) -> T:
     return make()
 
 
-def run(config: RunConfig, resume: bool, progress: bool) -> dict:
+def run(config: RunConfig, resume: bool, progress: bool, device: str = "cpu") -> dict:
     started = time.perf_counter()
     split = rank_zero_first(lambda: load_split(config))
     clips = rank_zero_first(lambda: training_clips(config, split, progress))
@@ -111,7 +113,7 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
     chain = RecordingChain(config.augment, config.analysis)  # passes crops through when nothing is asked
     trainer = Trainer(config.train, config.analysis.band_centres_hz, clips.features, labels, len(class_names),
                       config.output, chain=chain, validation=validation,
-                      libraries=[item.library for item in clips.items])
+                      libraries=[item.library for item in clips.items], device=device)
     if trainer.checkpoint_path.exists():
         if not resume:
             raise ConfigError(f"{trainer.checkpoint_path} exists: pass --resume to continue it, "
@@ -130,8 +132,9 @@ def run(config: RunConfig, resume: bool, progress: bool) -> dict:
                "best_validation_oa": trainer.state.best_validation_oa if validation is not None else None,
                "augment": asdict(config.augment),
                "classes": class_names, "seconds": time.perf_counter() - started,
-               "processes": trainer.world, "settings": asdict(config.train),
+               "processes": trainer.world, "device": device, "settings": asdict(config.train),
                "kernels": torch.backends.cpu.get_cpu_capability()}  # the same weights need the same (rebuild.py)
+    trainer.model.cpu()  # the model file is written from the CPU, wherever it trained
     if trainer.rank == 0:
         model_path = config.output / "model.pt"
         supervised = config.train.mode == "supervised"
@@ -164,17 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, metavar="FOLDER",
                         help="train on this dataset folder instead of the config's data.roots; the run then goes to "
                              "<output>-<folder name> and exports no preset")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the model trains (default: cpu); the batches are drawn on the CPU either way, "
+                             "so a seed draws the same data on both")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and args.device == "cuda":
+        print("error: --device cuda trains in one process; run it without torchrun", file=sys.stderr)
+        return 2
     if distributed:
         dist.init_process_group("gloo")
     torch.set_num_threads(1 if distributed else min(2, len(os.sched_getaffinity(0))))  # CPUs this process may use
     try:
+        device = torch_device(args.device)
         config = load_config(args.config)
         if args.data is not None:
             config = on_other_data(config, args.data)
-        summary = run(config, args.resume, not args.no_progress)
+        summary = run(config, args.resume, not args.no_progress, device)
     except (ConfigError, DatasetError, SplitError, ProtophoneError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -183,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
     if summary["skipped_files"]:
         print(f"skipped {len(summary['skipped_files'])} unreadable file(s): see summary.json", file=sys.stderr)
-    print(f"trained {summary['name']}: {summary['epochs']} epochs in {summary['seconds']:.0f} s "
+    print(f"trained {summary['name']}: {summary['epochs']} epochs in {summary['seconds']:.0f} s on {device} "
           f"({summary['train_clips']} clips, {len(summary['classes'])} classes, {summary['kernels']} kernels)")
     return 0
 

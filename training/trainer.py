@@ -186,7 +186,8 @@ def validation_accuracy(model: PrototypeModel, class_map: ClassMap, validation: 
         for row, clip in enumerate(clips):
             batch[row, length - len(clip):] = clip
         with torch.no_grad():
-            _, errors = model(torch.from_numpy(batch))
+            _, errors = model(torch.from_numpy(batch).to(model.prototypes.device))
+        errors = errors.cpu()
         gate = SoundingGate(validation.analysis.frame_rate, validation.gate_db, shape=(len(clips),))
         active = gate(frame_level_db(batch, validation.analysis))
         for row, label in enumerate(validation.labels[start:start + batch_size]):
@@ -232,8 +233,12 @@ class Trainer:
         chain: RecordingChain | None = None,
         validation: Validation | None = None,
         libraries: list[str] | None = None,
+        device: str = "cpu",
     ) -> None:
         self.settings = settings
+        #: Where the model trains (``cpu`` or ``cuda``).  Batches are drawn and passed through the recording
+        #: chain on the CPU with the same generators either way, then moved: the same seed draws the same data.
+        self.device = torch.device(device)
         self.chain = chain
         self.validation = validation
         self.clips = clips
@@ -249,11 +254,11 @@ class Trainer:
             settings.channels, dilations=settings.dilations, dynamic_range_db=settings.dynamic_range_db,
             bodies=settings.bodies, fitted_gain=settings.fitted_gain,
             fitted_tilt_db=settings.fitted_tilt_db, band_channels=settings.band_channels,
-        )
+        ).to(self.device)
         membership = np.zeros((n_classes, len(self.prototype_classes)), dtype=bool)
         if settings.mode == "supervised":
             membership[self.prototype_classes, np.arange(len(self.prototype_classes))] = True
-        self.membership = torch.from_numpy(membership)
+        self.membership = torch.from_numpy(membership).to(self.device)
         if validation is not None and settings.mode != "supervised":
             raise ValueError("validation chooses epochs by class decisions: it needs train.mode 'supervised'")
         self.class_map = None if validation is None else ClassMap(
@@ -285,7 +290,7 @@ class Trainer:
         """A clip in the units the model compares prototypes with: floored, when the model floors (else the
         very same array: ``floored`` returns its input)."""
         with torch.no_grad():
-            return self.model.floored(torch.from_numpy(clip)).numpy()
+            return self.model.floored(torch.from_numpy(clip).to(self.device)).cpu().numpy()
 
     def wrap_for_distributed(self) -> None:
         if self.world > 1:
@@ -388,10 +393,11 @@ class Trainer:
             with torch.no_grad():
                 if self.chain is not None:
                     crops = self.chain(crops, generator)
-                crops = augment(self.model, crops, generator, settings.stretch, settings.offset, settings.noise)
+                crops = augment(self.model, crops.to(self.device), generator, settings.stretch, settings.offset,
+                                settings.noise)
             errors = clip_errors(self.forward_model, crops, settings.scored_frames)
             if settings.mode == "supervised":
-                labels = torch.from_numpy(self.labels[chosen])
+                labels = torch.from_numpy(self.labels[chosen]).to(self.device)
                 loss = supervised_loss(errors, labels, self.model.temperature(), self.membership,
                                        settings.ce_weight)
             else:
@@ -401,7 +407,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             total += loss.item()
-            wins += np.bincount(errors.argmin(dim=1).numpy(), minlength=len(wins))
+            wins += np.bincount(errors.argmin(dim=1).cpu().numpy(), minlength=len(wins))
             bar.set_postfix(loss=f"{loss.item():.5f}")
         return self._all_mean(total / n_batches), self._all_sum(wins)
 
@@ -504,7 +510,7 @@ class Trainer:
         with torch.no_grad():
             for target, source in zip(starved, sources, strict=True):
                 self.model.prototypes[target] = self.model.prototypes[source] + 0.01 * torch.randn(
-                    self.model.n_mels, generator=torch.Generator().manual_seed(int(target)))
+                    self.model.n_mels, generator=torch.Generator().manual_seed(int(target))).to(self.device)
                 self.model.bodies[target] = self.model.bodies[source]
                 rows_t = slice(target * width, (target + 1) * width)
                 rows_s = slice(source * width, (source + 1) * width)
