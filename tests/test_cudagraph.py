@@ -4,7 +4,7 @@ a reset; without a GPU only the refusals run (the CUDA tests say so in their ski
 import numpy as np
 import pytest
 import torch
-from tiny_model import build_tiny_model
+from tiny_model import assert_steps_like_the_script, build_tiny_model
 
 from engine.cudagraph import CudaGraphStep, buffer_owner, can_record, replaced_state
 from engine.modelfile import load_model, save_model
@@ -27,15 +27,7 @@ def test_graph_step_equals_the_torchscript_step(tmp_path, chunk, dynamic_range_d
     graph = CudaGraphStep(_loaded(tmp_path / "graph.pt", "cuda", dynamic_range_db=dynamic_range_db,
                                   fitted_gain=fitted_gain, band_channels=band_channels).scripted)
     frames = np.random.default_rng(0).uniform(0.0, 0.7, (60, reference.metadata.n_mels)).astype(np.float32)
-    for _ in range(2):  # the second time after a reset of both
-        for start in range(0, len(frames), chunk):
-            expected = reference.script_step(frames[start : start + chunk])
-            got = graph.step(frames[start : start + chunk])
-            for a, b in zip(expected, got, strict=True):
-                assert a.shape == b.shape
-                np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
-        reference.reset_script()
-        graph.reset()
+    assert_steps_like_the_script(reference, graph, frames, chunk)
 
 
 def test_a_model_with_lookahead_is_not_recorded():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_model import build_tiny_model
+from tiny_model import assert_steps_like_the_script, build_tiny_model
 
 from engine.errors import ModelFileError
 from engine.fusedmodel import FusedModel, FusedWeights, PrototypeRenderer
@@ -43,17 +43,8 @@ def test_fused_step_equals_the_torchscript_step(tmp_path, chunk, lookahead, dyna
                                                 fitted_tilt_db, band_channels):
     loaded = _loaded(tmp_path, lookahead=lookahead, dynamic_range_db=dynamic_range_db, head_std=0.5,
                      fitted_gain=fitted_gain, fitted_tilt_db=fitted_tilt_db, band_channels=band_channels)
-    fused = _fused(loaded)
     frames = np.random.default_rng(0).uniform(0.0, 0.7, (90, loaded.metadata.n_mels)).astype(np.float32)
-    for _ in range(2):  # the second time after a reset of both
-        for start in range(0, len(frames), chunk):
-            expected = loaded.script_step(frames[start : start + chunk])
-            got = fused.step(frames[start : start + chunk])
-            for a, b in zip(expected, got, strict=True):
-                assert a.shape == b.shape
-                np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
-        loaded.reset_script()
-        fused.reset()
+    assert_steps_like_the_script(loaded, _fused(loaded), frames, chunk)
 
 
 def test_fused_step_adds_each_prototype_s_body(tmp_path):

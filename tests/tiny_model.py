@@ -89,3 +89,17 @@ def build_tiny_model(
 def write_tiny_model(path: Path, **kwargs) -> Path:
     model, metadata = build_tiny_model(**kwargs)
     return save_model(model, metadata, path)
+
+
+def assert_steps_like_the_script(loaded, stepper, frames: np.ndarray, chunk: int) -> None:
+    """``stepper`` (``step``, ``reset``: the fused kernels, the CUDA graph) gives what ``loaded``'s TorchScript step
+    gives on ``frames`` fed ``chunk`` at a time, to 1e-5, twice: the second time after a reset of both."""
+    for _ in range(2):
+        for start in range(0, len(frames), chunk):
+            expected = loaded.script_step(frames[start : start + chunk])
+            got = stepper.step(frames[start : start + chunk])
+            for a, b in zip(expected, got, strict=True):
+                assert a.shape == b.shape
+                np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+        loaded.reset_script()
+        stepper.reset()
