@@ -171,11 +171,12 @@ ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMba
 #: the predictor reading each frame through a convolution along its bands as well (16 channels, shared by every
 #: band: a 2-D CNN's view of the spectrum, which carries over to unseen libraries better than the prototypes);
 #: ``bands8`` and ``bands32`` with 8 and 32 channels; ``bands-seed1`` and ``seed1``, ``bands`` and the shipped recipe
-#: from seed 1 (their spread); ``long``, 80 epochs instead of 40 (the validation notes still gain at the 40th).
+#: from seed 1 (their spread); ``long`` and ``long160``, 80 and 160 epochs instead of 40 (the validation notes still
+#: gain at the 40th).
 ROTATION_VARIANTS = {"tilt": {"fitted_tilt_db": 24.0}, "bands": {"band_channels": 16},
                      "bands8": {"band_channels": 8}, "bands32": {"band_channels": 32},
                      "bands-seed1": {"band_channels": 16, "seed": 1}, "seed1": {"seed": 1},
-                     "long": {"epochs": 80}}
+                     "long": {"epochs": 80}, "long160": {"epochs": 160}}
 
 
 def _config(study: str) -> dict:
