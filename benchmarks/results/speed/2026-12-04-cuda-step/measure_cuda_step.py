@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.speed import test_signal
+from engine.atomic import write_text
 from engine.cudagraph import CudaGraphStep
 from engine.frontend import log_mel
 from engine.fusedmodel import FusedModel
@@ -64,5 +65,4 @@ result = {
 }
 print(json.dumps(result, indent=1))
 if len(sys.argv) > 1:
-    with open(sys.argv[1], "w") as file:
-        json.dump(result, file, indent=1)
+    write_text(sys.argv[1], json.dumps(result, indent=1))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import write_text
 from training.chain import RecordingChain
 from training.config import load_config
 from training.trainer import Trainer
@@ -50,4 +51,4 @@ result = {"gpu": torch.cuda.get_device_name() if "cuda" in devices else None, "t
           "all": seconds}
 print(json.dumps(result, indent=1))
 if len(sys.argv) > 1:
-    Path(sys.argv[1]).write_text(json.dumps(result, indent=1))
+    write_text(sys.argv[1], json.dumps(result, indent=1))
