@@ -61,7 +61,7 @@ class CheckpointError(ProtophoneError):
 SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1, "epochs": 1, "batch_size": 1,
                      "crop_frames": 1, "scored_frames": 1, "batches_per_epoch": 0, "weight_decay": 0, "patience": 0,
                      "max_stage_epochs": 0, "min_improvement": 0, "warmup_batches": 0, "stretch": 0, "offset": 0,
-                     "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0,
+                     "noise": 0, "reassign_share": 0, "ce_weight": 0, "dynamic_range_db": 0, "validate_every": 1,
                      "fitted_tilt_db": 0, "band_channels": 0}
 #: The ways a batch can draw its clips (TrainSettings.balance).
 BALANCES = ("clips", "sources")
@@ -97,6 +97,9 @@ class TrainSettings:
     crop_frames: int = 48
     scored_frames: int = 16
     batches_per_epoch: int = 0
+    #: Score the validation notes every this many epochs (and after the last): each scoring costs about an epoch
+    #: of training, so a long run scores less often (``Validation.every``).
+    validate_every: int = 2
     lr: float = 1e-3
     weight_decay: float = 1e-6
     patience: int = 2
@@ -148,7 +151,7 @@ class Validation:
     labels: np.ndarray
     analysis: AnalysisConfig
     gate_db: float = DEFAULT_GATE_DB
-    #: The first 0.56 s (44.1 kHz / 512) of each clip, every second epoch and at the last: the model's
+    #: The first 0.56 s (44.1 kHz / 512) of each clip, every ``every`` epochs and at the last: the model's
     #: batch forward renders every prototype at every frame, about 1 s per 64 such clips on 2 cores.
     max_frames: int = 48
     every: int = 2
