@@ -176,7 +176,7 @@ FORTY_EPOCHS = {"epochs": 40, "validate_every": 2}
 #: to unseen libraries better than the prototypes); ``bands8`` and ``bands32`` with 8 and 32 channels;
 #: ``bands-seed1`` and ``seed1``, ``bands`` and the former recipe from seed 1 (their spread); ``long`` and
 #: ``long160``, 80 and 160 epochs instead of 40 (the validation notes still gained at the 40th: the shipped
-#: length since, scored every fourth epoch); ``bands160``, the band convolution at the shipped length.
+#: length since, scored every eighth epoch); ``bands160``, the band convolution at the shipped length.
 ROTATION_VARIANTS = {"forty": FORTY_EPOCHS, "tilt": {**FORTY_EPOCHS, "fitted_tilt_db": 24.0},
                      "bands": {**FORTY_EPOCHS, "band_channels": 16}, "bands8": {**FORTY_EPOCHS, "band_channels": 8},
                      "bands32": {**FORTY_EPOCHS, "band_channels": 32},

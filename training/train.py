@@ -109,7 +109,7 @@ def run(config: RunConfig, resume: bool, progress: bool, device: str = "cpu") ->
     if "validation" in split:
         held = rank_zero_first(lambda: training_clips(config, split, progress, side="validation"))
         validation = Validation(held.features, np.array([class_names.index(label) for label in held.labels]),
-                                config.analysis, every=config.train.validate_every)
+                                config.analysis)
     chain = RecordingChain(config.augment, config.analysis)  # passes crops through when nothing is asked
     trainer = Trainer(config.train, config.analysis.band_centres_hz, clips.features, labels, len(class_names),
                       config.output, chain=chain, validation=validation,

@@ -97,8 +97,8 @@ class TrainSettings:
     crop_frames: int = 48
     scored_frames: int = 16
     batches_per_epoch: int = 0
-    #: Score the validation notes every this many epochs (and after the last): each scoring costs about an epoch
-    #: of training, so a long run scores less often (``Validation.every``).
+    #: Score the validation notes (:class:`Validation`) every this many epochs and after the last: each scoring
+    #: costs about an epoch of training, so a long run scores less often.
     validate_every: int = 2
     lr: float = 1e-3
     weight_decay: float = 1e-6
@@ -151,10 +151,9 @@ class Validation:
     labels: np.ndarray
     analysis: AnalysisConfig
     gate_db: float = DEFAULT_GATE_DB
-    #: The first 0.56 s (44.1 kHz / 512) of each clip, every ``every`` epochs and at the last: the model's
-    #: batch forward renders every prototype at every frame, about 1 s per 64 such clips on 2 cores.
+    #: The first 0.56 s (44.1 kHz / 512) of each clip (every ``TrainSettings.validate_every`` epochs): the
+    #: model's batch forward renders every prototype at every frame, about 1 s per 64 such clips on 2 cores.
     max_frames: int = 48
-    every: int = 2
 
 
 @dataclass
@@ -439,7 +438,7 @@ class Trainer:
         """Clip-decision OA (%) on the validation clips; keeps the best epoch's weights.  '' without them."""
         validation = self.validation
         last = self.state.epoch == self.settings.epochs
-        if validation is None or (self.state.epoch % validation.every and not last):
+        if validation is None or (self.state.epoch % self.settings.validate_every and not last):
             return ""
         oa = torch.zeros(1, dtype=torch.float64)
         if self.rank == 0:
