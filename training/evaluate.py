@@ -32,6 +32,7 @@ from engine.identify import DEFAULT_GATE_DB, DEFAULT_MIN_CONFIDENCE
 from engine.modelfile import load_model
 from engine.parameters import SETTINGS
 from engine.preset import load_preset
+from training.allocator import keep_freed_memory
 from training.baselines import AutoencoderKMeans, CnnClassifier, accuracy_metrics
 from training.features import load_clips
 from training.layouts import DatasetError, Item, scan
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for metrics.json and confusion.png")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # each clip's tensors reuse the last clip's pages (training.allocator)
     try:
         result = evaluate(args.preset, args.data, args.split, args.layout, args.cache, args.device,
                           progress=not args.json, library=args.library, min_confidence=args.min_confidence)

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from engine.atomic import replacing, write_text
 from engine.errors import ProtophoneError
 from engine.modelfile import torch_device
+from training.allocator import keep_freed_memory
 from training.chain import RecordingChain
 from training.config import ConfigError, RunConfig, load_config
 from training.export import export_model
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if distributed:
         dist.init_process_group("gloo")
     torch.set_num_threads(1 if distributed else min(2, len(os.sched_getaffinity(0))))  # CPUs this process may use
+    keep_freed_memory()  # a batch's tensors reuse the last batch's pages (training.allocator)
     try:
         device = torch_device(args.device)
         config = load_config(args.config)

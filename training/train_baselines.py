@@ -24,6 +24,7 @@ import torch
 
 from engine.atomic import write_text
 from engine.errors import ProtophoneError
+from training.allocator import keep_freed_memory
 from training.baselines import train_autoencoder_kmeans, train_cnn
 from training.chain import RecordingChain
 from training.config import ConfigError, load_config
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # CPUs this process may use
+    keep_freed_memory()  # a batch's tensors reuse the last batch's pages (training.allocator)
     try:
         config = load_config(args.config)
         clips = training_clips(config, load_split(config), not args.no_progress)
