@@ -10,7 +10,8 @@ peak, so silence, release tails and decays are left out of both decisions:
   not guess (docs/design.md section 6): it names no class (``label`` None, with a ``reason``) in silence and
   tails once ``hold_s`` has passed without a sounding frame, and while the leading class's posterior is
   below ``min_confidence``.  A new passage after such a pause starts from fresh evidence.  Hysteresis
-  keeps it from flickering: another class replaces the one shown only after leading for ``switch_s``.
+  keeps it from flickering: another class replaces the one shown only after leading for ``switch_s`` and
+  only with at least ``switch_ratio`` times its posterior.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ DEFAULT_TAIL_DB = 20.0
 PEAK_RELEASE_DB_PER_S = 10.0
 DEFAULT_HOLD_S = 0.3
 DEFAULT_SWITCH_S = 0.1
+#: A challenger must also reach this many times the shown class's posterior to replace it: near-ties between two
+#: similar instruments (viola and cello) then keep the class shown instead of flickering between them.  Chosen
+#: on the shipped model's validation notes and phrases (``python -m benchmarks.readout``): see README, "The
+#: readout at the end of a phrase".
+DEFAULT_SWITCH_RATIO = 1.5
 DEFAULT_MIN_CONFIDENCE = 0.3
 #: A class on show stays on show down to this share of ``min_confidence`` (hysteresis on confidence).
 CONFIDENCE_RELEASE = 0.75
@@ -168,6 +174,7 @@ class StreamingIdentifier:
         hold_s: float = DEFAULT_HOLD_S,
         switch_s: float = DEFAULT_SWITCH_S,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        switch_ratio: float = DEFAULT_SWITCH_RATIO,
     ) -> None:
         if time_constant_s <= 0:
             raise ValueError(f"time_constant_s must be positive, got {time_constant_s}")
@@ -175,6 +182,8 @@ class StreamingIdentifier:
             raise ValueError(f"hold_s and switch_s must be >= 0, got {hold_s} and {switch_s}")
         if not 0.0 <= min_confidence < 1.0:
             raise ValueError(f"min_confidence must be at least 0 and below 1, got {min_confidence}")
+        if not switch_ratio >= 1.0:
+            raise ValueError(f"switch_ratio must be at least 1, got {switch_ratio}")
         self.class_map = class_map
         self.temperature = float(temperature)
         self.gate = SoundingGate(frame_rate, gate_db, tail_db)
@@ -182,6 +191,7 @@ class StreamingIdentifier:
         self.hold_frames = max(1, round(hold_s * frame_rate))
         self.switch_frames = round(switch_s * frame_rate)
         self.min_confidence = float(min_confidence)
+        self.switch_ratio = float(switch_ratio)
         n_classes = len(class_map.class_names)
         # the classes with prototypes; all of them (a plain slice, no copies per frame) in a supervised model
         self._usable: slice | np.ndarray = (slice(None) if class_map.has_prototypes.all()
@@ -241,7 +251,9 @@ class StreamingIdentifier:
         else:
             self._challenger_frames = self._challenger_frames + 1 if leader == self._challenger else 1
             self._challenger = leader
-            if self._challenger_frames > self.switch_frames:
+            posteriors = self._probabilities
+            if (self._challenger_frames > self.switch_frames
+                    and posteriors[leader] >= self.switch_ratio * posteriors[self._shown]):
                 self._shown = leader
                 self._challenger, self._challenger_frames = -1, 0
 

@@ -84,6 +84,21 @@ def test_a_flickering_leader_does_not_flicker_the_readout():
     assert identifier.update(_errors(1, 20), np.full(20, LOUD))[-1] == 1
 
 
+def test_a_near_tie_keeps_the_class_shown_and_a_clear_lead_takes_over():
+    """Viola against cello: a challenger ahead by a hair for a whole second stays behind the class shown (its
+    posterior under ``switch_ratio`` times the shown one's); a clear lead takes over after ``switch_s``."""
+    identifier = _identifier(time_constant_s=0.01)
+    identifier.update(_errors(0, 20), np.full(20, LOUD))
+    near_tie = np.tile([0.101, 0.1, 0.2], (86, 1))  # b ahead of a: posterior ratio exp(200 * 0.001) = 1.22
+    assert (identifier.update(near_tie, np.full(86, LOUD)) == 0).all()
+    assert identifier.snapshot().top(1)[0][0] == "b"  # the evidence leans to b all the same
+    assert (_identifier(time_constant_s=0.01, switch_ratio=1.0).update(
+        np.concatenate([_errors(0, 20), near_tie]), np.full(106, LOUD))[-1] == 1)  # without the ratio b takes over
+    assert identifier.update(_errors(1, 20), np.full(20, LOUD))[-1] == 1
+    with pytest.raises(ValueError, match="switch_ratio"):
+        _identifier(switch_ratio=0.9)
+
+
 def test_chunked_readout_equals_whole():
     rng = np.random.default_rng(0)
     errors = rng.uniform(0.05, 0.2, size=(300, 3))
