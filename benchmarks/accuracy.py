@@ -176,13 +176,17 @@ FORTY_EPOCHS = {"epochs": 40, "validate_every": 2}
 #: to unseen libraries better than the prototypes); ``bands8`` and ``bands32`` with 8 and 32 channels;
 #: ``bands-seed1`` and ``seed1``, ``bands`` and the former recipe from seed 1 (their spread); ``long`` and
 #: ``long160``, 80 and 160 epochs instead of 40 (the validation notes still gained at the 40th: the shipped
-#: length since, scored every eighth epoch); ``bands160``, the band convolution at the shipped length.
+#: length since, scored every eighth epoch); ``bands160``, the band convolution at the shipped length;
+#: ``cosine40`` and ``cosine``, the last stage at the full learning rate falling along a cosine to zero at the
+#: last epoch (COSINE_FINETUNE), at 40 and at 160 epochs.
+COSINE_FINETUNE = {"finetune_lr_scale": 1.0, "finetune_schedule": "cosine"}
 ROTATION_VARIANTS = {"forty": FORTY_EPOCHS, "tilt": {**FORTY_EPOCHS, "fitted_tilt_db": 24.0},
                      "bands": {**FORTY_EPOCHS, "band_channels": 16}, "bands8": {**FORTY_EPOCHS, "band_channels": 8},
                      "bands32": {**FORTY_EPOCHS, "band_channels": 32},
                      "bands-seed1": {**FORTY_EPOCHS, "band_channels": 16, "seed": 1},
                      "seed1": {**FORTY_EPOCHS, "seed": 1}, "long": {"epochs": 80, "validate_every": 2},
-                     "long160": {"epochs": 160, "validate_every": 2}, "bands160": {"band_channels": 16}}
+                     "long160": {"epochs": 160, "validate_every": 2}, "bands160": {"band_channels": 16},
+                     "cosine40": {**FORTY_EPOCHS, **COSINE_FINETUNE}, "cosine": COSINE_FINETUNE}
 
 
 def _config(study: str) -> dict:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -108,32 +109,56 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(dataset, tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_a_kill_equals_an_uninterrupted_run(dataset, tmp_path, schedule):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    uninterrupted = _trainer(_config(tmp_path / "a", dataset, epochs=6))
+    settings = {"epochs": 6, "max_stage_epochs": 1, "finetune_schedule": schedule}  # killed in the last stage
+    uninterrupted = _trainer(_config(tmp_path / "a", dataset, **settings))
     uninterrupted.initialise()
     uninterrupted.fit(progress=False)
 
-    killed = _trainer(_config(tmp_path / "b", dataset, epochs=6))
+    killed = _trainer(_config(tmp_path / "b", dataset, **settings))
     killed.initialise()
 
     def kill_after_third_epoch(row: dict) -> None:
-        if row["epoch"] == 3:
+        if row["epoch"] == 5:
             raise _Killed
 
     with pytest.raises(_Killed):
         killed.fit(progress=False, on_epoch=kill_after_third_epoch)
-    resumed = _trainer(_config(tmp_path / "b", dataset, epochs=6))
+    resumed = _trainer(_config(tmp_path / "b", dataset, **settings))
     resumed.load_checkpoint()
     resumed.truncate_log()
-    assert resumed.state.epoch == 3
+    assert resumed.state.epoch == 5
     resumed.fit(progress=False)
 
     for name, value in uninterrupted.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0, msg=name)
     assert uninterrupted.state == resumed.state
     assert (tmp_path / "a/run/log.csv").read_text().count("\n") == (tmp_path / "b/run/log.csv").read_text().count("\n")
+
+
+def test_cosine_finetune_falls_from_its_scale_to_zero(dataset, tmp_path):
+    settings = {"epochs": 8, "max_stage_epochs": 1, "finetune_lr_scale": 0.5, "finetune_schedule": "cosine"}
+    trainer = _trainer(_config(tmp_path, dataset, **settings))
+    trainer.initialise()
+    rates: list[tuple[str, float]] = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        rates.append((trainer.stage_name, trainer.optimizer.param_groups[0]["lr"]))  # the prototypes' group
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step  # type: ignore[method-assign]
+    trainer.fit(progress=False)
+    finetune = [rate for stage, rate in rates if stage == "finetune"]
+    assert trainer.state.finetune_start == 4  # one epoch in each of the four stages before it
+    assert len(finetune) == 4 * TINY_TRAIN["batches_per_epoch"]
+    assert finetune[0] == pytest.approx(0.5 * TINY_TRAIN["lr"])
+    assert all(later < earlier for earlier, later in pairwise(finetune))
+    assert finetune[-1] < 0.01 * TINY_TRAIN["lr"]
+    assert all(rate == TINY_TRAIN["lr"] for stage, rate in rates if stage == "prototypes")
 
 
 def test_initial_weights_follow_the_seed_not_the_global_generator(dataset, tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,7 +67,9 @@ SMALLEST_SETTINGS = {"prototypes_per_class": 1, "n_prototypes": 0, "channels": 1
 #: The ways a batch can draw its clips (TrainSettings.balance).
 BALANCES = ("clips", "sources")
 #: Settings that must be above zero: rates.
-POSITIVE_SETTINGS = ("lr", "theta_lr", "warmup_start")
+POSITIVE_SETTINGS = ("lr", "theta_lr", "warmup_start", "finetune_lr_scale")
+#: How the learning rate moves through the last stage (TrainSettings.finetune_schedule).
+FINETUNE_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -112,6 +115,11 @@ class TrainSettings:
     noise: float = 0.01
     reassign_share: float = 0.02
     theta_lr: float = 0.01
+    #: The last stage's learning rates as a share of ``lr`` and ``theta_lr`` at its start.
+    finetune_lr_scale: float = 0.1
+    #: ``constant``: the last stage keeps that rate to the end; ``cosine``: it falls batch by batch along half a
+    #: cosine to zero at the last epoch, so a long run settles instead of ending on its noisiest steps.
+    finetune_schedule: str = "constant"
     ce_weight: float = CE_WEIGHT
     early_temperature: bool = True
     #: How a batch draws its clips: ``clips`` uniformly (a class or a library with more notes weighs more), or
@@ -123,6 +131,9 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.mode not in ("supervised", "clustering"):
             raise ValueError(f"train.mode must be 'supervised' or 'clustering', got {self.mode!r}")
+        if self.finetune_schedule not in FINETUNE_SCHEDULES:
+            raise ValueError(f"train.finetune_schedule must be one of {', '.join(FINETUNE_SCHEDULES)}, "
+                             f"got {self.finetune_schedule!r}")
         if self.balance not in BALANCES:
             raise ValueError(f"train.balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
         for name, least in SMALLEST_SETTINGS.items():
@@ -168,6 +179,8 @@ class TrainState:
     warmup: dict[str, int] = field(default_factory=lambda: {"predictor": -1, "theta": -1})
     best_validation_oa: float = -1.0
     best_epoch: int = 0
+    #: The epoch (counted from 0) the last stage began, -1 before it: where its cosine schedule starts.
+    finetune_start: int = -1
 
 
 def validation_accuracy(model: PrototypeModel, class_map: ClassMap, validation: Validation,
@@ -389,7 +402,7 @@ class Trainer:
         self.model.train()
         bar = tqdm(range(n_batches), desc=f"epoch {self.state.epoch + 1}/{settings.epochs} [{self.stage_name}]",
                    disable=not progress or self.rank != 0, leave=False)
-        for _ in bar:
+        for batch in bar:
             chosen = self._draw(rng)
             crops = torch.from_numpy(crop_batch([self.clips[i] for i in chosen], settings.crop_frames, rng))
             with torch.no_grad():
@@ -404,7 +417,7 @@ class Trainer:
                                        settings.ce_weight)
             else:
                 loss = clustering_loss(errors)
-            self._set_learning_rates()
+            self._set_learning_rates(batch / n_batches)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -471,6 +484,8 @@ class Trainer:
                 state.warmup["predictor"] = 0
             if self.stage_name == "temperature":
                 state.warmup["theta"] = 0
+            if self.stage_name == "finetune":
+                state.finetune_start = state.epoch + 1  # the epoch after this one, as fit counts it
             self._apply_stage()
 
     def _apply_stage(self) -> None:
@@ -482,9 +497,18 @@ class Trainer:
                 enabled[index] = 1.0
         self.model.enabled.copy_(enabled)
 
-    def _set_learning_rates(self) -> None:
+    def _finetune_scale(self, epoch_fraction: float) -> float:
+        """The last stage's share of the base rates ``epoch_fraction`` of the way through the current epoch."""
+        settings, state = self.settings, self.state
+        if settings.finetune_schedule == "constant":
+            return settings.finetune_lr_scale
+        length = max(1, settings.epochs - state.finetune_start)
+        progress = min(1.0, (state.epoch - state.finetune_start + epoch_fraction) / length)
+        return settings.finetune_lr_scale * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _set_learning_rates(self, epoch_fraction: float) -> None:
         settings = self.settings
-        scale = 0.1 if self.stage_name == "finetune" else 1.0
+        scale = self._finetune_scale(epoch_fraction) if self.stage_name == "finetune" else 1.0
         for group in self.optimizer.param_groups:
             step = self.state.warmup.get(group["name"], None)
             if step is None:
