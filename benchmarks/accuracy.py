@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.tables import keep_table, show_table
 from engine.atomic import replacing, write_text
 from training.evaluate import evaluate
 
@@ -479,9 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, seed in product(args.ablation or VARIANTS, args.seeds):
             run_ablation([name], seed)
             rows = scored_ablations(args.keep / "ablation.json")  # the table grows row by row: a cut run keeps it
-            write_text(args.keep / "ablation.json", json.dumps(rows, indent=1) + "\n")
-            write_text(args.keep / "ablation.md", ablation_markdown(rows) + "\n")
-        print(json.dumps(rows, indent=1) if args.json else ablation_markdown(rows))
+            keep_table(args.keep, "ablation", rows, ablation_markdown(rows))
+        show_table(rows, ablation_markdown(rows), args.json)
         return 0
     if args.rotations is not None:
         table = "rotations" if args.variant is None else f"rotations-{args.variant}"
@@ -492,9 +492,9 @@ def main(argv: list[str] | None = None) -> int:
             scored = {row["library"]: row for row in (json.loads(kept.read_text()) if kept.is_file() else [])}
             scored[library] = scored_now
             rows = [scored[name] for name in ROTATIONS if name in scored]
-            write_text(kept, json.dumps(rows, indent=1) + "\n")  # grows rotation by rotation: a cut run keeps it
-            write_text(args.keep / f"{table}.md", rotations_markdown(rows) + "\n")
-        print(json.dumps(rows, indent=1) if args.json else rotations_markdown(rows))
+            # the table grows rotation by rotation: a cut run keeps what it scored
+            keep_table(args.keep, table, rows, rotations_markdown(rows))
+        show_table(rows, rotations_markdown(rows), args.json)
         return 0
     rows, studies = [], {}
     for study in args.only:

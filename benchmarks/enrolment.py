@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.accuracy import STUDIES, _config
-from engine.atomic import write_text
+from benchmarks.tables import keep_table, show_table
 from engine.config import AnalysisConfig
 from engine.modelfile import load_model
 from training.enrol import enrol, write_enrolled
@@ -121,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args.keep.mkdir(parents=True, exist_ok=True)
     rows = [measure(study, model, library, args.seconds, args.keep) for study, model, library in measured]
     rows = kept_with(args.keep / "enrolment.json", rows)
-    write_text(args.keep / "enrolment.json", json.dumps(rows, indent=1) + "\n")
-    write_text(args.keep / "enrolment.md", markdown(rows) + "\n")
-    print(json.dumps(rows, indent=1) if args.json else markdown(rows))
+    keep_table(args.keep, "enrolment", rows, markdown(rows))
+    show_table(rows, markdown(rows), args.json)
     return 0
 
 

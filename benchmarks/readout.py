@@ -20,7 +20,6 @@ Writes ``readout.json`` and ``readout.md`` to ``--keep``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine.atomic import write_text
+from benchmarks.tables import keep_table, show_table
 from engine.errors import ProtophoneError
 from engine.identify import DEFAULT_GATE_DB, SoundingGate
 from engine.modelfile import load_model
@@ -118,10 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ProtophoneError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args.keep.mkdir(parents=True, exist_ok=True)
-    write_text(args.keep / "readout.json", json.dumps(rows, indent=1) + "\n")
-    write_text(args.keep / "readout.md", markdown(rows) + "\n")
-    print(json.dumps(rows, indent=1) if args.json else markdown(rows))
+    keep_table(args.keep, "readout", rows, markdown(rows))
+    show_table(rows, markdown(rows), args.json)
     return 0
 
 
