@@ -108,8 +108,17 @@ def minimum_phase_filters(gains: np.ndarray, n_fft: int, taps: int) -> np.ndarra
     phase; a frame of zero gains gives a zero filter (silence)."""
     gains = np.asarray(gains, dtype=np.float64)
     fold, fade = _design_windows(n_fft, taps)
-    cepstrum = np.fft.irfft(np.log(np.maximum(gains, GAIN_FLOOR)), n=n_fft, axis=-1)
-    filters = np.fft.irfft(np.exp(np.fft.rfft(cepstrum * fold, axis=-1)), n=n_fft, axis=-1)[:, :taps]
+    magnitudes = np.maximum(gains, GAIN_FLOOR)
+    cepstrum = np.fft.irfft(np.log(magnitudes), n=n_fft, axis=-1)
+    # exp of the folded cepstrum's spectrum: its real part is the log magnitude itself (the fold keeps the
+    # cepstrum's even part), so only the phase needs an exponential, as a cosine and a sine in float32, which
+    # numpy vectorises (its float64 and complex ones it does not: 28 against 2 us a frame).  A float32 phase
+    # is off by ~1e-6 rad at most, below the float32 filters' own rounding (-114 dB, _crossfaded_convolution).
+    phase = np.fft.rfft(cepstrum * fold, axis=-1).imag.astype(np.float32)
+    response = np.empty(phase.shape, dtype=np.complex128)
+    np.multiply(magnitudes, np.cos(phase), out=response.real)
+    np.multiply(magnitudes, np.sin(phase), out=response.imag)
+    filters = np.fft.irfft(response, n=n_fft, axis=-1)[:, :taps]
     filters *= fade
     filters[~(gains.max(axis=-1) > 0.0)] = 0.0
     return filters
