@@ -128,9 +128,9 @@ def _oscillators(z_re: np.ndarray, z_im: np.ndarray, rot_re: np.ndarray, rot_im:
 @njit(cache=True, fastmath=True)
 def _renormalise(z_re: np.ndarray, z_im: np.ndarray, count: int) -> None:
     """Put the ``count`` oscillators that have been turning back on the unit circle (rounding drifts a radius
-    over millions of turns; the others stand still).  The
-    radius stays within ~1e-13 of 1 between calls, so one Newton step for ``1 / radius`` (``(3 - r^2) / 2``) is
-    exact to ~1e-26 and needs no square root or division: the loop vectorises."""
+    over millions of turns; the others stand still).  The radius stays within ~1e-13 of 1 between calls, so one
+    Newton step for ``1 / radius`` (``(3 - r^2) / 2``) is exact to ~1e-26 and needs no square root or division:
+    the loop vectorises."""
     for k in range(count):
         factor = 1.5 - 0.5 * (z_re[k] * z_re[k] + z_im[k] * z_im[k])
         z_re[k] *= factor

@@ -32,8 +32,8 @@ DEFAULT_HOLD_S = 0.3
 DEFAULT_SWITCH_S = 0.1
 #: A challenger must also reach this many times the shown class's posterior to replace it: near-ties between two
 #: similar instruments (viola and cello) then keep the class shown instead of flickering between them.  Chosen
-#: on the shipped model's validation notes and phrases (``python -m benchmarks.readout``): see README, "The
-#: readout at the end of a phrase".
+#: on the training libraries' phrases, with the shipped model (``python -m benchmarks.readout``): see README, "The
+#: readout through a phrase".
 DEFAULT_SWITCH_RATIO = 1.5
 DEFAULT_MIN_CONFIDENCE = 0.3
 #: A class on show stays on show down to this share of ``min_confidence`` (hysteresis on confidence).

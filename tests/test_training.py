@@ -121,12 +121,12 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(dataset, tmp_path, sche
     killed = _trainer(_config(tmp_path / "b", dataset, **settings))
     killed.initialise()
 
-    def kill_after_third_epoch(row: dict) -> None:
+    def kill_after_fifth_epoch(row: dict) -> None:
         if row["epoch"] == 5:
             raise _Killed
 
     with pytest.raises(_Killed):
-        killed.fit(progress=False, on_epoch=kill_after_third_epoch)
+        killed.fit(progress=False, on_epoch=kill_after_fifth_epoch)
     resumed = _trainer(_config(tmp_path / "b", dataset, **settings))
     resumed.load_checkpoint()
     resumed.truncate_log()
