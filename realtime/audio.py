@@ -123,8 +123,17 @@ def release_portaudio() -> None:
     Call this before stopping a JACK server that PortAudio has seen: terminating PortAudio after
     its server died aborts the whole process (``pa_jack.c: Terminate: Assertion `err == 0'``), and
     sounddevice terminates PortAudio at interpreter exit.  Until ``refresh_portaudio()`` is called
-    again, sounddevice functions raise "PortAudio not initialized".  No stream may be open.
+    again, sounddevice functions raise "PortAudio not initialized".  No stream may be open: a stream whose stop
+    outlasted ``STOP_TIMEOUT_S`` is waited for up to ``LATE_STOP_GRACE_S`` more (terminating PortAudio while a
+    stream closes aborts the process); if it never finishes, RuntimeError, and PortAudio stays as it is.
     """
+    deadline = time.monotonic() + LATE_STOP_GRACE_S
+    for stop in _late_stops:
+        stop.join(max(0.0, deadline - time.monotonic()))
+    _late_stops[:] = [stop for stop in _late_stops if stop.is_alive()]
+    if _late_stops:
+        raise RuntimeError(f"a stream did not stop within {STOP_TIMEOUT_S + LATE_STOP_GRACE_S:.0f} s (its device "
+                           "or server died under it): PortAudio cannot be terminated; end the process with os._exit")
     while sd._initialized > 0:  # sounddevice's count of its Pa_Initialize calls; PortAudio ref-counts them
         sd._terminate()
 
@@ -132,6 +141,9 @@ def release_portaudio() -> None:
 #: How long stopping a stream may take before the device is taken for gone (PortAudio's JACK host API
 #: waits for a process callback that a dead server never runs: measured, it hangs for minutes).
 STOP_TIMEOUT_S = 5.0
+#: How much longer :func:`release_portaudio` waits for a stop that outlasted ``STOP_TIMEOUT_S``: on a loaded
+#: machine a live server's stop can (measured: a JACK round trip with both cores of a 2-core machine busy).
+LATE_STOP_GRACE_S = 60.0
 EVENT_HISTORY = 256  # times kept per kind of event (xrun, deadline miss); the counts are unbounded
 
 
@@ -157,22 +169,24 @@ class EventClock:
         kept = min(self.count, EVENT_HISTORY)
         return tuple(np.roll(self._times, -self.count)[EVENT_HISTORY - kept :].tolist())
 
-# Streams whose stop hung.  They are kept referenced (their finaliser would hang too), and PortAudio
-# cannot be terminated any more: see :func:`portaudio_abandoned`.
-_abandoned_streams: list[sd.Stream] = []
+# The helper threads of stops that outlasted STOP_TIMEOUT_S, each holding its stream (whose finaliser would
+# hang too): PortAudio cannot be terminated while one runs (see :func:`portaudio_abandoned`).
+_late_stops: list[threading.Thread] = []
 
 
 def portaudio_abandoned() -> bool:
-    """True once a stream could not be stopped (its device or server died under it).
+    """True while a stream's stop, given up on after ``STOP_TIMEOUT_S``, still runs (its device or server died
+    under it, or the machine is starved).
 
     The process must then end with ``os._exit``: sounddevice's exit handler would terminate PortAudio,
     which hangs or aborts with such a stream open.
     """
-    return bool(_abandoned_streams)
+    return any(stop.is_alive() for stop in _late_stops)
 
 
 def _stop_and_close(stream: sd.Stream, timeout_s: float) -> None:
-    """Stop and close ``stream`` on a helper thread; abandon it if that takes longer than ``timeout_s``."""
+    """Stop and close ``stream`` on a helper thread; leave it running (a late stop) if that takes longer than
+    ``timeout_s``."""
     failure: list[BaseException] = []
 
     def stop() -> None:
@@ -188,7 +202,7 @@ def _stop_and_close(stream: sd.Stream, timeout_s: float) -> None:
     helper.start()
     helper.join(timeout_s)
     if helper.is_alive():
-        _abandoned_streams.append(stream)
+        _late_stops.append(helper)
     elif failure:
         raise failure[0]
 

@@ -648,3 +648,40 @@ def test_device_lost_mid_run_is_one_line_and_keeps_the_recording(presets: Path, 
     assert engine.returncode == 2 and "Traceback" not in stderr, stderr
     assert len(ours) == 1 and "stopped delivering audio" in ours[0] and str(take) in ours[0], stderr
     assert sf.info(take).duration > 1.5
+
+
+class _SlowStream:
+    """Stands in for a PortAudio stream whose stop takes as long as the test holds ``released``."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.closed = False
+
+    def stop(self) -> None:
+        self.released.wait(30)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_stop_that_outlasts_its_timeout_is_waited_for_before_portaudio_is_terminated(monkeypatch) -> None:
+    """Terminating PortAudio while a stream closes aborts the process: release_portaudio waits for a late stop,
+    and refuses with one line when it never ends (no PortAudio is terminated here: sounddevice's count is 0)."""
+    from realtime import audio
+
+    monkeypatch.setattr(audio.sd, "_initialized", 0)
+    monkeypatch.setattr(audio, "_late_stops", [])
+    late = _SlowStream()
+    audio._stop_and_close(late, timeout_s=0.05)  # type: ignore[arg-type]
+    assert audio.portaudio_abandoned() and not late.closed
+    threading.Timer(0.2, late.released.set).start()
+    audio.release_portaudio()  # waits for the stop, then terminates nothing
+    assert late.closed and not audio.portaudio_abandoned()
+
+    monkeypatch.setattr(audio, "LATE_STOP_GRACE_S", 0.1)
+    stuck = _SlowStream()
+    audio._stop_and_close(stuck, timeout_s=0.05)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="did not stop within"):
+        audio.release_portaudio()
+    assert audio.portaudio_abandoned()
+    stuck.released.set()
