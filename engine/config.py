@@ -94,8 +94,8 @@ class AnalysisConfig:
         return band_centres_hz(self.n_mels, self.f_min, self.f_max)
 
 
-#: Prime factors numpy's FFT (pocketfft) has fast passes for; other sizes fall back to Bluestein's
-#: algorithm, 18 times slower at 2228 points than at 2240 (measured).
+#: Prime factors pocketfft (scipy.fft, which the engine calls, and numpy.fft) has fast passes for; other sizes
+#: fall back to Bluestein's algorithm, 18 times slower at 2228 points than at 2240 (measured).
 FFT_RADICES = (2, 3, 5, 7, 11)
 
 

@@ -17,8 +17,8 @@ sample count only, never on the host's block size, so any blocking gives the sam
 The convolution runs directly (``_crossfaded_convolution``, numba): with a new filter every hop and a crossfade
 as long as the hop, both filters are heard at every sample, so each sample costs two dot products of
 ``n_fft / 2`` taps, which the kernel computes in one pass over the signal.  That is about twice as fast as two
-``np.convolve`` calls and measured faster than convolving by FFT at the blocks a performer uses (numpy's FFT
-calls cost more than their arithmetic at 256 samples; a partitioned convolution would pay that per partition).
+``np.convolve`` calls and measured faster than convolving by FFT at the blocks a performer uses (an FFT call
+costs more than its arithmetic at 256 samples; a partitioned convolution would pay that per partition).
 
 Transposition moves the audio itself before the filter (:class:`engine.pitchshift.DelayLineShifter`, about
 15 ms late on average while it shifts, nothing otherwise), and the gains are designed for the moved partials
@@ -32,6 +32,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 from numba import njit
 
 from engine.config import AnalysisConfig
@@ -46,6 +47,9 @@ GAIN_FLOOR = 1e-6
 #: heard as the target against 12 of 65 with the +12 dB limits that bounded the peaks before).
 GUARD_HEADROOM = 2.0
 GUARD_RELEASE_S = 0.1
+#: Samples of room after the filters' history in the signal buffer: the history moves back to the buffer's front
+#: once this many samples have been filtered, not every block.
+SIGNAL_ROOM = 4096
 
 
 @njit(cache=True)
@@ -109,16 +113,16 @@ def minimum_phase_filters(gains: np.ndarray, n_fft: int, taps: int) -> np.ndarra
     gains = np.asarray(gains, dtype=np.float64)
     fold, fade = _design_windows(n_fft, taps)
     magnitudes = np.maximum(gains, GAIN_FLOOR)
-    cepstrum = np.fft.irfft(np.log(magnitudes), n=n_fft, axis=-1)
+    cepstrum = scipy.fft.irfft(np.log(magnitudes), n=n_fft, axis=-1, overwrite_x=True)
     # exp of the folded cepstrum's spectrum: its real part is the log magnitude itself (the fold keeps the
     # cepstrum's even part), so only the phase needs an exponential, as a cosine and a sine in float32, which
     # numpy vectorises (its float64 and complex ones it does not: 28 against 2 us a frame).  A float32 phase
     # is off by ~1e-6 rad at most, below the float32 filters' own rounding (-114 dB, _crossfaded_convolution).
-    phase = np.fft.rfft(cepstrum * fold, axis=-1).imag.astype(np.float32)
+    phase = scipy.fft.rfft(cepstrum * fold, axis=-1, overwrite_x=True).imag.astype(np.float32)
     response = np.empty(phase.shape, dtype=np.complex128)
     np.multiply(magnitudes, np.cos(phase), out=response.real)
     np.multiply(magnitudes, np.sin(phase), out=response.imag)
-    filters = np.fft.irfft(response, n=n_fft, axis=-1)[:, :taps]
+    filters = scipy.fft.irfft(response, n=n_fft, axis=-1, overwrite_x=True)[:, :taps]
     filters *= fade
     filters[~(gains.max(axis=-1) > 0.0)] = 0.0
     return filters
@@ -133,7 +137,10 @@ class FilterRoute:
         self.analysis = analysis
         self.shifter = DelayLineShifter(analysis.sample_rate)
         self.taps = analysis.n_fft // 2
-        self._history = np.zeros(self.taps - 1, dtype=np.float32)
+        # The signal the filters read: the last taps - 1 samples (the history) end at _end, the new block goes
+        # after them; the history moves back to the front only when the room after it runs out (_signal_for).
+        self._signal = np.zeros(self.taps - 1 + SIGNAL_ROOM, dtype=np.float32)
+        self._end = self.taps - 1
         self._fade = np.linspace(0.0, 1.0, analysis.hop, endpoint=False)
         self._release = float(np.exp(-1.0 / (GUARD_RELEASE_S * analysis.sample_rate)))
         self._envelopes = np.zeros(2)
@@ -144,7 +151,8 @@ class FilterRoute:
                                 self._fade, 0, silence.copy())
 
     def reset(self) -> None:
-        self._history[:] = 0.0
+        self._signal[:] = 0.0
+        self._end = self.taps - 1
         self._envelopes[:] = 0.0
         self.shifter.reset()
         self._previous = np.zeros(self.taps, dtype=np.float32)  # the filters heard, time-reversed, float32
@@ -171,7 +179,8 @@ class FilterRoute:
             switches = list(zip(offsets[completed - len(gains):], reversed_filters, strict=True))
         self._frames += completed
         moved = self.shifter.process(np.asarray(block, dtype=np.float64)) if source is None else source
-        signal = np.concatenate([self._history, moved.astype(np.float32)])
+        signal = self._signal_for(len(block))
+        signal[self.taps - 1 :] = moved  # after the history, as float32
         out = np.empty(len(block), dtype=np.float32)
         edges = [0, *(at for at, _ in switches), len(block)]
         for index in range(len(edges) - 1):
@@ -179,11 +188,23 @@ class FilterRoute:
                 self._previous, self._current = self._current, switches[index - 1][1]
                 self._switched_at = start + edges[index]
             self._filter_segment(signal, edges[index], edges[index + 1], start, out)
-        self._history = signal[len(signal) - len(self._history):]
+        self._end += len(block)
         self._samples += len(block)
         dry = signal[len(signal) - len(block):] if source is None else np.asarray(block, dtype=np.float32)
         _guard(dry, out, self._release, GUARD_HEADROOM, self._envelopes)
         return out
+
+    def _signal_for(self, samples: int) -> np.ndarray:
+        """The history followed by room for ``samples`` new ones: a view of the signal buffer, whose history is
+        moved to its front (or into a larger buffer, for a block longer than any before) only when the room
+        after it runs out, once every few blocks instead of a copy every block."""
+        history = self.taps - 1
+        if self._end + samples > len(self._signal):
+            if history + samples > len(self._signal):
+                self._signal = np.concatenate([self._signal, np.zeros(samples, dtype=np.float32)])
+            self._signal[:history] = self._signal[self._end - history : self._end]
+            self._end = history
+        return self._signal[self._end - history : self._end + samples]
 
     def completion_offsets(self, completed: int) -> list[int]:
         """Where, in the next block, each of the ``completed`` frames that it finishes is complete: the offset of

@@ -218,7 +218,7 @@ class HarmonicExcitation:
         self._level_coefficient = 1.0 - math.exp(-1.0 / (LEVEL_TIME_S * rate))
         self._envelope = SparseMatrix(envelope_matrix(analysis, SMOOTHING_BANDS))
         self._to_natural = X_TO_LOG10_AMPLITUDE * math.log(10.0)
-        self._harmonic_bins = np.arange(analysis.n_bins) * rate / analysis.n_fft < self._top
+        self._harmonic_bin_count = int(np.count_nonzero(np.arange(analysis.n_bins) * rate / analysis.n_fft < self._top))
         self._no_events = np.zeros(0)
         self._transpose, self._ratio = 0.0, 1.0
         self.reset()
@@ -276,7 +276,8 @@ class HarmonicExcitation:
         log_gains = self._envelope.product(target_x) * self._to_natural
         log_gains -= log_gains.max(axis=1, keepdims=True) if len(log_gains) else 0.0
         gains = np.exp(log_gains)
-        power = np.mean(gains[:, self._harmonic_bins] ** 2, axis=1, keepdims=True)
+        harmonic = gains[:, : self._harmonic_bin_count]  # the bins below the top harmonic: a prefix, a view
+        power = np.einsum("ij,ij->i", harmonic, harmonic)[:, None] / self._harmonic_bin_count
         gains /= np.sqrt(np.maximum(power, 1e-30))
         gains[gated(target_x, gate_x)] = 0.0
         return gains

@@ -23,6 +23,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 from numba import njit
 
 from engine.config import AnalysisConfig
@@ -85,7 +86,7 @@ def frame_periodicity(spectra: np.ndarray, analysis: AnalysisConfig) -> tuple[np
         return pitch, periodicity
     power = (spectra.real**2 + spectra.imag**2) * _band(n_fft, rate)
     lowest, highest = max(2, math.floor(rate / MAX_PITCH_HZ)), math.floor(n_fft * MAX_LAG_SHARE)
-    autocorrelation = np.fft.irfft(power, n=n_fft)[:, : highest + 2]
+    autocorrelation = scipy.fft.irfft(power, n=n_fft, overwrite_x=True)[:, : highest + 2]
     _pick_periods(autocorrelation, _window_autocorrelation(n_fft), lowest, highest, float(rate), pitch, periodicity)
     return pitch, periodicity
 

@@ -75,9 +75,10 @@ def test_the_convolution_kernel_is_the_crossfade_of_two_plain_convolutions(into_
     assert not out[:begin].any()  # nothing written outside [begin, end)
 
 
-@pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024)])
+@pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024), (64, 5000)])
 def test_the_output_does_not_depend_on_the_block_size(blocks):
-    """Each frame's filter takes over at the sample the frame completed, whatever the blocking."""
+    """Each frame's filter takes over at the sample the frame completed, whatever the blocking (5000: a block
+    longer than the signal buffer's room, which grows it; 64: many moves of the history to its front)."""
     signal = np.random.default_rng(1).standard_normal(20 * CONFIG.hop).astype(np.float32)
     n_frames = (len(signal) - CONFIG.n_fft) // CONFIG.hop + 1
     gains = _smooth_gains(n_frames, seed=2)
