@@ -166,28 +166,38 @@ VARIANTS = list(dict.fromkeys([*ABLATIONS, *SOURCES, *RECIPES]))
 SHIPPED_STUDY = "orchestra"
 ROTATIONS: dict[str, tuple[str, ...]] = {"FluidR3_GM": (), "TimGM6mb": ("sf_GMbank",), "freepats": (),
                                          "GeneralUserGS": (), "Aspirin": (), "JCLive": ()}
-#: The shipped recipe's length until 2026-12-04 (40 epochs, validation notes scored every second one), with which
-#: every variant below but ``bands160`` was measured: each keeps it, so its rows stay reproducible.
-FORTY_EPOCHS = {"epochs": 40, "validate_every": 2}
-#: Changes to the shipped recipe's ``train`` section tried on the same rotations (same notes on each side), each
-#: beside the shipped recipe's rows: ``forty``, the shipped recipe at its former length; ``tilt``, each
-#: prototype's tilt across the bands fitted per frame (up to 24 dB from the lowest band to the highest, the chain's
-#: equaliser reach) and left out of the errors; ``bands``, the predictor reading each frame through a convolution
-#: along its bands as well (16 channels, shared by every band: a 2-D CNN's view of the spectrum, which carries over
-#: to unseen libraries better than the prototypes); ``bands8`` and ``bands32`` with 8 and 32 channels;
-#: ``bands-seed1`` and ``seed1``, ``bands`` and the former recipe from seed 1 (their spread); ``long`` and
-#: ``long160``, 80 and 160 epochs instead of 40 (the validation notes still gained at the 40th: the shipped
-#: length since, scored every eighth epoch); ``bands160``, the band convolution at the shipped length;
-#: ``cosine40`` and ``cosine``, the last stage at the full learning rate falling along a cosine to zero at the
-#: last epoch (COSINE_FINETUNE), at 40 and at 160 epochs.
+#: What the recipes before the shipped one left at their defaults, pinned so that each variant's rows stay
+#: reproducible whatever the shipped config becomes: the last stage held at a tenth of the learning rate (until
+#: 2026-12-04 evening) and no band convolution in the predictor (until 2026-12-05).
+HELD_FINETUNE = {"finetune_lr_scale": 0.1, "finetune_schedule": "constant"}
+NO_BANDS = {"band_channels": 0}
+#: The last stage at the full learning rate falling along a cosine to zero at the last epoch.
 COSINE_FINETUNE = {"finetune_lr_scale": 1.0, "finetune_schedule": "cosine"}
+#: The shipped recipe's length until 2026-12-04 (40 epochs, validation notes scored every second one), with which
+#: the variants measured before then were trained.
+FORTY_EPOCHS = {"epochs": 40, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS}
+#: Changes to the shipped recipe's ``train`` section tried on the same rotations (same notes on each side), each
+#: beside the shipped recipe's rows: ``forty``, the recipe at its former length; ``tilt``, each prototype's tilt
+#: across the bands fitted per frame (up to 24 dB from the lowest band to the highest, the chain's equaliser reach)
+#: and left out of the errors; ``bands``, the predictor reading each frame through a convolution along its bands as
+#: well (16 channels, shared by every band: a 2-D CNN's view of the spectrum, which carries over to unseen
+#: libraries better than the prototypes); ``bands8`` and ``bands32`` with 8 and 32 channels; ``bands-seed1`` and
+#: ``seed1``, ``bands`` and the former recipe from seed 1 (their spread); ``long`` and ``long160``, 80 and 160
+#: epochs instead of 40 (scored every second epoch); ``held160``, the shipped recipe of 2026-12-04 (160 epochs
+#: scored every eighth, the last stage held at a tenth of the rate, no band convolution); ``cosine40`` and
+#: ``cosine``, that recipe with the last stage along COSINE_FINETUNE, at 40 and at 160 epochs (the shipped recipe
+#: from 2026-12-04 evening to 2026-12-05); ``bands160``, the band convolution with the cosine at 160 epochs (the
+#: shipped recipe since 2026-12-05: its runs are the shipped recipe's rows).
 ROTATION_VARIANTS = {"forty": FORTY_EPOCHS, "tilt": {**FORTY_EPOCHS, "fitted_tilt_db": 24.0},
                      "bands": {**FORTY_EPOCHS, "band_channels": 16}, "bands8": {**FORTY_EPOCHS, "band_channels": 8},
                      "bands32": {**FORTY_EPOCHS, "band_channels": 32},
                      "bands-seed1": {**FORTY_EPOCHS, "band_channels": 16, "seed": 1},
-                     "seed1": {**FORTY_EPOCHS, "seed": 1}, "long": {"epochs": 80, "validate_every": 2},
-                     "long160": {"epochs": 160, "validate_every": 2}, "bands160": {"band_channels": 16},
-                     "cosine40": {**FORTY_EPOCHS, **COSINE_FINETUNE}, "cosine": COSINE_FINETUNE}
+                     "seed1": {**FORTY_EPOCHS, "seed": 1},
+                     "long": {"epochs": 80, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS},
+                     "long160": {"epochs": 160, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS},
+                     "held160": {"epochs": 160, "validate_every": 8, **HELD_FINETUNE, **NO_BANDS},
+                     "cosine40": {**FORTY_EPOCHS, **COSINE_FINETUNE}, "cosine": {**COSINE_FINETUNE, **NO_BANDS},
+                     "bands160": {**COSINE_FINETUNE, "band_channels": 16}}
 
 
 def _config(study: str) -> dict:

@@ -87,3 +87,10 @@ def test_the_rotation_table_sets_the_prototypes_beside_the_cnn_with_the_mean() -
     assert "| A | 50.0 / 49.0 | 40.0 (20 %) | 60.0 / 61.0 | -10.0 |" in table
     assert "| B (C) | 70.0 / 69.0 | 60.0 (10 %) | 65.0 / 64.0 | +5.0 |" in table
     assert "| **mean of 2** | **60.0** | | **62.5** | -2.5 |" in table
+
+
+def test_every_rotation_variant_pins_the_settings_the_shipped_recipe_has_changed() -> None:
+    """A variant's rows were measured against the shipped recipe of their day: each names its band convolution
+    and its last stage's schedule itself, so that a later shipped config does not change what it retrains."""
+    for name, recipe in ROTATION_VARIANTS.items():
+        assert {"band_channels", "finetune_lr_scale", "finetune_schedule"} <= recipe.keys(), name
