@@ -196,8 +196,9 @@ ROTATION_VARIANTS = {"forty": FORTY_EPOCHS, "tilt": {**FORTY_EPOCHS, "fitted_til
                      "long": {"epochs": 80, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS},
                      "long160": {"epochs": 160, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS},
                      "held160": {"epochs": 160, "validate_every": 8, **HELD_FINETUNE, **NO_BANDS},
-                     "cosine40": {**FORTY_EPOCHS, **COSINE_FINETUNE}, "cosine": {**COSINE_FINETUNE, **NO_BANDS},
-                     "bands160": {**COSINE_FINETUNE, "band_channels": 16}}
+                     "cosine40": {**FORTY_EPOCHS, **COSINE_FINETUNE},
+                     "cosine": {"epochs": 160, "validate_every": 8, **COSINE_FINETUNE, **NO_BANDS},
+                     "bands160": {"epochs": 160, "validate_every": 8, **COSINE_FINETUNE, "band_channels": 16}}
 
 
 def _config(study: str) -> dict:

@@ -151,8 +151,8 @@ class FilterRoute:
                                 self._fade, 0, silence.copy())
 
     def reset(self) -> None:
-        self._signal[:] = 0.0
         self._end = self.taps - 1
+        self._signal[: self._end] = 0.0  # the history; what follows is written before it is read
         self._envelopes[:] = 0.0
         self.shifter.reset()
         self._previous = np.zeros(self.taps, dtype=np.float32)  # the filters heard, time-reversed, float32

@@ -82,7 +82,8 @@ def refresh_portaudio() -> None:
 
     PortAudio enumerates audio servers (JACK, ALSA, ...) only inside ``Pa_Initialize``, which
     sounddevice calls once at import, so a JACK server started later is invisible until PortAudio
-    is terminated and initialised again.  No stream may be open while this runs.
+    is terminated and initialised again.  No stream may be open while this runs: a late stop is waited for, up
+    to ``LATE_STOP_GRACE_S``, and RuntimeError if it never ends (:func:`release_portaudio`).
     """
     release_portaudio()
     sd._initialize()
@@ -99,7 +100,8 @@ def name_jack_client(name: str) -> None:
     """Give PortAudio's JACK client ``name`` (its ports become ``NAME:in_0``, ``NAME:out_0`` ...).
 
     PortAudio opens its JACK client when it initialises, under the name ``PaJack_SetClientName`` gave it,
-    so a new name re-initialises PortAudio (no stream may be open).  A PortAudio built without JACK has
+    so a new name re-initialises PortAudio (no stream may be open; :func:`refresh_portaudio`).  A PortAudio built
+    without JACK has
     no such client and ignores the name.
     """
     encoded = name.encode()
@@ -142,7 +144,8 @@ def release_portaudio() -> None:
 #: waits for a process callback that a dead server never runs: measured, it hangs for minutes).
 STOP_TIMEOUT_S = 5.0
 #: How much longer :func:`release_portaudio` waits for a stop that outlasted ``STOP_TIMEOUT_S``: on a loaded
-#: machine a live server's stop can (measured: a JACK round trip with both cores of a 2-core machine busy).
+#: machine a live server's stop can take that long (seen: a JACK round trip with both cores of a 2-core machine
+#: busy).
 LATE_STOP_GRACE_S = 60.0
 EVENT_HISTORY = 256  # times kept per kind of event (xrun, deadline miss); the counts are unbounded
 
@@ -549,8 +552,8 @@ class DuplexRunner:
     def _close(self) -> RunReport:
         """Stop the stream first (so the callback no longer runs), then the worker; idempotent.
 
-        A stream that does not stop within ``STOP_TIMEOUT_S`` (its device or server died) is abandoned
-        instead of hanging the caller: see :func:`portaudio_abandoned`.
+        A stream that does not stop within ``STOP_TIMEOUT_S`` (its device or server died) is left to its helper
+        thread instead of hanging the caller (a late stop): see :func:`portaudio_abandoned`.
         """
         stream, self._stream = self._stream, None
         if stream is not None:

@@ -3,6 +3,8 @@ the audio path (engine/filterroute.py)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from tiny_model import period_hz, tone, write_tiny_model
@@ -75,19 +77,22 @@ def test_the_convolution_kernel_is_the_crossfade_of_two_plain_convolutions(into_
     assert not out[:begin].any()  # nothing written outside [begin, end)
 
 
-@pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024), (64, 5000)])
+@pytest.mark.parametrize("blocks", [(64, 700), (1, 256), (333, 1024), (64, 5000), (333, (300, 4000, 5000))])
 def test_the_output_does_not_depend_on_the_block_size(blocks):
-    """Each frame's filter takes over at the sample the frame completed, whatever the blocking (5000: a block
-    longer than the signal buffer's room, which grows it; 64: many moves of the history to its front)."""
-    signal = np.random.default_rng(1).standard_normal(20 * CONFIG.hop).astype(np.float32)
+    """Each frame's filter takes over at the sample the frame completed, whatever the blocking.  60 hops: blocks
+    of 64 move the history to the signal buffer's front a few times; 5000, longer than the buffer's room, grows
+    it; 300, 4000 and 5000 in turn move the history onto memory it overlaps, then grow the buffer."""
+    signal = np.random.default_rng(1).standard_normal(60 * CONFIG.hop).astype(np.float32)
     n_frames = (len(signal) - CONFIG.n_fft) // CONFIG.hop + 1
     gains = _smooth_gains(n_frames, seed=2)
     outputs = []
     for block in blocks:
-        route, done, out = FilterRoute(CONFIG), 0, []
-        for start in range(0, len(signal), block):
-            piece = signal[start : start + block]
-            completed = max(0, (start + len(piece) - CONFIG.n_fft) // CONFIG.hop + 1) - done
+        sizes = itertools.cycle(block if isinstance(block, tuple) else (block,))
+        route, done, out, start = FilterRoute(CONFIG), 0, [], 0
+        while start < len(signal):
+            piece = signal[start : start + next(sizes)]
+            start += len(piece)
+            completed = max(0, (start - CONFIG.n_fft) // CONFIG.hop + 1) - done
             out.append(route.push(piece, completed, gains[done : done + completed] if completed else None))
             done += completed
         outputs.append(np.concatenate(out))

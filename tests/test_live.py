@@ -665,23 +665,32 @@ class _SlowStream:
 
 
 def test_a_stop_that_outlasts_its_timeout_is_waited_for_before_portaudio_is_terminated(monkeypatch) -> None:
-    """Terminating PortAudio while a stream closes aborts the process: release_portaudio waits for a late stop,
-    and refuses with one line when it never ends (no PortAudio is terminated here: sounddevice's count is 0)."""
+    """Terminating PortAudio while a stream closes aborts the process: release_portaudio waits for a late stop
+    and terminates only after it closed, and refuses with one line, terminating nothing, when it never ends
+    (sounddevice's terminate is a stand-in here that records whether the stream had closed)."""
     from realtime import audio
 
-    monkeypatch.setattr(audio.sd, "_initialized", 0)
-    monkeypatch.setattr(audio, "_late_stops", [])
+    terminated_after_close: list[bool] = []
     late = _SlowStream()
+
+    def terminate() -> None:
+        terminated_after_close.append(late.closed)
+        monkeypatch.setattr(audio.sd, "_initialized", audio.sd._initialized - 1)
+
+    monkeypatch.setattr(audio.sd, "_terminate", terminate)
+    monkeypatch.setattr(audio, "_late_stops", [])
+    monkeypatch.setattr(audio.sd, "_initialized", 1)
     audio._stop_and_close(late, timeout_s=0.05)  # type: ignore[arg-type]
     assert audio.portaudio_abandoned() and not late.closed
     threading.Timer(0.2, late.released.set).start()
-    audio.release_portaudio()  # waits for the stop, then terminates nothing
-    assert late.closed and not audio.portaudio_abandoned()
+    audio.release_portaudio()
+    assert terminated_after_close == [True] and not audio.portaudio_abandoned()
 
     monkeypatch.setattr(audio, "LATE_STOP_GRACE_S", 0.1)
+    monkeypatch.setattr(audio.sd, "_initialized", 1)
     stuck = _SlowStream()
     audio._stop_and_close(stuck, timeout_s=0.05)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="did not stop within"):
         audio.release_portaudio()
-    assert audio.portaudio_abandoned()
+    assert audio.portaudio_abandoned() and terminated_after_close == [True]  # PortAudio left as it was
     stuck.released.set()

@@ -32,12 +32,14 @@ def portaudio_on_jack(server: JackServer) -> Iterator[JackServer]:
     try:
         yield server
     finally:
-        release_portaudio()
-        server.stop()
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
+        try:
+            release_portaudio()  # raises if a stream's stop never ended: the server still stops below
+        finally:
+            server.stop()
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
         refresh_portaudio()
 
 
