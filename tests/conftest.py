@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import warnings
 from collections.abc import Iterator
@@ -35,14 +34,6 @@ def jack_server(request: pytest.FixtureRequest) -> Iterator[JackServer]:
         reason = f"JACK live-audio tests SKIPPED: {exc} -- {INSTALL_HINT}"
         warnings.warn(reason, stacklevel=1)
         pytest.skip(reason)
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server.name
-    try:
+    with server.as_default():
         yield server
-    finally:
-        server.stop()
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
 # --- end of JACK server fixture ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ on a loop) and records the engine's output into a preallocated buffer, counting 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,21 +24,15 @@ from realtime.devicemode import DEFAULT_CLIENT_NAME
 def portaudio_on_jack(server: JackServer) -> Iterator[JackServer]:
     """PortAudio re-scanned to see ``server``; on exit PortAudio lets go of it *before* the server stops
     (else PortAudio aborts the process at exit), the server stops, and PortAudio re-scans the machine."""
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server.name
-    name_jack_client(DEFAULT_CLIENT_NAME)
-    refresh_portaudio()
     try:
-        yield server
+        with server.as_default():
+            name_jack_client(DEFAULT_CLIENT_NAME)
+            refresh_portaudio()
+            try:
+                yield server
+            finally:
+                release_portaudio()  # before the server stops; raises if a stream's stop never ended
     finally:
-        try:
-            release_portaudio()  # raises if a stream's stop never ended: the server still stops below
-        finally:
-            server.stop()
-            if previous is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = previous
         refresh_portaudio()
 
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,21 @@ class JackServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    @contextlib.contextmanager
+    def as_default(self) -> Iterator[JackServer]:
+        """``JACK_DEFAULT_SERVER`` names this server while inside, so that every JACK client of this process
+        (PortAudio's included) reaches it; on the way out the server stops and the variable is put back."""
+        previous = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        try:
+            yield self
+        finally:
+            self.stop()
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM (jackd shuts down cleanly on it), then SIGKILL if it hangs; idempotent.
