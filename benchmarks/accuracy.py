@@ -176,6 +176,8 @@ COSINE_FINETUNE = {"finetune_lr_scale": 1.0, "finetune_schedule": "cosine"}
 #: The shipped recipe's length until 2026-12-04 (40 epochs, validation notes scored every second one), with which
 #: the variants measured before then were trained.
 FORTY_EPOCHS = {"epochs": 40, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS}
+#: The shipped recipe's length since 2026-12-04 (160 epochs, validation notes scored every eighth).
+SHIPPED_LENGTH = {"epochs": 160, "validate_every": 8}
 #: Changes to the shipped recipe's ``train`` section tried on the same rotations (same notes on each side), each
 #: beside the shipped recipe's rows: ``forty``, the recipe at its former length; ``tilt``, each prototype's tilt
 #: across the bands fitted per frame (up to 24 dB from the lowest band to the highest, the chain's equaliser reach)
@@ -195,10 +197,10 @@ ROTATION_VARIANTS = {"forty": FORTY_EPOCHS, "tilt": {**FORTY_EPOCHS, "fitted_til
                      "seed1": {**FORTY_EPOCHS, "seed": 1},
                      "long": {"epochs": 80, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS},
                      "long160": {"epochs": 160, "validate_every": 2, **HELD_FINETUNE, **NO_BANDS},
-                     "held160": {"epochs": 160, "validate_every": 8, **HELD_FINETUNE, **NO_BANDS},
+                     "held160": {**SHIPPED_LENGTH, **HELD_FINETUNE, **NO_BANDS},
                      "cosine40": {**FORTY_EPOCHS, **COSINE_FINETUNE},
-                     "cosine": {"epochs": 160, "validate_every": 8, **COSINE_FINETUNE, **NO_BANDS},
-                     "bands160": {"epochs": 160, "validate_every": 8, **COSINE_FINETUNE, "band_channels": 16}}
+                     "cosine": {**SHIPPED_LENGTH, **COSINE_FINETUNE, **NO_BANDS},
+                     "bands160": {**SHIPPED_LENGTH, **COSINE_FINETUNE, "band_channels": 16}}
 
 
 def _config(study: str) -> dict:

@@ -111,6 +111,11 @@ def to_rate(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return audio if rate_in == rate_out else soxr.resample(audio, rate_in, rate_out).astype(np.float32)
 
 
+def judge_clip(cnn: CnnClassifier, audio: np.ndarray, rate: int) -> np.ndarray:
+    """``audio`` as the judge hears it: log-mel frames of its own analysis, at its own rate (as it was trained)."""
+    return log_mel(to_rate(audio, rate, cnn.analysis.sample_rate), cnn.analysis)
+
+
 def pyin_midi(audio: np.ndarray, sample_rate: int, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
     """pyin's pitch per frame as a MIDI number (NaN where unvoiced) and the frames' times.  The frame is sized
     so that two periods of the lowest searched pitch fit, as pyin wants."""
@@ -222,8 +227,7 @@ def transfer_one(proc: Processor, phrase: Phrase, target: str, cnn: CnnClassifie
     output, rate = read_audio(out_path)
     audio, _ = read_audio(phrase.item.path)
 
-    clip = log_mel(to_rate(output, rate, cnn.analysis.sample_rate), cnn.analysis)  # as the judge was trained
-    heard = cnn.class_names[cnn.predict([clip])[0]]
+    heard = cnn.class_names[cnn.predict([judge_clip(cnn, output, rate)])[0]]
     tally.hits += int(heard == target)
     tally.heard[heard] += 1
     tally.phrases += 1
@@ -252,7 +256,7 @@ def input_accuracy(phrases: list[Phrase], cnn: CnnClassifier) -> float | None:
     clips = []
     for phrase in known:
         audio, rate = read_audio(phrase.item.path)
-        clips.append(log_mel(to_rate(audio, rate, cnn.analysis.sample_rate), cnn.analysis))
+        clips.append(judge_clip(cnn, audio, rate))
     predicted = cnn.predict(clips)
     return float(np.mean([cnn.class_names[i] == p.item.label for i, p in zip(predicted, known, strict=True)]))
 

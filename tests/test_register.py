@@ -159,7 +159,7 @@ def test_the_readme_demo_comes_out_heard_as_a_violin(tmp_path):
     preset's register moves the phrase an octave up, into the violin's range; at the cello's own pitch it was
     named cello).  The identify preset names the input cello; its own model is no judge of the output: it learnt
     all six of the transfer model's libraries (since 2026-12-05 it names this output alto sax, README)."""
-    from benchmarks.transfer import to_rate
+    from benchmarks.transfer import judge_clip
     from engine.audiofile import read_audio
     from presets import demo_file
     from training.baselines import CnnClassifier
@@ -175,8 +175,7 @@ def test_the_readme_demo_comes_out_heard_as_a_violin(tmp_path):
     assert identify.process_file(demo_file(), tmp_path / "identified.wav")["label"] == "cello"
     judge = CnnClassifier.load(JUDGE)
     audio, rate = read_audio(out)
-    clip = log_mel(to_rate(audio, rate, judge.analysis.sample_rate), judge.analysis)
-    assert judge.class_names[judge.predict([clip])[0]] == "violin"
+    assert judge.class_names[judge.predict([judge_clip(judge, audio, rate)])[0]] == "violin"
 
 
 def test_the_register_listens_for_pitch_only_while_a_passage_s_octave_is_open():
